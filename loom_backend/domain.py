@@ -1,0 +1,402 @@
+"""Loom's domain model and its wire form (camelCase JSON), defined once.
+
+These models serve the HTTP API, the Migrator SDK, the Temporal Run and the UI alike,
+so a field renamed here is renamed everywhere. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+_SLUG = re.compile(SLUG_PATTERN)
+RUN_ID_SEPARATOR = "__"
+MAX_CANDIDATES_PER_REQUEST = 20_000
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(
+            "must be a slug: lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 128 characters"
+        )
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+Slug = Annotated[str, AfterValidator(_check_slug)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+ShortText = Annotated[str, Field(max_length=10_000)]
+StringMap = dict[str, str]
+
+
+def run_id(migration_id: str, candidate_id: str) -> str:
+    """The Run of a Candidate has a stable id: each Candidate runs at most once per Migration."""
+    return f"{migration_id}{RUN_ID_SEPARATOR}{candidate_id}"
+
+
+class CandidateStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+class StepStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    OPEN = "open"
+    AWAITING_REVIEW = "awaiting_review"
+    MERGED = "merged"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def succeeded(self) -> bool:
+        return self in (StepStatus.MERGED, StepStatus.COMPLETED)
+
+    @property
+    def waiting(self) -> bool:
+        """Intermediate statuses: the Run keeps waiting for the next callback."""
+        return self in (StepStatus.IN_PROGRESS, StepStatus.OPEN, StepStatus.AWAITING_REVIEW)
+
+
+# Older migrators speak the upstream protocol's words for the same states.
+LEGACY_STEP_STATUSES = {"pending": StepStatus.OPEN, "succeeded": StepStatus.COMPLETED}
+CALLBACK_STEP_STATUSES = frozenset(StepStatus) - {StepStatus.IN_PROGRESS}
+
+
+class EventType(StrEnum):
+    """What the append-only step event log records."""
+
+    RUN_STARTED = "run_started"
+    STEP_DISPATCHED = "step_dispatched"
+    STEP_UPDATED = "step_updated"
+    STEP_COMPLETED = "step_completed"
+    STEP_RETRIED = "step_retried"
+    REVIEW_APPROVED = "review_approved"
+    REVIEW_REJECTED = "review_rejected"
+    STEP_MARKED_MERGED = "step_marked_merged"
+    INPUTS_UPDATED = "inputs_updated"
+    RUN_COMPLETED = "run_completed"
+    RUN_CANCELLED = "run_cancelled"
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are ignored for forward compatibility."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+        serialize_by_alias=True,
+    )
+
+
+class InputDefinition(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    label: Annotated[str, Field(min_length=1, max_length=256)]
+    description: ShortText | None = None
+
+
+class StepDefinition(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    migrator_app: Annotated[str, Field(min_length=1, max_length=128)]
+    description: ShortText | None = None
+    type: Annotated[str, Field(max_length=128)] | None = None
+    config: StringMap = Field(default_factory=dict)
+    instructions: ShortText | None = None
+
+    @property
+    def is_manual_review(self) -> bool:
+        return self.type == "manual-review"
+
+
+def _check_unique_step_names(steps: list[StepDefinition] | None) -> list[StepDefinition] | None:
+    if steps is None:
+        return None
+    seen: set[str] = set()
+    for step in steps:
+        if step.name in seen:
+            raise ValueError(f"step names must be unique; {step.name!r} appears twice")
+        seen.add(step.name)
+    return steps
+
+
+Steps = Annotated[list[StepDefinition], AfterValidator(_check_unique_step_names)]
+
+
+class FileRef(WireModel):
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    url: Annotated[str, Field(max_length=4096)] = ""
+
+
+class FileGroup(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    repo: Annotated[str, Field(max_length=256)] = ""
+    files: list[FileRef] = Field(default_factory=list)
+
+
+class Candidate(WireModel):
+    id: Slug
+    kind: Annotated[str, Field(min_length=1, max_length=128)]
+    metadata: StringMap = Field(default_factory=dict)
+    files: list[FileGroup] = Field(default_factory=list)
+    steps: Annotated[list[StepDefinition] | None, AfterValidator(_check_unique_step_names)] = None
+    status: CandidateStatus = CandidateStatus.NOT_STARTED
+
+
+def _check_unique_candidate_ids(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate.id in seen:
+            raise ValueError(f"candidate ids must be unique; {candidate.id!r} appears twice")
+        seen.add(candidate.id)
+    return candidates
+
+
+Candidates = Annotated[
+    list[Candidate],
+    Field(max_length=MAX_CANDIDATES_PER_REQUEST),
+    AfterValidator(_check_unique_candidate_ids),
+]
+
+
+class MigrationAnnouncement(WireModel):
+    """What a Migrator posts on start-up to register or update its Migration."""
+
+    id: Slug
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    description: ShortText
+    overview: list[ShortText] = Field(default_factory=list)
+    required_inputs: list[InputDefinition] = Field(default_factory=list)
+    steps: Annotated[Steps, Field(min_length=1)]
+    candidates: Candidates
+    migrator_url: HttpUrl
+
+    @field_validator("required_inputs")
+    @classmethod
+    def _unique_input_names(cls, inputs: list[InputDefinition]) -> list[InputDefinition]:
+        names = [i.name for i in inputs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"input names must be unique; {', '.join(duplicates)} repeated")
+        return inputs
+
+
+class Migration(MigrationAnnouncement):
+    """The registered plan: the announcement as stored, with its Candidates' statuses."""
+
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class MigrationSummary(WireModel):
+    """A Migration without its Candidates, with counts: what lists and cards need."""
+
+    id: str
+    name: str
+    description: str
+    overview: list[str] = Field(default_factory=list)
+    required_inputs: list[InputDefinition] = Field(default_factory=list)
+    steps: list[StepDefinition]
+    migrator_url: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    candidate_counts: dict[CandidateStatus, int] = Field(default_factory=dict)
+    needs_attention: int = 0
+    last_activity_at: datetime | None = None
+
+
+class SubmitCandidatesRequest(WireModel):
+    candidates: Candidates
+
+
+class CandidatePage(WireModel):
+    """One page of a Migration's Candidates, with the exact total that matches the filter."""
+
+    candidates: list[Candidate]
+    total: int
+    limit: int
+    offset: int
+
+
+class ListMigrationsResponse(WireModel):
+    migrations: list[Migration]
+
+
+class StepResult(WireModel):
+    """The outcome of one Step of a Run, as the read model keeps it."""
+
+    step_name: str
+    candidate_id: str
+    status: StepStatus
+    metadata: StringMap = Field(default_factory=dict)
+    pr_url: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class CandidateStepsResponse(WireModel):
+    status: CandidateStatus
+    steps: list[StepResult]
+
+
+class MigrationManifest(WireModel):
+    """The snapshot a Run starts from: the Migration's plan plus the one Candidate."""
+
+    migration_id: str
+    migrator_url: str
+    candidate: Candidate
+    steps: list[StepDefinition]
+    inputs: StringMap = Field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.migration_id, self.candidate.id)
+
+
+class DispatchStepRequest(WireModel):
+    """What Loom posts to `{migratorUrl}/dispatch-step`."""
+
+    migration_id: str
+    step_name: str
+    candidate: Candidate
+    config: StringMap = Field(default_factory=dict)
+    callback_id: str
+    event_name: str
+    migrator_app: str
+    migrator_url: str
+    type: str | None = None
+
+
+class StepStatusEvent(WireModel):
+    """A Migrator's callback about one Step, posted to `/api/event/{runId}`."""
+
+    step_name: Annotated[str, Field(min_length=1, max_length=128)]
+    candidate_id: Annotated[str, Field(min_length=1, max_length=128)]
+    status: StepStatus
+    metadata: StringMap = Field(default_factory=dict)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _accept_legacy_status(cls, value: Any) -> Any:
+        return LEGACY_STEP_STATUSES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("status")
+    @classmethod
+    def _not_in_progress(cls, value: StepStatus) -> StepStatus:
+        if value not in CALLBACK_STEP_STATUSES:
+            raise ValueError("in_progress is set by Loom when it dispatches a Step, not by a Migrator")
+        return value
+
+
+class StartRequest(WireModel):
+    inputs: StringMap = Field(default_factory=dict)
+
+
+class UpdateInputsRequest(WireModel):
+    inputs: StringMap
+
+
+class RetryStepRequest(WireModel):
+    step_name: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ReviewRequest(WireModel):
+    comment: Annotated[str, Field(max_length=10_000)] | None = None
+
+
+class FileDiffStatus(StrEnum):
+    NEW = "new"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+
+
+class FileDiff(WireModel):
+    path: str
+    repo: str = ""
+    before: str = ""
+    after: str = ""
+    status: FileDiffStatus
+
+
+class StepDryRunResult(WireModel):
+    step_name: str
+    skipped: bool = False
+    error: str | None = None
+    files: list[FileDiff] = Field(default_factory=list)
+
+
+class DryRunResult(WireModel):
+    steps: list[StepDryRunResult]
+
+
+class DryRunCandidateRequest(WireModel):
+    """Preview a Run: name a known Candidate, or pass one in full."""
+
+    candidate_id: str | None = None
+    candidate: Candidate | None = None
+    inputs: StringMap = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> DryRunCandidateRequest:
+        if (self.candidate_id is None) == (self.candidate is None):
+            raise ValueError("give exactly one of candidateId or candidate")
+        return self
+
+
+class DryRunRequest(WireModel):
+    """What Loom posts to `{migratorUrl}/dry-run`."""
+
+    migration_id: str
+    candidate: Candidate
+    steps: list[StepDefinition]
+
+
+class StepEvent(WireModel):
+    """One entry of the append-only event log: who did what to which Run, and when."""
+
+    id: int | None = None
+    run_id: str
+    migration_id: str
+    candidate_id: str
+    step_name: str | None = None
+    event_type: EventType
+    status: str | None = None
+    actor: str | None = None
+    duration_ms: int | None = None
+    metadata: StringMap = Field(default_factory=dict)
+    created_at: datetime
+
+
+class EventPage(WireModel):
+    events: list[StepEvent]
+    total: int
+    limit: int
+    offset: int
+
+
+def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> list[StepDefinition]:
+    """A Candidate's own Steps, when discovery gave it some, replace the Migration's."""
+    return candidate.steps if candidate.steps else migration_steps
+
+
+def merged_metadata(candidate: Candidate, inputs: StringMap) -> Candidate:
+    """The Candidate as a Step sees it: operator inputs merged over discovered metadata."""
+    return candidate.model_copy(update={"metadata": {**candidate.metadata, **inputs}})
+
+
+def missing_inputs(required: list[InputDefinition], inputs: StringMap) -> list[str]:
+    return [i.name for i in required if not inputs.get(i.name, "").strip()]

@@ -1,0 +1,60 @@
+"""Typed errors the service raises. Only the HTTP layer turns them into status codes."""
+
+from __future__ import annotations
+
+
+class LoomError(Exception):
+    """Base of every error an operator or a Migrator can act on; the message says what to do."""
+
+
+class NotFound(LoomError):
+    pass
+
+
+class MigrationNotFound(NotFound):
+    def __init__(self, migration_id: str) -> None:
+        super().__init__(f"Migration {migration_id!r} is not registered; a Migrator must announce it first")
+        self.migration_id = migration_id
+
+
+class CandidateNotFound(NotFound):
+    def __init__(self, migration_id: str, candidate_id: str) -> None:
+        super().__init__(f"Candidate {candidate_id!r} is not part of Migration {migration_id!r}")
+        self.migration_id = migration_id
+        self.candidate_id = candidate_id
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run {run_id!r} does not exist or has ended; stop sending events for it")
+        self.run_id = run_id
+
+
+class Conflict(LoomError):
+    """The request is valid but the Run or Candidate is not in a state that allows it."""
+
+
+class CandidateAlreadyStarted(Conflict):
+    def __init__(self, candidate_id: str, status: str) -> None:
+        super().__init__(f"Candidate {candidate_id!r} is already {status}; cancel it first to start again")
+
+
+class CandidateNotRunning(Conflict):
+    def __init__(self, candidate_id: str) -> None:
+        super().__init__(f"Candidate {candidate_id!r} has no Run in progress")
+
+
+class StepNotInState(Conflict):
+    """A Step action (retry, approve, mark merged, callback) does not fit the Step's status."""
+
+
+class InvalidInput(LoomError):
+    """Well-formed JSON whose content breaks a rule (missing required inputs, unknown keys)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MigratorUnavailable(LoomError):
+    """The Migrator could not be reached or answered something Loom cannot read."""

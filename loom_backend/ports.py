@@ -1,0 +1,113 @@
+"""The ports the service layer needs; adapters in store/, execution/ and migrator_client.py implement them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from loom_backend.domain import (
+    Candidate,
+    CandidatePage,
+    CandidateStatus,
+    DryRunRequest,
+    DryRunResult,
+    DispatchStepRequest,
+    EventPage,
+    EventType,
+    Migration,
+    MigrationAnnouncement,
+    MigrationManifest,
+    MigrationSummary,
+    StepEvent,
+    StepResult,
+    StepStatusEvent,
+    StringMap,
+)
+
+
+class MigrationStore(Protocol):
+    """Persists Migrations, Candidates, step results and the event log: the read model of every Run."""
+
+    def upgrade_schema(self) -> None: ...
+
+    def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
+        """Upsert the Migration and merge its Candidates, in one transaction."""
+
+    def submit_candidates(self, migration_id: str, candidates: list[Candidate], now: datetime) -> None:
+        """Merge re-discovered Candidates: only not_started ones are replaced or dropped."""
+
+    def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration | None: ...
+
+    def list_migrations(self) -> list[MigrationSummary]: ...
+
+    def list_candidates(
+        self,
+        migration_id: str,
+        *,
+        status: CandidateStatus | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> CandidatePage: ...
+
+    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None: ...
+
+    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
+
+    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
+
+    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
+        """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
+
+    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
+
+    def reset_run(self, run_id: str) -> None:
+        """Forget the step results of a previous Run before the Candidate runs again."""
+
+    def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None: ...
+
+    def step_results(self, run_id: str) -> list[StepResult]: ...
+
+    def append_event(self, event: StepEvent, key: str) -> bool:
+        """Append to the event log once per key (activities retry); return False when the key was seen."""
+
+    def list_events(
+        self,
+        migration_id: str,
+        *,
+        candidate_id: str | None = None,
+        event_type: EventType | None = None,
+        actor: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> EventPage: ...
+
+
+class ExecutionEngine(Protocol):
+    """Runs one durable Run per Candidate and relays operator and Migrator actions to it."""
+
+    async def start_run(self, manifest: MigrationManifest, actor: str) -> None: ...
+
+    async def cancel_run(self, run_id: str, actor: str) -> None: ...
+
+    async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
+        """Deliver a Migrator callback; raises RunNotFound or StepNotInState."""
+
+    async def retry_step(self, run_id: str, step_name: str, actor: str) -> None: ...
+
+    async def review_step(self, run_id: str, step_name: str, approved: bool, actor: str, comment: str | None) -> None: ...
+
+    async def mark_merged(self, run_id: str, step_name: str, actor: str) -> None: ...
+
+    async def update_inputs(self, run_id: str, inputs: StringMap, actor: str) -> None: ...
+
+    async def is_running(self, run_id: str) -> bool: ...
+
+
+class MigratorNotifier(Protocol):
+    """Calls a Migrator over HTTP: dispatch a Step, or ask for a dry run."""
+
+    async def dispatch_step(self, request: DispatchStepRequest) -> None: ...
+
+    async def dry_run(self, migrator_url: str, request: DryRunRequest) -> DryRunResult: ...
