@@ -222,10 +222,26 @@ class SubmitCandidatesRequest(WireModel):
     candidates: Candidates
 
 
+class CandidateView(Candidate):
+    """A Candidate as the board shows it: with its Run's current Step, when it has a Run."""
+
+    current_step: str | None = None
+    current_step_status: StepStatus | None = None
+    pr_url: str | None = None
+    step_updated_at: datetime | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.status == CandidateStatus.RUNNING and self.current_step_status in (
+            StepStatus.FAILED,
+            StepStatus.AWAITING_REVIEW,
+        )
+
+
 class CandidatePage(WireModel):
     """One page of a Migration's Candidates, with the exact total that matches the filter."""
 
-    candidates: list[Candidate]
+    candidates: list[CandidateView]
     total: int
     limit: int
     offset: int

@@ -9,9 +9,9 @@ from loom_backend.domain import (
     Candidate,
     CandidatePage,
     CandidateStatus,
+    DispatchStepRequest,
     DryRunRequest,
     DryRunResult,
-    DispatchStepRequest,
     EventPage,
     EventType,
     Migration,
@@ -47,6 +47,9 @@ class MigrationStore(Protocol):
         status: CandidateStatus | None = None,
         kind: str | None = None,
         text: str | None = None,
+        metadata: StringMap | None = None,
+        needs_attention: bool = False,
+        candidate_id: str | None = None,
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage: ...
@@ -96,7 +99,9 @@ class ExecutionEngine(Protocol):
 
     async def retry_step(self, run_id: str, step_name: str, actor: str) -> None: ...
 
-    async def review_step(self, run_id: str, step_name: str, approved: bool, actor: str, comment: str | None) -> None: ...
+    async def review_step(
+        self, run_id: str, step_name: str, approved: bool, actor: str, comment: str | None
+    ) -> None: ...
 
     async def mark_merged(self, run_id: str, step_name: str, actor: str) -> None: ...
 

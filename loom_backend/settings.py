@@ -12,14 +12,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOM_", extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="Where the SQLite file, the Temporal dev server's state and the demo repos live.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; PostgreSQL for production. Default: SQLite at {data_dir}/loom.db.")
-    temporal_address: str | None = Field(None, description="host:port of an existing Temporal server; unset starts the embedded dev server.")
+    data_dir: Path = Field(
+        Path("data"), description="Where the SQLite file, the Temporal dev server's state and the demo repos live."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; PostgreSQL for production. Default: SQLite at {data_dir}/loom.db."
+    )
+    temporal_address: str | None = Field(
+        None, description="host:port of an existing Temporal server; unset starts the embedded dev server."
+    )
     temporal_namespace: str = Field("default", description="Temporal namespace for Runs.")
     temporal_task_queue: str = Field("loom-runs", description="Task queue the worker polls.")
     temporal_dev_port: int = Field(7233, description="Port of the embedded Temporal dev server.")
-    run_worker: bool = Field(True, description="Run a worker inside the app process; false when `loom worker` processes run apart.")
-    dispatch_max_attempts: int = Field(5, description="Attempts to dispatch a Step to a Migrator before the Step is failed.")
+    run_worker: bool = Field(
+        True, description="Run a worker inside the app process; false when `loom worker` processes run apart."
+    )
+    dispatch_max_attempts: int = Field(
+        5, description="Attempts to dispatch a Step to a Migrator before the Step is failed."
+    )
     dispatch_timeout_seconds: float = Field(10.0, description="HTTP timeout of one dispatch or dry-run call.")
     public_url: str = Field("http://localhost:3000", description="The URL operators and Migrators reach Loom at.")
     open_pr_attention_hours: float = Field(24.0, description="An open PR older than this shows in Needs me.")

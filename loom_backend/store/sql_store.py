@@ -1,0 +1,487 @@
+"""The MigrationStore adapter: SQLModel over SQLite (default) or PostgreSQL.
+
+Each public method is one transaction, so a rejected or failed request writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, String, cast, delete, event, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, create_engine
+
+from loom_backend.domain import (
+    Candidate,
+    CandidatePage,
+    CandidateStatus,
+    CandidateView,
+    EventPage,
+    EventType,
+    InputDefinition,
+    Migration,
+    MigrationAnnouncement,
+    MigrationSummary,
+    StepDefinition,
+    StepEvent,
+    StepResult,
+    StepStatus,
+    StringMap,
+    run_id,
+)
+from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
+
+ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
+ATTENTION_STATUSES = (StepStatus.FAILED.value, StepStatus.AWAITING_REVIEW.value)
+_INSERT_BATCH = 2_000
+
+
+def create_db_engine(url: str) -> Engine:
+    """SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a pool sized for the worker's threads."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything Loom stores is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._dialect = self.engine.dialect.name
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade_schema(self) -> None:
+        """Bring the schema to Alembic's head; the only way the schema changes."""
+        from alembic.config import Config
+
+        from alembic import command
+
+        config = Config(str(ALEMBIC_INI))
+        config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
+        config.attributes["engine"] = self.engine
+        command.upgrade(config, "head")
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
+    # -- migrations and candidates ----------------------------------------------------------
+
+    def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
+        row = {
+            "id": announcement.id,
+            "name": announcement.name,
+            "description": announcement.description,
+            "overview": list(announcement.overview),
+            "required_inputs": [i.model_dump(mode="json", exclude_none=True) for i in announcement.required_inputs],
+            "steps": [s.model_dump(mode="json", exclude_none=True) for s in announcement.steps],
+            "migrator_url": announcement.migrator_url,
+            "created_at": now,
+            "updated_at": now,
+        }
+        statement = self._insert(MigrationRow.__table__).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={k: statement.excluded[k] for k in row if k not in ("id", "created_at")},
+        )
+        with self._session() as session:
+            session.execute(statement)
+            self._merge_candidates(session, announcement.id, announcement.candidates, now)
+
+    def submit_candidates(self, migration_id: str, candidates: list[Candidate], now: datetime) -> None:
+        with self._session() as session:
+            session.execute(update(MigrationRow).where(MigrationRow.id == migration_id).values(updated_at=now))
+            self._merge_candidates(session, migration_id, candidates, now)
+
+    def _merge_candidates(
+        self, session: Session, migration_id: str, candidates: list[Candidate], now: datetime
+    ) -> None:
+        """Re-discovery replaces not_started Candidates; ones with a Run are kept, even when absent."""
+        table = CandidateRow.__table__
+        existing = dict(
+            session.execute(select(table.c.id, table.c.status).where(table.c.migration_id == migration_id)).all()
+        )
+        incoming_ids = {c.id for c in candidates}
+        dropped = [cid for cid, status in existing.items() if status == "not_started" and cid not in incoming_ids]
+        for start in range(0, len(dropped), _INSERT_BATCH):
+            batch = dropped[start : start + _INSERT_BATCH]
+            session.execute(delete(table).where(table.c.migration_id == migration_id, table.c.id.in_(batch)))
+        rows = [
+            {
+                "migration_id": migration_id,
+                "id": c.id,
+                "position": position,
+                "kind": c.kind,
+                "metadata": c.metadata,
+                "files": [g.model_dump(mode="json") for g in c.files],
+                "steps": [s.model_dump(mode="json", exclude_none=True) for s in c.steps] if c.steps else None,
+                "status": "not_started",
+                "inputs": {},
+                "updated_at": now,
+            }
+            for position, c in enumerate(candidates)
+            if existing.get(c.id, "not_started") == "not_started"
+        ]
+        for start in range(0, len(rows), _INSERT_BATCH):
+            statement = self._insert(table).values(rows[start : start + _INSERT_BATCH])
+            statement = statement.on_conflict_do_update(
+                index_elements=["migration_id", "id"],
+                set_={
+                    k: statement.excluded[k] for k in ("position", "kind", "metadata", "files", "steps", "updated_at")
+                },
+            )
+            session.execute(statement)
+
+    def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration | None:
+        with self._session() as session:
+            row = session.get(MigrationRow, migration_id)
+            if row is None:
+                return None
+            candidates: list[Candidate] = []
+            if with_candidates:
+                table = CandidateRow.__table__
+                result = session.execute(
+                    select(table).where(table.c.migration_id == migration_id).order_by(table.c.position)
+                )
+                candidates = [_candidate(r) for r in result.mappings()]
+            return _migration(row, candidates)
+
+    def list_migrations(self) -> list[MigrationSummary]:
+        with self._session() as session:
+            rows = session.exec(select(MigrationRow).order_by(MigrationRow.created_at)).scalars().all()  # type: ignore[call-overload]
+            counts: dict[str, dict[CandidateStatus, int]] = {}
+            for mid, status, n in session.execute(
+                select(CandidateRow.migration_id, CandidateRow.status, func.count()).group_by(
+                    CandidateRow.migration_id, CandidateRow.status
+                )
+            ):
+                counts.setdefault(mid, {})[CandidateStatus(status)] = n
+            attention = dict(
+                session.execute(
+                    select(StepResultRow.migration_id, func.count(func.distinct(StepResultRow.run_id)))
+                    .where(StepResultRow.status.in_(ATTENTION_STATUSES), _run_is_active())  # type: ignore[attr-defined]
+                    .group_by(StepResultRow.migration_id)
+                ).all()
+            )
+            last = dict(
+                session.execute(
+                    select(StepEventRow.migration_id, func.max(StepEventRow.created_at)).group_by(
+                        StepEventRow.migration_id
+                    )
+                ).all()
+            )
+            return [
+                MigrationSummary(
+                    **_migration(row, []).model_dump(exclude={"candidates"}, by_alias=False),
+                    candidate_counts={s: counts.get(row.id, {}).get(s, 0) for s in CandidateStatus},
+                    needs_attention=attention.get(row.id, 0),
+                    last_activity_at=_utc(last.get(row.id)) or _utc(row.updated_at),
+                )
+                for row in rows
+            ]
+
+    def list_candidates(
+        self,
+        migration_id: str,
+        *,
+        status: CandidateStatus | None = None,
+        kind: str | None = None,
+        text: str | None = None,
+        metadata: StringMap | None = None,
+        needs_attention: bool = False,
+        candidate_id: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> CandidatePage:
+        table = CandidateRow.__table__
+        conditions: list[Any] = [table.c.migration_id == migration_id]
+        if status is not None:
+            conditions.append(table.c.status == status.value)
+        if kind:
+            conditions.append(table.c.kind == kind)
+        if candidate_id:
+            conditions.append(table.c.id == candidate_id)
+        if text:
+            pattern = f"%{text.lower()}%"
+            conditions.append(or_(table.c.id.like(pattern), func.lower(cast(table.c.metadata, String)).like(pattern)))
+        for key, value in (metadata or {}).items():
+            conditions.append(table.c.metadata[key].as_string() == value)
+        if needs_attention:
+            conditions.append(table.c.status == "running")
+            conditions.append(
+                exists().where(
+                    StepResultRow.migration_id == table.c.migration_id,
+                    StepResultRow.candidate_id == table.c.id,
+                    StepResultRow.status.in_(ATTENTION_STATUSES),  # type: ignore[attr-defined]
+                )
+            )
+        with self._session() as session:
+            total = session.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+            rows = session.execute(
+                select(table).where(*conditions).order_by(table.c.position).limit(limit).offset(offset)
+            ).mappings()
+            candidates = [_candidate(r) for r in rows]
+            progress = self._progress(session, migration_id, [c for c in candidates if c.status != "not_started"])
+        views = [CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {})) for c in candidates]
+        return CandidatePage(candidates=views, total=total, limit=limit, offset=offset)
+
+    def _progress(
+        self, session: Session, migration_id: str, candidates: Sequence[Candidate]
+    ) -> dict[str, dict[str, Any]]:
+        """The current Step of each Candidate's Run: the first that has not succeeded, else the last."""
+        if not candidates:
+            return {}
+        run_ids = [run_id(migration_id, c.id) for c in candidates]
+        by_run: dict[str, list[Any]] = {}
+        for start in range(0, len(run_ids), _INSERT_BATCH):
+            for r in session.execute(
+                select(StepResultRow.__table__).where(StepResultRow.run_id.in_(run_ids[start : start + _INSERT_BATCH]))  # type: ignore[attr-defined]
+            ).mappings():
+                by_run.setdefault(r["run_id"], []).append(r)
+        progress: dict[str, dict[str, Any]] = {}
+        for c in candidates:
+            results = sorted(by_run.get(run_id(migration_id, c.id), []), key=lambda r: _utc(r["started_at"]) or _now())
+            if not results:
+                continue
+            current = next((r for r in results if r["status"] not in ("merged", "completed")), results[-1])
+            pr_url = next((r["pr_url"] for r in reversed(results) if r["pr_url"]), None)
+            progress[c.id] = {
+                "current_step": current["step_name"],
+                "current_step_status": StepStatus(current["status"]),
+                "pr_url": pr_url,
+                "step_updated_at": _utc(current["updated_at"]),
+            }
+        return progress
+
+    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None:
+        with self._session() as session:
+            row = session.get(CandidateRow, (migration_id, candidate_id))
+            return None if row is None else _candidate(_row_mapping(row))
+
+    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap:
+        with self._session() as session:
+            row = session.get(CandidateRow, (migration_id, candidate_id))
+            return dict(row.inputs) if row is not None else {}
+
+    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
+        with self._session() as session:
+            session.execute(
+                update(CandidateRow)
+                .where(CandidateRow.migration_id == migration_id, CandidateRow.id == candidate_id)  # type: ignore[arg-type]
+                .values(inputs=inputs, updated_at=_now())
+            )
+
+    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
+        """Compare-and-set, so two Starts of one Candidate can never both win."""
+        with self._session() as session:
+            claimed = session.execute(
+                update(CandidateRow)
+                .where(
+                    CandidateRow.migration_id == migration_id,  # type: ignore[arg-type]
+                    CandidateRow.id == candidate_id,  # type: ignore[arg-type]
+                    CandidateRow.status == "not_started",  # type: ignore[arg-type]
+                )
+                .values(status="running", inputs=inputs, updated_at=_now())
+            ).rowcount
+            if claimed:
+                return None
+            row = session.get(CandidateRow, (migration_id, candidate_id))
+            return CandidateStatus(row.status) if row is not None else None
+
+    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
+        with self._session() as session:
+            session.execute(
+                update(CandidateRow)
+                .where(CandidateRow.migration_id == migration_id, CandidateRow.id == candidate_id)  # type: ignore[arg-type]
+                .values(status=status.value, updated_at=_now())
+            )
+
+    # -- step results and events ------------------------------------------------------------
+
+    def reset_run(self, run_id: str) -> None:
+        with self._session() as session:
+            session.execute(delete(StepResultRow).where(StepResultRow.run_id == run_id))  # type: ignore[arg-type]
+
+    def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
+        row = {
+            "run_id": run_id,
+            "step_name": result.step_name,
+            "migration_id": migration_id,
+            "candidate_id": result.candidate_id,
+            "status": result.status.value,
+            "metadata": result.metadata,
+            "pr_url": result.pr_url,
+            "started_at": result.started_at,
+            "updated_at": result.updated_at,
+            "completed_at": result.completed_at,
+        }
+        statement = self._insert(StepResultRow.__table__).values(row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["run_id", "step_name"],
+            set_={k: statement.excluded[k] for k in row if k not in ("run_id", "step_name")},
+        )
+        with self._session() as session:
+            session.execute(statement)
+
+    def step_results(self, run_id: str) -> list[StepResult]:
+        with self._session() as session:
+            rows = session.execute(
+                select(StepResultRow.__table__).where(StepResultRow.run_id == run_id)  # type: ignore[arg-type]
+            ).mappings()
+            results = [
+                StepResult(
+                    step_name=r["step_name"],
+                    candidate_id=r["candidate_id"],
+                    status=StepStatus(r["status"]),
+                    metadata=r["metadata"] or {},
+                    pr_url=r["pr_url"],
+                    started_at=_utc(r["started_at"]),
+                    updated_at=_utc(r["updated_at"]),
+                    completed_at=_utc(r["completed_at"]),
+                )
+                for r in rows
+            ]
+        return sorted(results, key=lambda r: r.started_at or _now())
+
+    def append_event(self, event: StepEvent, key: str) -> bool:
+        row = event.model_dump(exclude={"id", "metadata"}, by_alias=False) | {"key": key, "metadata": event.metadata}
+        row["event_type"] = event.event_type.value
+        table = StepEventRow.__table__
+        statement = self._insert(table).values(row).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+        with self._session() as session:
+            return session.execute(statement).first() is not None
+
+    def list_events(
+        self,
+        migration_id: str,
+        *,
+        candidate_id: str | None = None,
+        event_type: EventType | None = None,
+        actor: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> EventPage:
+        table = StepEventRow.__table__
+        conditions: list[Any] = [table.c.migration_id == migration_id]
+        if candidate_id:
+            conditions.append(table.c.candidate_id == candidate_id)
+        if event_type:
+            conditions.append(table.c.event_type == event_type.value)
+        if actor:
+            conditions.append(table.c.actor == actor)
+        with self._session() as session:
+            total = session.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+            rows = session.execute(
+                select(table)
+                .where(*conditions)
+                .order_by(table.c.created_at.desc(), table.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).mappings()
+            events = [
+                StepEvent(
+                    id=r["id"],
+                    run_id=r["run_id"],
+                    migration_id=r["migration_id"],
+                    candidate_id=r["candidate_id"],
+                    step_name=r["step_name"],
+                    event_type=EventType(r["event_type"]),
+                    status=r["status"],
+                    actor=r["actor"],
+                    duration_ms=r["duration_ms"],
+                    metadata=r["metadata"] or {},
+                    created_at=_utc(r["created_at"]),
+                )
+                for r in rows
+            ]
+        return EventPage(events=events, total=total, limit=limit, offset=offset)
+
+
+def _run_is_active() -> Any:
+    """Attention counts only for Runs in progress: a cancelled Run's failed Step needs nobody."""
+    return exists().where(
+        CandidateRow.migration_id == StepResultRow.migration_id,
+        CandidateRow.id == StepResultRow.candidate_id,
+        CandidateRow.status == "running",
+    )
+
+
+def _row_mapping(row: CandidateRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "metadata": row.meta,
+        "files": row.files,
+        "steps": row.steps,
+        "status": row.status,
+    }
+
+
+def _candidate(r: Any) -> Candidate:
+    return Candidate.model_validate(
+        {
+            "id": r["id"],
+            "kind": r["kind"],
+            "metadata": r["metadata"] or {},
+            "files": r["files"] or [],
+            "steps": r["steps"],
+            "status": r["status"],
+        }
+    )
+
+
+def _migration(row: MigrationRow, candidates: list[Candidate]) -> Migration:
+    return Migration.model_construct(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        overview=list(row.overview or []),
+        required_inputs=[_input(i) for i in row.required_inputs or []],
+        steps=[_step(s) for s in row.steps or []],
+        candidates=candidates,
+        migrator_url=row.migrator_url,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _input(data: dict[str, Any]) -> InputDefinition:
+    return InputDefinition.model_validate(data)
+
+
+def _step(data: dict[str, Any]) -> StepDefinition:
+    return StepDefinition.model_validate(data)

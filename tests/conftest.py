@@ -1,0 +1,56 @@
+"""Shared fixtures: the store on a real SQLite file and, when configured, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from loom_backend.store.sql_store import SqlStore
+
+POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL")
+DATABASES = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+TABLES = ("step_events", "step_results", "candidates", "migrations")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the configured server for this test session; an unreachable server fails loudly."""
+    assert POSTGRES_URL, "LOOM_TEST_POSTGRES_URL is not set"
+    base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    name = f"loom_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_store(postgres_url: str) -> SqlStore:
+    store = SqlStore(postgres_url)
+    store.upgrade_schema()
+    return store
+
+
+@pytest.fixture(params=DATABASES)
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[SqlStore]:
+    """A migrated, empty store on each database Loom supports."""
+    if request.param == "sqlite":
+        sqlite_store = SqlStore(f"sqlite:///{tmp_path / 'loom.db'}")
+        sqlite_store.upgrade_schema()
+        yield sqlite_store
+        sqlite_store.engine.dispose()
+        return
+    pg_store: SqlStore = request.getfixturevalue("postgres_store")
+    with pg_store.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    yield pg_store

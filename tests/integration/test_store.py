@@ -1,0 +1,203 @@
+"""The SQL store on real SQLite and PostgreSQL: merge rules, read model, event log, schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from loom_backend.domain import (
+    Candidate,
+    CandidateStatus,
+    EventType,
+    MigrationAnnouncement,
+    StepEvent,
+    StepResult,
+    StepStatus,
+)
+from loom_backend.store.sql_store import SqlStore
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def announcement(candidate_ids: list[str], **overrides) -> MigrationAnnouncement:
+    data = {
+        "id": "base-image",
+        "name": "Upgrade base image",
+        "description": "Move every service to the new base image",
+        "overview": ["Bump", "Verify"],
+        "requiredInputs": [{"name": "targetImage", "label": "Target image"}],
+        "steps": [
+            {"name": "bump", "migratorApp": "demo"},
+            {"name": "review", "migratorApp": "demo", "type": "manual-review"},
+        ],
+        "candidates": [
+            {
+                "id": cid,
+                "kind": "service",
+                "metadata": {"team": "payments"},
+                "files": [
+                    {"name": "app", "repo": cid, "files": [{"path": "Dockerfile", "url": "http://x/Dockerfile"}]}
+                ],
+            }
+            for cid in candidate_ids
+        ],
+        "migratorUrl": "http://127.0.0.1:9000",
+    }
+    data.update(overrides)
+    return MigrationAnnouncement.model_validate(data)
+
+
+def test_schema_from_alembic_matches_the_tables_exactly(store: SqlStore) -> None:
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), SQLModel.metadata)
+    assert diff == []
+
+
+def test_upgrading_twice_changes_nothing(store: SqlStore) -> None:
+    store.upgrade_schema()
+    store.announce(announcement(["a"]), NOW)
+    store.upgrade_schema()
+    assert store.get_migration("base-image") is not None
+
+
+def test_announce_stores_the_migration_with_its_candidates_in_order(store: SqlStore) -> None:
+    store.announce(announcement(["b", "a", "c"]), NOW)
+    migration = store.get_migration("base-image")
+    assert migration is not None
+    assert [c.id for c in migration.candidates] == ["b", "a", "c"]
+    assert migration.required_inputs[0].name == "targetImage"
+    assert migration.steps[1].type == "manual-review"
+    assert migration.candidates[0].files[0].files[0].path == "Dockerfile"
+    assert migration.created_at == NOW
+
+
+def test_announcing_again_updates_in_place_and_keeps_created_at(store: SqlStore) -> None:
+    store.announce(announcement(["a"]), NOW)
+    store.announce(announcement(["a"], name="Renamed"), NOW + timedelta(hours=1))
+    migration = store.get_migration("base-image")
+    assert migration is not None
+    assert migration.name == "Renamed"
+    assert migration.created_at == NOW
+    assert len(store.list_migrations()) == 1
+
+
+def test_rediscovery_replaces_not_started_and_keeps_candidates_with_a_run(store: SqlStore) -> None:
+    store.announce(announcement(["running", "done", "stale", "kept"]), NOW)
+    assert store.claim_candidate("base-image", "running", {"targetImage": "v2"}) is None
+    store.set_candidate_status("base-image", "done", CandidateStatus.COMPLETED)
+    fresh = [
+        Candidate(id="kept", kind="worker"),
+        Candidate(id="new", kind="service"),
+        Candidate(id="running", kind="changed"),
+    ]
+    store.submit_candidates("base-image", fresh, NOW)
+    migration = store.get_migration("base-image")
+    assert migration is not None
+    by_id = {c.id: c for c in migration.candidates}
+    assert set(by_id) == {"running", "done", "kept", "new"}
+    assert by_id["kept"].kind == "worker"
+    assert by_id["running"].kind == "service"
+    assert by_id["running"].status == CandidateStatus.RUNNING
+    assert by_id["done"].status == CandidateStatus.COMPLETED
+
+
+def test_claiming_a_candidate_twice_fails_the_second_time(store: SqlStore) -> None:
+    store.announce(announcement(["a"]), NOW)
+    assert store.claim_candidate("base-image", "a", {"targetImage": "v2"}) is None
+    assert store.claim_candidate("base-image", "a", {}) == CandidateStatus.RUNNING
+    assert store.get_inputs("base-image", "a") == {"targetImage": "v2"}
+
+
+def test_candidates_filter_by_status_kind_text_and_metadata_with_exact_totals(store: SqlStore) -> None:
+    ann = announcement([f"svc-{i:03d}" for i in range(30)])
+    ann.candidates[0].kind = "worker"
+    ann.candidates[1].metadata = {"team": "search"}
+    store.announce(ann, NOW)
+    store.claim_candidate("base-image", "svc-002", {})
+    assert store.list_candidates("base-image", limit=10).total == 30
+    assert len(store.list_candidates("base-image", limit=10).candidates) == 10
+    assert store.list_candidates("base-image", limit=10, offset=25).candidates[0].id == "svc-025"
+    assert store.list_candidates("base-image", status=CandidateStatus.RUNNING).total == 1
+    assert store.list_candidates("base-image", kind="worker").total == 1
+    assert store.list_candidates("base-image", text="SVC-01").total == 10
+    assert store.list_candidates("base-image", text="search").total == 1
+    assert store.list_candidates("base-image", metadata={"team": "search"}).candidates[0].id == "svc-001"
+
+
+def test_board_view_shows_current_step_pr_link_and_attention(store: SqlStore) -> None:
+    store.announce(announcement(["a", "b"]), NOW)
+    store.claim_candidate("base-image", "a", {})
+    run = "base-image__a"
+    store.save_step_result(
+        run,
+        "base-image",
+        StepResult(
+            step_name="bump",
+            candidate_id="a",
+            status=StepStatus.MERGED,
+            pr_url="http://pr/1",
+            started_at=NOW,
+            updated_at=NOW,
+        ),
+    )
+    store.save_step_result(
+        run,
+        "base-image",
+        StepResult(
+            step_name="review",
+            candidate_id="a",
+            status=StepStatus.AWAITING_REVIEW,
+            started_at=NOW + timedelta(seconds=1),
+            updated_at=NOW,
+        ),
+    )
+    view = store.list_candidates("base-image", candidate_id="a").candidates[0]
+    assert (view.current_step, view.current_step_status, view.pr_url) == (
+        "review",
+        StepStatus.AWAITING_REVIEW,
+        "http://pr/1",
+    )
+    assert view.needs_attention
+    assert store.list_candidates("base-image", needs_attention=True).total == 1
+    summary = store.list_migrations()[0]
+    assert summary.needs_attention == 1
+    assert summary.candidate_counts == {
+        CandidateStatus.NOT_STARTED: 1,
+        CandidateStatus.RUNNING: 1,
+        CandidateStatus.COMPLETED: 0,
+    }
+
+
+def test_step_results_upsert_by_step_and_reset_forgets_them(store: SqlStore) -> None:
+    store.announce(announcement(["a"]), NOW)
+    for status in (StepStatus.IN_PROGRESS, StepStatus.OPEN):
+        store.save_step_result(
+            "base-image__a", "base-image", StepResult(step_name="bump", candidate_id="a", status=status, started_at=NOW)
+        )
+    assert [r.status for r in store.step_results("base-image__a")] == [StepStatus.OPEN]
+    store.reset_run("base-image__a")
+    assert store.step_results("base-image__a") == []
+
+
+def test_event_log_appends_each_key_once_and_pages_newest_first(store: SqlStore) -> None:
+    store.announce(announcement(["a"]), NOW)
+    for i in range(5):
+        event = StepEvent(
+            run_id="base-image__a",
+            migration_id="base-image",
+            candidate_id="a",
+            step_name="bump",
+            event_type=EventType.STEP_DISPATCHED,
+            actor="ana" if i % 2 else None,
+            created_at=NOW + timedelta(seconds=i),
+        )
+        assert store.append_event(event, key=f"k{i}")
+    assert not store.append_event(event, key="k4")
+    page = store.list_events("base-image", limit=2)
+    assert page.total == 5
+    assert [e.created_at for e in page.events] == [NOW + timedelta(seconds=4), NOW + timedelta(seconds=3)]
+    assert store.list_events("base-image", actor="ana").total == 2
+    assert store.list_events("base-image", event_type=EventType.RUN_STARTED).total == 0
