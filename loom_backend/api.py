@@ -1,0 +1,301 @@
+"""Loom's HTTP API under /api: the migrator contract and the operator routes.
+
+The only place that maps typed errors to HTTP status codes.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loom_backend import errors
+from loom_backend.domain import (
+    CandidatePage,
+    CandidateStatus,
+    CandidateStepsResponse,
+    DryRunCandidateRequest,
+    DryRunResult,
+    EventPage,
+    EventType,
+    ListMigrationsResponse,
+    Migration,
+    MigrationAnnouncement,
+    RetryStepRequest,
+    ReviewRequest,
+    StartRequest,
+    StepStatusEvent,
+    SubmitCandidatesRequest,
+    UpdateInputsRequest,
+)
+from loom_backend.service import LoomService
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+PREFIX = "/api"
+
+_ERROR_STATUS: list[tuple[type[errors.LoomError], int]] = [
+    (errors.NotFound, status.HTTP_404_NOT_FOUND),
+    (errors.Conflict, status.HTTP_409_CONFLICT),
+    (errors.InvalidInput, status.HTTP_400_BAD_REQUEST),
+    (errors.MigratorUnavailable, status.HTTP_502_BAD_GATEWAY),
+]
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every error Loom answers has this shape: a stable code, a sentence, and per-field details."""
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            error_body("body_too_large", f"Request bodies are limited to {self.max_bytes // (1024 * 1024)} MB"),
+            status_code=413,
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": _field(tuple(e["loc"])), "rule": e["type"], "message": e["msg"]} for e in exc.errors()]
+        too_many = any(d["rule"] == "too_long" and d["field"] == "candidates" for d in details)
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return JSONResponse(
+            error_body("too_many_candidates" if too_many else "invalid_request", summary, details),
+            status_code=413 if too_many else 422,
+        )
+
+    @app.exception_handler(errors.LoomError)
+    async def _domain_error(_: Request, exc: errors.LoomError) -> JSONResponse:
+        code = next((c for kind, c in _ERROR_STATUS if isinstance(exc, kind)), 500)
+        details = (
+            [{"field": exc.field, "message": str(exc)}] if isinstance(exc, errors.InvalidInput) and exc.field else None
+        )
+        return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body(
+                "internal_error", "Loom hit an unexpected error; the request was not applied. See the server log."
+            ),
+            status_code=500,
+        )
+
+
+def create_api(
+    get_service: Callable[[], LoomService], actor_of: Callable[[Request], Awaitable[str]] | None = None
+) -> FastAPI:
+    """Build the FastAPI app; `get_service` is resolved per request so tests and bootstrap choose the adapters."""
+
+    async def default_actor(request: Request) -> str:
+        return request.headers.get("x-loom-actor", "api")
+
+    Service = Annotated[LoomService, Depends(get_service)]
+    Actor = Annotated[str, Depends(actor_of or default_actor)]
+
+    app = FastAPI(
+        title="Loom",
+        version="0.1.0",
+        description="Control plane API for large, repeatable migrations: Migrators announce, operators drive Runs.",
+        docs_url=f"{PREFIX}/docs",
+        openapi_url=f"{PREFIX}/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    router = APIRouter(prefix=PREFIX)
+
+    @router.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # -- migrator registry ------------------------------------------------------------------
+
+    @router.post("/registry/announce", tags=["migrators"])
+    async def announce(body: MigrationAnnouncement, service: Service) -> dict[str, str]:
+        """Register or update a Migration and its Candidates (idempotent by id)."""
+        await service.announce(body)
+        return {"status": "SUCCESS"}
+
+    @router.post("/migrations/{migration_id}/candidates", status_code=204, tags=["migrators"])
+    async def submit_candidates(migration_id: str, body: SubmitCandidatesRequest, service: Service) -> Response:
+        """Merge re-discovered Candidates: only not_started ones are replaced; Candidates with a Run are kept."""
+        await service.submit_candidates(migration_id, body.candidates)
+        return Response(status_code=204)
+
+    @router.post("/event/{run_id}", status_code=202, tags=["migrators"])
+    async def step_event(run_id: str, body: StepStatusEvent, service: Service) -> dict[str, str]:
+        """A Migrator's callback about one Step of a Run."""
+        await service.step_event(run_id, body)
+        return {"status": "accepted"}
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @router.get("/migrations", tags=["migrations"], response_model=ListMigrationsResponse)
+    async def list_migrations(service: Service) -> Any:
+        summaries = await service.list_migrations()
+        migrations = [await service.get_migration(s.id) for s in summaries]
+        return ListMigrationsResponse(migrations=migrations)
+
+    @router.get("/migrations/{migration_id}", tags=["migrations"], response_model=Migration)
+    async def get_migration(migration_id: str, service: Service) -> Any:
+        return await service.get_migration(migration_id)
+
+    @router.get("/migrations/{migration_id}/candidates", tags=["migrations"], response_model=CandidatePage)
+    async def list_candidates(
+        migration_id: str,
+        service: Service,
+        status_: Annotated[CandidateStatus | None, Query(alias="status")] = None,
+        kind: Annotated[str | None, Query(max_length=128)] = None,
+        q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
+        needs_attention: Annotated[bool, Query(alias="needsAttention")] = False,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        return await service.list_candidates(
+            migration_id, status=status_, kind=kind, text=q, needs_attention=needs_attention, limit=limit, offset=offset
+        )
+
+    @router.get("/migrations/{migration_id}/events", tags=["migrations"], response_model=EventPage)
+    async def list_events(
+        migration_id: str,
+        service: Service,
+        candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
+        event_type: Annotated[EventType | None, Query(alias="type")] = None,
+        actor: Annotated[str | None, Query(max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        return await service.list_events(
+            migration_id, candidate_id=candidate_id, event_type=event_type, actor=actor, limit=limit, offset=offset
+        )
+
+    # -- driving Runs -----------------------------------------------------------------------
+
+    run_path = "/migrations/{migration_id}/candidates/{candidate_id}"
+
+    @router.post(f"{run_path}/start", status_code=202, tags=["runs"])
+    async def start(
+        migration_id: str, candidate_id: str, service: Service, actor: Actor, body: StartRequest | None = None
+    ) -> dict[str, str]:
+        await service.start_run(migration_id, candidate_id, (body or StartRequest()).inputs, actor)
+        return {"status": "started"}
+
+    @router.post(f"{run_path}/cancel", status_code=204, tags=["runs"])
+    async def cancel(migration_id: str, candidate_id: str, service: Service, actor: Actor) -> Response:
+        await service.cancel_run(migration_id, candidate_id, actor)
+        return Response(status_code=204)
+
+    @router.post(f"{run_path}/retry-step", status_code=202, tags=["runs"])
+    async def retry_step(
+        migration_id: str, candidate_id: str, body: RetryStepRequest, service: Service, actor: Actor
+    ) -> dict[str, str]:
+        await service.retry_step(migration_id, candidate_id, body.step_name, actor)
+        return {"status": "accepted"}
+
+    @router.post(f"{run_path}/steps/{{step_name}}/approve", status_code=202, tags=["runs"])
+    async def approve(
+        migration_id: str,
+        candidate_id: str,
+        step_name: str,
+        service: Service,
+        actor: Actor,
+        body: ReviewRequest | None = None,
+    ) -> dict[str, str]:
+        await service.review_step(migration_id, candidate_id, step_name, True, actor, (body or ReviewRequest()).comment)
+        return {"status": "accepted"}
+
+    @router.post(f"{run_path}/steps/{{step_name}}/reject", status_code=202, tags=["runs"])
+    async def reject(
+        migration_id: str,
+        candidate_id: str,
+        step_name: str,
+        service: Service,
+        actor: Actor,
+        body: ReviewRequest | None = None,
+    ) -> dict[str, str]:
+        await service.review_step(
+            migration_id, candidate_id, step_name, False, actor, (body or ReviewRequest()).comment
+        )
+        return {"status": "accepted"}
+
+    @router.post(f"{run_path}/steps/{{step_name}}/mark-merged", status_code=202, tags=["runs"])
+    async def mark_merged(
+        migration_id: str, candidate_id: str, step_name: str, service: Service, actor: Actor
+    ) -> dict[str, str]:
+        await service.mark_merged(migration_id, candidate_id, step_name, actor)
+        return {"status": "accepted"}
+
+    @router.patch(f"{run_path}/inputs", status_code=204, tags=["runs"])
+    async def update_inputs(
+        migration_id: str, candidate_id: str, body: UpdateInputsRequest, service: Service, actor: Actor
+    ) -> Response:
+        await service.update_inputs(migration_id, candidate_id, body.inputs, actor)
+        return Response(status_code=204)
+
+    @router.get(f"{run_path}/steps", tags=["runs"], response_model=CandidateStepsResponse)
+    async def candidate_steps(migration_id: str, candidate_id: str, service: Service) -> Any:
+        return await service.candidate_steps(migration_id, candidate_id)
+
+    @router.post("/migrations/{migration_id}/dry-run", tags=["runs"], response_model=DryRunResult)
+    async def dry_run(migration_id: str, body: DryRunCandidateRequest, service: Service) -> Any:
+        return await service.dry_run(migration_id, body)
+
+    app.include_router(router)
+    app.add_middleware(BodySizeLimit)
+    return app
