@@ -1,0 +1,90 @@
+"""What a Step handler gets: the dispatch it answers and the ways to report back to Loom."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from loom_backend.domain import Candidate, DispatchStepRequest, StepStatus, StepStatusEvent
+from loom_migrator.client import LoomClient
+
+Metadata = Mapping[str, object] | None
+
+
+class StepContext:
+    """One dispatched Step of one Run. Every report is a StepStatusEvent posted to the Run's callback."""
+
+    def __init__(self, request: DispatchStepRequest, client: LoomClient) -> None:
+        self.request = request
+        self._client = client
+        self.reported: list[StepStatus] = []
+
+    @property
+    def candidate(self) -> Candidate:
+        """The Candidate, with the operator's inputs already merged into its metadata."""
+        return self.request.candidate
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self.request.candidate.metadata
+
+    @property
+    def step_name(self) -> str:
+        return self.request.step_name
+
+    @property
+    def migration_id(self) -> str:
+        return self.request.migration_id
+
+    @property
+    def config(self) -> dict[str, str]:
+        return self.request.config
+
+    def require(self, name: str) -> str:
+        """A metadata value or input the Step cannot do without; a clear error when it is missing."""
+        value = self.metadata.get(name, "").strip()
+        if not value:
+            raise ValueError(f"Step {self.step_name!r} needs {name!r}: set it in the Run's inputs and retry the Step")
+        return value
+
+    async def report(self, status: StepStatus | str, metadata: Metadata = None) -> None:
+        """Post a status; raises LoomRejected if Loom no longer waits on this Step (the handler then stops)."""
+        event = StepStatusEvent(
+            step_name=self.step_name,
+            candidate_id=self.candidate.id,
+            status=StepStatus(status),
+            metadata={key: str(value) for key, value in (metadata or {}).items()},
+        )
+        await self._client.post_event(self.request.callback_id, event)
+        self.reported.append(event.status)
+
+    async def open(self, pr_url: str, metadata: Metadata = None) -> None:
+        """A change is open for review (a pull request): the Run waits for `merged`."""
+        await self.report(StepStatus.OPEN, {**(metadata or {}), "prUrl": pr_url})
+
+    async def awaiting_review(self, instructions: str, metadata: Metadata = None) -> None:
+        """An operator must Approve or Reject the Step in Loom."""
+        await self.report(StepStatus.AWAITING_REVIEW, {**(metadata or {}), "instructions": instructions})
+
+    async def merged(self, metadata: Metadata = None) -> None:
+        await self.report(StepStatus.MERGED, metadata)
+
+    async def completed(self, metadata: Metadata = None) -> None:
+        await self.report(StepStatus.COMPLETED, metadata)
+
+    async def failed(self, error: str, metadata: Metadata = None) -> None:
+        await self.report(StepStatus.FAILED, {**(metadata or {}), "error": error})
+
+    async def pull_request(
+        self,
+        pr_url: str,
+        until_merged: Callable[[], Awaitable[Metadata]],
+        metadata: Metadata = None,
+    ) -> None:
+        """The common shape: report `open` with the prUrl, wait until it merges, report `merged`.
+
+        `until_merged` returns once the change is merged, optionally with more metadata (a merge
+        commit, say); if it raises, the Step is reported `failed` with the error.
+        """
+        await self.open(pr_url, metadata)
+        extra = await until_merged()
+        await self.merged({**(metadata or {}), **(extra or {}), "prUrl": pr_url})
