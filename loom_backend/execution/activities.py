@@ -1,0 +1,47 @@
+"""The Run's only contact with the world: the read model (SQL store) and the Migrator (HTTP).
+
+Built with its ports (see temporalio samples' hello_activity_method) so the worker decides
+which store and notifier a Run talks to, and tests can hand it fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from loom_backend.domain import DispatchStepRequest
+from loom_backend.execution.messages import PersistBatch
+from loom_backend.migrator_client import DispatchRejected
+from loom_backend.ports import MigrationStore, MigratorNotifier
+
+
+class RunActivities:
+    def __init__(self, store: MigrationStore, notifier: MigratorNotifier) -> None:
+        self._store = store
+        self._notifier = notifier
+
+    @activity.defn(name="loom_persist")
+    async def persist(self, batch: PersistBatch) -> None:
+        """Apply the Run's changes to the read model in order; every write is idempotent, so retries are safe."""
+        await asyncio.to_thread(self._apply, batch)
+
+    def _apply(self, batch: PersistBatch) -> None:
+        for write in batch.writes:
+            if write.candidate_status is not None:
+                self._store.set_candidate_status(batch.migration_id, batch.candidate_id, write.candidate_status)
+            if write.step_result is not None:
+                self._store.save_step_result(batch.run_id, batch.migration_id, write.step_result)
+            if write.event is not None and write.event_key is not None:
+                self._store.append_event(write.event, write.event_key)
+
+    @activity.defn(name="loom_dispatch_step")
+    async def dispatch_step(self, request: DispatchStepRequest) -> None:
+        """POST the Step to its Migrator; a 4xx is final, anything else is retried by the Run's policy."""
+        try:
+            await self._notifier.dispatch_step(request)
+        except DispatchRejected as exc:
+            raise ApplicationError(str(exc), type="MigratorRejected", non_retryable=True) from exc
+        except Exception as exc:
+            raise ApplicationError(str(exc) or repr(exc), type="MigratorUnavailable") from exc

@@ -1,0 +1,184 @@
+"""The ExecutionEngine port on Temporal: start, cancel and talk to Runs; map Temporal's answers to Loom's errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from loom_backend import errors
+from loom_backend.domain import RUN_ID_SEPARATOR, MigrationManifest, StepStatusEvent, StringMap
+from loom_backend.execution.messages import (
+    CANCEL_REQUESTED_SIGNAL,
+    DESCRIBE_QUERY,
+    MARK_MERGED_UPDATE,
+    RETRY_STEP_UPDATE,
+    REVIEW_STEP_UPDATE,
+    STEP_EVENT_UPDATE,
+    STEP_NOT_IN_STATE,
+    UPDATE_INPUTS_UPDATE,
+    WORKFLOW_NAME,
+    CancelRequest,
+    DispatchPolicy,
+    MarkMergedInput,
+    RetryStepInput,
+    ReviewStepInput,
+    RunInput,
+    RunView,
+    UpdateInputsInput,
+)
+from loom_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def temporal_address(settings: Settings) -> str:
+    return settings.temporal_address or f"127.0.0.1:{settings.temporal_dev_port}"
+
+
+async def connect(settings: Settings, address: str | None = None) -> Client:
+    """A Client whose payloads are pydantic models, as the Run and its activities expect."""
+    return await Client.connect(
+        address or temporal_address(settings),
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def dispatch_policy(settings: Settings) -> DispatchPolicy:
+    return DispatchPolicy(
+        max_attempts=settings.dispatch_max_attempts,
+        timeout_seconds=settings.dispatch_timeout_seconds,
+    )
+
+
+def _candidate_id(run_id: str) -> str:
+    return run_id.split(RUN_ID_SEPARATOR, 1)[-1]
+
+
+def _run_is_gone(exc: RPCError) -> bool:
+    """NOT_FOUND, or a Run that already closed: either way the caller should stop sending."""
+    return exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message.lower()
+
+
+class TemporalEngine:
+    """One workflow per Run, with the RunID as workflow id.
+
+    Actions go through updates whose validators refuse what does not fit the Step's status,
+    so a refusal comes back synchronously as StepNotInState (HTTP 409) and never enters the
+    Run's history.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        dispatch: DispatchPolicy | None = None,
+        cancel_timeout_seconds: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._dispatch = dispatch or DispatchPolicy()
+        self._cancel_timeout = cancel_timeout_seconds
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+        return self._client.get_workflow_handle(run_id)
+
+    async def start_run(self, manifest: MigrationManifest, actor: str) -> None:
+        try:
+            await self._client.start_workflow(
+                WORKFLOW_NAME,
+                RunInput(manifest=manifest, actor=actor, dispatch=self._dispatch),
+                id=manifest.run_id,
+                task_queue=self._task_queue,
+                # A closed Run (completed or cancelled) may run again; a running one may not.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+        except WorkflowAlreadyStartedError as exc:
+            raise errors.CandidateAlreadyStarted(manifest.candidate.id, "running") from exc
+
+    async def cancel_run(self, run_id: str, actor: str) -> None:
+        """Cancel and wait (bounded) for the Run to close, so its cleanup already ran when this returns."""
+        handle = self._handle(run_id)
+        try:
+            description = await handle.describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                raise errors.CandidateNotRunning(_candidate_id(run_id))
+            handle = self._client.get_workflow_handle(run_id, run_id=description.run_id)
+            await handle.signal(CANCEL_REQUESTED_SIGNAL, CancelRequest(actor=actor))
+            await handle.cancel()
+        except RPCError as exc:
+            if _run_is_gone(exc):
+                raise errors.CandidateNotRunning(_candidate_id(run_id)) from exc
+            raise
+        try:
+            await asyncio.wait_for(handle.result(), timeout=self._cancel_timeout)
+        except WorkflowFailureError:
+            pass  # the expected outcome: the Run ended as cancelled
+        except TimeoutError:
+            # The cancellation is recorded in Temporal and will run once a worker picks it up.
+            log.warning("Run %s did not close within %.0f s of its cancellation", run_id, self._cancel_timeout)
+
+    async def _update(self, run_id: str, update: str, arg: Any) -> None:
+        try:
+            await self._handle(run_id).execute_update(update, arg)
+        except RPCError as exc:
+            if _run_is_gone(exc):
+                raise errors.RunNotFound(run_id) from exc
+            raise
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == STEP_NOT_IN_STATE:
+                raise errors.StepNotInState(cause.message) from exc
+            raise
+
+    async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
+        await self._update(run_id, STEP_EVENT_UPDATE, event)
+
+    async def retry_step(self, run_id: str, step_name: str, actor: str) -> None:
+        await self._update(run_id, RETRY_STEP_UPDATE, RetryStepInput(step_name=step_name, actor=actor))
+
+    async def review_step(self, run_id: str, step_name: str, approved: bool, actor: str, comment: str | None) -> None:
+        request = ReviewStepInput(step_name=step_name, approved=approved, actor=actor, comment=comment)
+        await self._update(run_id, REVIEW_STEP_UPDATE, request)
+
+    async def mark_merged(self, run_id: str, step_name: str, actor: str) -> None:
+        await self._update(run_id, MARK_MERGED_UPDATE, MarkMergedInput(step_name=step_name, actor=actor))
+
+    async def update_inputs(self, run_id: str, inputs: StringMap, actor: str) -> None:
+        await self._update(run_id, UPDATE_INPUTS_UPDATE, UpdateInputsInput(inputs=inputs, actor=actor))
+
+    async def is_running(self, run_id: str) -> bool:
+        try:
+            description = await self._handle(run_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    async def describe(self, run_id: str) -> RunView:
+        """Where a running Run is (current Step, inputs, dispatch counts); raises RunNotFound."""
+        try:
+            return await self._handle(run_id).query(DESCRIBE_QUERY, result_type=RunView)
+        except RPCError as exc:
+            if _run_is_gone(exc):
+                raise errors.RunNotFound(run_id) from exc
+            raise

@@ -1,0 +1,104 @@
+"""The typed objects a Run, its activities and its callers exchange, and the names of its updates.
+
+Each workflow, activity, update and signal takes exactly one of these objects, so a field
+can be added later without breaking a Run already in flight.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from loom_backend.domain import (
+    CandidateStatus,
+    MigrationManifest,
+    StepEvent,
+    StepResult,
+    StringMap,
+)
+
+WORKFLOW_NAME = "LoomRun"
+
+# Update and signal names, defined once; the engine and the Run both use these.
+STEP_EVENT_UPDATE = "step_event"
+RETRY_STEP_UPDATE = "retry_step"
+REVIEW_STEP_UPDATE = "review_step"
+MARK_MERGED_UPDATE = "mark_merged"
+UPDATE_INPUTS_UPDATE = "update_inputs"
+CANCEL_REQUESTED_SIGNAL = "cancel_requested"
+DESCRIBE_QUERY = "describe"
+
+# Type name of the ApplicationError a Run answers when an action does not fit a Step's status.
+STEP_NOT_IN_STATE = "StepNotInState"
+
+
+class DispatchPolicy(BaseModel):
+    """How hard a Run tries to reach a Migrator before it marks the Step failed."""
+
+    max_attempts: int = Field(5, ge=1)
+    initial_interval_seconds: float = 1.0
+    maximum_interval_seconds: float = 30.0
+    timeout_seconds: float = 10.0
+
+
+class RunInput(BaseModel):
+    """What a Run starts from: the MigrationManifest, who started it, and the dispatch policy."""
+
+    manifest: MigrationManifest
+    actor: str | None = None
+    dispatch: DispatchPolicy = Field(default_factory=DispatchPolicy)
+
+
+class RetryStepInput(BaseModel):
+    step_name: str
+    actor: str
+
+
+class ReviewStepInput(BaseModel):
+    step_name: str
+    approved: bool
+    actor: str
+    comment: str | None = None
+
+
+class MarkMergedInput(BaseModel):
+    step_name: str
+    actor: str
+
+
+class UpdateInputsInput(BaseModel):
+    inputs: StringMap
+    actor: str
+
+
+class CancelRequest(BaseModel):
+    actor: str
+
+
+class Write(BaseModel):
+    """One change to the read model; exactly one field is set. Applied in order, each idempotent."""
+
+    candidate_status: CandidateStatus | None = None
+    step_result: StepResult | None = None
+    event: StepEvent | None = None
+    event_key: str | None = None
+
+
+class PersistBatch(BaseModel):
+    run_id: str
+    migration_id: str
+    candidate_id: str
+    writes: list[Write]
+
+
+class StepView(BaseModel):
+    name: str
+    status: str | None = None
+    dispatches: int = 0
+
+
+class RunView(BaseModel):
+    """What the describe query answers: where the Run is, for operators and tests."""
+
+    current_step: str | None
+    inputs: StringMap
+    steps: list[StepView]

@@ -1,0 +1,54 @@
+"""The Temporal worker that executes Runs: in the app process by default, or alone via `loom worker`."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from loom_backend.execution.activities import RunActivities
+from loom_backend.execution.workflow import RunWorkflow
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: RunActivities,
+    *,
+    max_concurrent_activities: int = 200,
+    max_concurrent_workflow_tasks: int = 100,
+) -> Worker:
+    """A worker for the Run workflow and its activities.
+
+    The activities are async (the store is called through asyncio.to_thread), so no activity
+    executor is needed; the workflow task executor is sized for hundreds of Runs at once.
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RunWorkflow],
+        activities=[activities.persist, activities.dispatch_step],
+        workflow_task_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-workflow"),
+        max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=timedelta(seconds=2),
+    )
+
+
+async def run_worker(
+    client: Client,
+    task_queue: str,
+    activities: RunActivities,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the worker until `stop` is set or the task is cancelled (e.g. an app lifespan task).
+
+    Either way the worker shuts down before this returns: in-flight activities get a short grace
+    period and are otherwise retried by the next worker, since every Run's state is in Temporal.
+    """
+    async with build_worker(client, task_queue, activities):
+        await (stop.wait() if stop is not None else asyncio.Future())

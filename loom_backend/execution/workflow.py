@@ -1,0 +1,435 @@
+"""One Temporal workflow per Run: Steps in order, each dispatched to its Migrator and awaited.
+
+Migrator callbacks and operator actions arrive as updates with validators, so an action that
+does not fit the Step's status is refused synchronously (the engine turns that into a 409)
+and never enters the Run's history. Every change reaches the read model through the
+persist activity, in the order the Run made it, with an idempotency key per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from loom_backend.domain import (
+        CandidateStatus,
+        DispatchStepRequest,
+        EventType,
+        MigrationManifest,
+        StepDefinition,
+        StepEvent,
+        StepResult,
+        StepStatus,
+        StepStatusEvent,
+        StringMap,
+        merged_metadata,
+        steps_for,
+    )
+    from loom_backend.execution.activities import RunActivities
+    from loom_backend.execution.messages import (
+        CANCEL_REQUESTED_SIGNAL,
+        DESCRIBE_QUERY,
+        MARK_MERGED_UPDATE,
+        RETRY_STEP_UPDATE,
+        REVIEW_STEP_UPDATE,
+        STEP_EVENT_UPDATE,
+        STEP_NOT_IN_STATE,
+        UPDATE_INPUTS_UPDATE,
+        WORKFLOW_NAME,
+        CancelRequest,
+        MarkMergedInput,
+        PersistBatch,
+        RetryStepInput,
+        ReviewStepInput,
+        RunInput,
+        RunView,
+        StepView,
+        UpdateInputsInput,
+        Write,
+    )
+
+PERSIST_TIMEOUT = timedelta(seconds=30)
+# The read model being down must not fail a Run: keep trying, slowly.
+PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+
+
+@dataclass
+class _Step:
+    definition: StepDefinition
+    status: StepStatus | None = None
+    metadata: StringMap = field(default_factory=dict)
+    pr_url: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+    dispatches: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+
+class StepNotInStateError(ApplicationError):
+    """Raised by validators; the caller sees its message, the Run's history never sees the update."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type=STEP_NOT_IN_STATE, non_retryable=True)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class RunWorkflow:
+    @workflow.init
+    def __init__(self, input: RunInput) -> None:
+        self._manifest: MigrationManifest = input.manifest
+        self._actor = input.actor
+        self._policy = input.dispatch
+        self._inputs: StringMap = dict(input.manifest.inputs)
+        steps = steps_for(input.manifest.candidate, input.manifest.steps)
+        self._steps: dict[str, _Step] = {s.name: _Step(s) for s in steps}
+        self._order = [s.name for s in steps]
+        self._current: str | None = None
+        self._cancel_actor: str | None = None
+        self._closing = False
+        self._event_seq = 0
+        self._queue: list[Write] = []
+        self._queued = 0
+        self._flushed = 0
+        self._flushing = False
+
+    # --- the Run ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: RunInput) -> str:
+        try:
+            await self._record(
+                Write(candidate_status=CandidateStatus.RUNNING),
+                *self._event(EventType.RUN_STARTED, actor=self._actor, metadata=self._inputs),
+            )
+            for name in self._order:
+                await self._run_step(self._steps[name])
+            self._current = None
+            self._closing = True
+            await self._record(
+                Write(candidate_status=CandidateStatus.COMPLETED),
+                *self._event(EventType.RUN_COMPLETED),
+            )
+        except asyncio.CancelledError:
+            # The cancellation was delivered to this task once; the cleanup below is new work the
+            # Run still owes the read model, so the Candidate goes back to not_started for sure.
+            self._current = None
+            self._closing = True
+            await self._record(
+                *self._event(EventType.RUN_CANCELLED, actor=self._cancel_actor),
+                Write(candidate_status=CandidateStatus.NOT_STARTED),
+            )
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return "completed"
+
+    async def _run_step(self, step: _Step) -> None:
+        self._current = step.name
+        while True:
+            await self._dispatch(step)
+            await workflow.wait_condition(
+                lambda: step.status in (StepStatus.FAILED, StepStatus.MERGED, StepStatus.COMPLETED)
+            )
+            if step.status is not StepStatus.FAILED:
+                return
+            # Only a Retry (or Cancel) moves a failed Step on.
+            await workflow.wait_condition(lambda: step.status is not StepStatus.FAILED)
+
+    async def _dispatch(self, step: _Step) -> None:
+        now = workflow.now()
+        step.status = StepStatus.IN_PROGRESS
+        step.metadata = {}
+        step.pr_url = None
+        step.started_at = step.updated_at = now
+        step.completed_at = None
+        step.dispatches += 1
+        await self._record(
+            self._result(step),
+            *self._event(
+                EventType.STEP_DISPATCHED, step, status=step.status, metadata={"attempt": str(step.dispatches)}
+            ),
+        )
+        request = DispatchStepRequest(
+            migration_id=self._manifest.migration_id,
+            step_name=step.name,
+            candidate=merged_metadata(self._manifest.candidate, self._inputs),
+            config=step.definition.config,
+            callback_id=self._manifest.run_id,
+            event_name=f"step-completed:{step.name}:{self._manifest.candidate.id}",
+            migrator_app=step.definition.migrator_app,
+            migrator_url=self._manifest.migrator_url,
+            type=step.definition.type,
+        )
+        dispatches = step.dispatches
+        sending = asyncio.ensure_future(self._send(request))
+        # A callback can come before the dispatch's own answer (or while it is still retrying):
+        # whichever comes first moves the Step on.
+        await workflow.wait_condition(lambda: sending.done() or step.status is not StepStatus.IN_PROGRESS)
+        if not sending.done():
+            return
+        error = sending.result()
+        if error is not None and step.status is StepStatus.IN_PROGRESS and step.dispatches == dispatches:
+            await self._finish(step, StepStatus.FAILED, {"error": error})
+
+    async def _send(self, request: DispatchStepRequest) -> str | None:
+        """Dispatch with the Run's retry policy; the last error's text, or None once the Migrator took it."""
+        policy = self._policy
+        try:
+            await workflow.execute_activity_method(
+                RunActivities.dispatch_step,
+                request,
+                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 5),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=policy.initial_interval_seconds),
+                    maximum_interval=timedelta(seconds=policy.maximum_interval_seconds),
+                    maximum_attempts=policy.max_attempts,
+                    non_retryable_error_types=["MigratorRejected"],
+                ),
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            return f"Dispatch to the Migrator failed after {policy.max_attempts} attempt(s): {message}"
+        return None
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def _event(
+        self,
+        event_type: EventType,
+        step: _Step | None = None,
+        *,
+        status: str | None = None,
+        actor: str | None = None,
+        duration_ms: int | None = None,
+        metadata: StringMap | None = None,
+    ) -> tuple[Write]:
+        self._event_seq += 1
+        event = StepEvent(
+            run_id=self._manifest.run_id,
+            migration_id=self._manifest.migration_id,
+            candidate_id=self._manifest.candidate.id,
+            step_name=step.name if step else None,
+            event_type=event_type,
+            status=str(status) if status is not None else None,
+            actor=actor,
+            duration_ms=duration_ms,
+            metadata=dict(metadata or {}),
+            created_at=workflow.now(),
+        )
+        # Deterministic: a retried activity or a replay after a worker crash writes the same key.
+        return (Write(event=event, event_key=f"{workflow.info().run_id}:{self._event_seq}"),)
+
+    def _result(self, step: _Step) -> Write:
+        assert step.status is not None
+        return Write(
+            step_result=StepResult(
+                step_name=step.name,
+                candidate_id=self._manifest.candidate.id,
+                status=step.status,
+                metadata=dict(step.metadata),
+                pr_url=step.pr_url,
+                started_at=step.started_at,
+                updated_at=step.updated_at,
+                completed_at=step.completed_at,
+            )
+        )
+
+    async def _record(self, *writes: Write) -> None:
+        """Queue writes and return once they (and all before them) reached the read model.
+
+        One flusher at a time sends everything queued as one batch, so the event log keeps
+        the Run's order even when callbacks and the main loop write at once.
+        """
+        self._queue.extend(writes)
+        self._queued += len(writes)
+        target = self._queued
+        if self._flushing:
+            await workflow.wait_condition(lambda: self._flushed >= target)
+            return
+        self._flushing = True
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await workflow.execute_local_activity_method(
+                        RunActivities.persist,
+                        PersistBatch(
+                            run_id=self._manifest.run_id,
+                            migration_id=self._manifest.migration_id,
+                            candidate_id=self._manifest.candidate.id,
+                            writes=batch,
+                        ),
+                        start_to_close_timeout=PERSIST_TIMEOUT,
+                        retry_policy=PERSIST_RETRY,
+                    )
+                except BaseException:
+                    self._queue = batch + self._queue  # idempotent writes: the next flusher sends them again
+                    raise
+                self._flushed += len(batch)
+        finally:
+            self._flushing = False
+
+    async def _finish(self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: Write) -> None:
+        """Move the Step to a terminal status (merged, completed or failed) and record it."""
+        now = workflow.now()
+        step.status = status
+        step.metadata.update(metadata or {})
+        step.updated_at = step.completed_at = now
+        duration = int((now - step.started_at).total_seconds() * 1000) if step.started_at else None
+        await self._record(
+            *extra,
+            self._result(step),
+            *self._event(EventType.STEP_COMPLETED, step, status=status, duration_ms=duration, metadata=metadata),
+        )
+
+    # --- validation -----------------------------------------------------------------------
+
+    def _step(self, name: str) -> _Step:
+        step = self._steps.get(name)
+        if step is None:
+            raise StepNotInStateError(f"Run {self._manifest.run_id!r} has no Step named {name!r}")
+        return step
+
+    def _current_step(self, name: str) -> _Step:
+        step = self._step(name)
+        if self._current != name:
+            where = f"it is on Step {self._current!r}" if self._current else "it is not waiting on any Step"
+            raise StepNotInStateError(f"Run {self._manifest.run_id!r} is not waiting on Step {name!r}; {where}")
+        return step
+
+    @staticmethod
+    def _status_text(step: _Step) -> str:
+        return step.status.value if step.status else "not started"
+
+    # --- updates: Migrator callbacks ------------------------------------------------------
+
+    @workflow.update(name=STEP_EVENT_UPDATE)
+    async def step_event(self, event: StepStatusEvent) -> None:
+        step = self._steps[event.step_name]
+        if step.status is event.status:
+            return  # the same callback again: already applied
+        now = workflow.now()
+        step.metadata.update(event.metadata)
+        if "prUrl" in event.metadata:
+            step.pr_url = event.metadata["prUrl"]
+        if event.status in (StepStatus.OPEN, StepStatus.AWAITING_REVIEW):
+            step.status = event.status
+            step.updated_at = now
+            await self._record(
+                self._result(step),
+                *self._event(EventType.STEP_UPDATED, step, status=event.status, metadata=event.metadata),
+            )
+        else:
+            await self._finish(step, event.status, event.metadata)
+
+    @step_event.validator
+    def _validate_step_event(self, event: StepStatusEvent) -> None:
+        candidate_id = self._manifest.candidate.id
+        if event.candidate_id != candidate_id:
+            raise StepNotInStateError(
+                f"The callback is for Candidate {event.candidate_id!r} but Run {self._manifest.run_id!r} "
+                f"runs Candidate {candidate_id!r}"
+            )
+        step = self._step(event.step_name)
+        if step.status is event.status:
+            return
+        step = self._current_step(event.step_name)
+        if step.status in (StepStatus.IN_PROGRESS, StepStatus.OPEN):
+            return
+        if step.status is StepStatus.AWAITING_REVIEW:
+            if event.status is StepStatus.FAILED:
+                return
+            raise StepNotInStateError(
+                f"Step {step.name!r} awaits an operator's review; only an approval moves it to completed"
+            )
+        raise StepNotInStateError(
+            f"Step {step.name!r} is {self._status_text(step)}; a {event.status.value!r} callback does not apply"
+            + (" (retry the Step first)" if step.status is StepStatus.FAILED else "")
+        )
+
+    # --- updates: operator actions --------------------------------------------------------
+
+    @workflow.update(name=RETRY_STEP_UPDATE)
+    async def retry_step(self, request: RetryStepInput) -> None:
+        step = self._steps[request.step_name]
+        step.status = StepStatus.IN_PROGRESS  # at once, so a second Retry is refused; the Run re-dispatches
+        await self._record(*self._event(EventType.STEP_RETRIED, step, actor=request.actor))
+
+    @retry_step.validator
+    def _validate_retry_step(self, request: RetryStepInput) -> None:
+        step = self._current_step(request.step_name)
+        if step.status is not StepStatus.FAILED:
+            raise StepNotInStateError(
+                f"Step {step.name!r} is {self._status_text(step)}; only a failed Step can be retried"
+            )
+
+    @workflow.update(name=REVIEW_STEP_UPDATE)
+    async def review_step(self, request: ReviewStepInput) -> None:
+        step = self._steps[request.step_name]
+        metadata = {"comment": request.comment} if request.comment else {}
+        if request.approved:
+            review = self._event(EventType.REVIEW_APPROVED, step, actor=request.actor, metadata=metadata)
+            await self._finish(step, StepStatus.COMPLETED, {}, *review)
+        else:
+            review = self._event(EventType.REVIEW_REJECTED, step, actor=request.actor, metadata=metadata)
+            reason = {"error": f"Rejected by {request.actor}" + (f": {request.comment}" if request.comment else "")}
+            await self._finish(step, StepStatus.FAILED, reason, *review)
+
+    @review_step.validator
+    def _validate_review_step(self, request: ReviewStepInput) -> None:
+        step = self._current_step(request.step_name)
+        if step.status is not StepStatus.AWAITING_REVIEW:
+            raise StepNotInStateError(
+                f"Step {step.name!r} is {self._status_text(step)}; only a Step awaiting review can be approved or rejected"
+            )
+
+    @workflow.update(name=MARK_MERGED_UPDATE)
+    async def mark_merged(self, request: MarkMergedInput) -> None:
+        step = self._steps[request.step_name]
+        marked = self._event(EventType.STEP_MARKED_MERGED, step, actor=request.actor)
+        await self._finish(step, StepStatus.MERGED, {"mergedBy": request.actor}, *marked)
+
+    @mark_merged.validator
+    def _validate_mark_merged(self, request: MarkMergedInput) -> None:
+        step = self._current_step(request.step_name)
+        if step.status is not StepStatus.OPEN:
+            raise StepNotInStateError(
+                f"Step {step.name!r} is {self._status_text(step)}; only a Step with an open PR can be marked merged"
+            )
+
+    @workflow.update(name=UPDATE_INPUTS_UPDATE)
+    async def update_inputs(self, request: UpdateInputsInput) -> None:
+        # From the next dispatch on, Steps see the new values merged over the discovered metadata.
+        self._inputs.update(request.inputs)
+        await self._record(*self._event(EventType.INPUTS_UPDATED, actor=request.actor, metadata=request.inputs))
+
+    @update_inputs.validator
+    def _validate_update_inputs(self, request: UpdateInputsInput) -> None:
+        if self._closing:
+            raise StepNotInStateError(f"Run {self._manifest.run_id!r} is finishing; its inputs can no longer change")
+
+    @workflow.signal(name=CANCEL_REQUESTED_SIGNAL)
+    def cancel_requested(self, request: CancelRequest) -> None:
+        """Sent just before the cancellation so the run_cancelled event can name who cancelled."""
+        self._cancel_actor = request.actor
+
+    @workflow.query(name=DESCRIBE_QUERY)
+    def describe(self) -> RunView:
+        return RunView(
+            current_step=self._current,
+            inputs=dict(self._inputs),
+            steps=[
+                StepView(name=s.name, status=s.status.value if s.status else None, dispatches=s.dispatches)
+                for s in self._steps.values()
+            ],
+        )

@@ -1,0 +1,247 @@
+"""Fixtures for Run tests: one real Temporal dev server per session, a real HTTP fake Migrator,
+a real SQLite store and a worker on a fresh task queue per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from temporalio.client import Client
+
+from loom_backend.domain import (
+    Candidate,
+    CandidateStatus,
+    DispatchStepRequest,
+    EventType,
+    MigrationAnnouncement,
+    MigrationManifest,
+    StepDefinition,
+    StepEvent,
+    StepResult,
+    steps_for,
+)
+from loom_backend.execution.activities import RunActivities
+from loom_backend.execution.dev_server import embedded_temporal, free_port
+from loom_backend.execution.engine import TemporalEngine, connect
+from loom_backend.execution.messages import DispatchPolicy
+from loom_backend.execution.worker import build_worker
+from loom_backend.migrator_client import HttpMigratorNotifier
+from loom_backend.settings import Settings
+from loom_backend.store.sql_store import SqlStore
+
+# What a test module imports with `from ... import *`: the fixtures.
+__all__ = ["make_loom", "migrator", "migrator_server", "sql_store", "temporal_client"]
+
+# Small and fast: three attempts 50-100 ms apart before a Step is failed.
+TEST_DISPATCH = DispatchPolicy(
+    max_attempts=3, initial_interval_seconds=0.05, maximum_interval_seconds=0.1, timeout_seconds=2.0
+)
+
+
+@dataclass
+class FakeMigrator:
+    """A real HTTP Migrator that records dispatches; tests answer them through the engine, as a Migrator would."""
+
+    url: str = ""
+    dispatches: list[DispatchStepRequest] = field(default_factory=list)
+    attempts: int = 0
+    answer: int = 202
+    answer_text: str = "accepted"
+
+    def reset(self) -> None:
+        self.dispatches.clear()
+        self.attempts = 0
+        self.answer = 202
+        self.answer_text = "accepted"
+
+    async def dispatch_step(self, request: Request) -> Response:
+        self.attempts += 1
+        if self.answer >= 300:
+            return Response(self.answer_text, status_code=self.answer)
+        self.dispatches.append(DispatchStepRequest.model_validate(await request.json()))
+        return JSONResponse({"accepted": True}, status_code=self.answer)
+
+    def of(self, migration_id: str, step_name: str | None = None) -> list[DispatchStepRequest]:
+        return [d for d in self.dispatches if d.migration_id == migration_id and step_name in (None, d.step_name)]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Starlette, port: int) -> AsyncIterator[None]:
+    """Serve an ASGI app on 127.0.0.1:port in the running event loop."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
+    data_dir = tmp_path_factory.mktemp("temporal")
+    settings = Settings(data_dir=data_dir)
+    async with embedded_temporal(settings, port=free_port(), data_dir=data_dir) as address:
+        yield await connect(settings, address)
+
+
+@pytest.fixture(scope="session")
+async def migrator_server() -> AsyncIterator[FakeMigrator]:
+    migrator = FakeMigrator()
+    port = free_port()
+
+    async def dispatch_step(request: Request) -> Response:
+        return await migrator.dispatch_step(request)  # looked up per call, so a test can replace it
+
+    app = Starlette(routes=[Route("/dispatch-step", dispatch_step, methods=["POST"])])
+    migrator.url = f"http://127.0.0.1:{port}"
+    async with serve(app, port):
+        yield migrator
+
+
+@pytest.fixture
+def migrator(migrator_server: FakeMigrator) -> FakeMigrator:
+    migrator_server.reset()
+    return migrator_server
+
+
+@pytest.fixture
+def sql_store(tmp_path: Path) -> SqlStore:
+    store = SqlStore(f"sqlite:///{tmp_path / 'loom.db'}")
+    store.upgrade_schema()
+    return store
+
+
+@dataclass
+class Loom:
+    """A Migration announced to a real store, with an engine and a worker on a fresh task queue."""
+
+    store: SqlStore
+    engine: TemporalEngine
+    migrator: FakeMigrator
+    migration_id: str
+    steps: list[StepDefinition]
+    candidates: dict[str, Candidate]
+
+    def run_id(self, candidate_id: str) -> str:
+        return f"{self.migration_id}__{candidate_id}"
+
+    async def start(self, candidate_id: str, inputs: dict[str, str] | None = None) -> str:
+        candidate = self.candidates[candidate_id]
+        status = self.store.claim_candidate(self.migration_id, candidate_id, inputs or {})
+        assert status is None, f"candidate already {status}"
+        manifest = MigrationManifest(
+            migration_id=self.migration_id,
+            migrator_url=self.migrator.url,
+            candidate=candidate,
+            steps=steps_for(candidate, self.steps),
+            inputs=inputs or {},
+        )
+        await self.engine.start_run(manifest, "alice")
+        return manifest.run_id
+
+    async def dispatched(self, step_name: str, count: int = 1, timeout: float = 10.0) -> DispatchStepRequest:
+        """Wait for the count-th dispatch of a Step and return it."""
+        await eventually(lambda: len(self.migrator.of(self.migration_id, step_name)) >= count, timeout)
+        return self.migrator.of(self.migration_id, step_name)[count - 1]
+
+    def results(self, candidate_id: str) -> dict[str, StepResult]:
+        return {r.step_name: r for r in self.store.step_results(self.run_id(candidate_id))}
+
+    def events(self, candidate_id: str | None = None) -> list[StepEvent]:
+        page = self.store.list_events(self.migration_id, candidate_id=candidate_id, limit=1000)
+        return sorted(page.events, key=lambda e: e.id or 0)
+
+    def event_kinds(self, candidate_id: str) -> list[tuple[str, str | None, str | None]]:
+        return [(e.event_type.value, e.step_name, e.status) for e in self.events(candidate_id)]
+
+    def candidate_status(self, candidate_id: str) -> CandidateStatus:
+        candidate = self.store.get_candidate(self.migration_id, candidate_id)
+        assert candidate is not None
+        return candidate.status
+
+    async def run_finished(self, candidate_id: str) -> None:
+        await eventually(lambda: self.candidate_status(candidate_id) is not CandidateStatus.RUNNING)
+        await eventually(lambda: self.has_event(candidate_id, EventType.RUN_COMPLETED, EventType.RUN_CANCELLED))
+
+    def has_event(self, candidate_id: str, *types: EventType) -> bool:
+        return any(e.event_type in types for e in self.events(candidate_id))
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+DEFAULT_STEPS = [
+    StepDefinition(name="disable-prune", migrator_app="chart-migrator", type="disable-base-resource-prune"),
+    StepDefinition(name="review", migrator_app="chart-migrator", type="manual-review"),
+    StepDefinition(name="bump-chart", migrator_app="chart-migrator", config={"chart": "app"}),
+]
+
+
+@pytest.fixture
+def make_loom(
+    temporal_client: Client, migrator: FakeMigrator, sql_store: SqlStore
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Loom]]:
+    @contextlib.asynccontextmanager
+    async def factory(
+        steps: list[StepDefinition] | None = None,
+        candidates: list[Candidate] | None = None,
+        dispatch: DispatchPolicy = TEST_DISPATCH,
+        notifier_timeout: float = 2.0,
+    ) -> AsyncIterator[Loom]:
+        steps = steps or DEFAULT_STEPS
+        candidates = candidates or [
+            Candidate(id="checkout", kind="application", metadata={"team": "payments", "image": "v1"})
+        ]
+        migration_id = f"m-{uuid.uuid4().hex[:10]}"
+        sql_store.announce(
+            MigrationAnnouncement(
+                id=migration_id,
+                name="Chart upgrade",
+                description="Upgrade every chart",
+                steps=steps,
+                candidates=candidates,
+                migrator_url=migrator.url,
+            ),
+            datetime.now(UTC),
+        )
+        task_queue = f"runs-{uuid.uuid4().hex}"
+        notifier = HttpMigratorNotifier(timeout_seconds=notifier_timeout)
+        worker = build_worker(temporal_client, task_queue, RunActivities(sql_store, notifier))
+        engine = TemporalEngine(temporal_client, task_queue, dispatch=dispatch, cancel_timeout_seconds=10)
+        loom = Loom(sql_store, engine, migrator, migration_id, steps, {c.id: c for c in candidates})
+        async with worker:
+            try:
+                yield loom
+            finally:
+                for candidate_id in loom.candidates:
+                    if await engine.is_running(loom.run_id(candidate_id)):
+                        await engine.client.get_workflow_handle(loom.run_id(candidate_id)).terminate()
+        await notifier.aclose()
+
+    return factory
