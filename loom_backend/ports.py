@@ -86,6 +86,14 @@ class MigrationStore(Protocol):
         offset: int = 0,
     ) -> EventPage: ...
 
+    def activity_marker(self, migration_id: str | None = None) -> str:
+        """A fingerprint of the read model (of one Migration, or all): it changes whenever a board would."""
+
+    def candidate_kinds(self, migration_id: str) -> list[str]: ...
+
+    def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
+        """Steps of Runs in progress waiting on a person, oldest first, with their Migration's id."""
+
 
 class ExecutionEngine(Protocol):
     """Runs one durable Run per Candidate and relays operator and Migrator actions to it."""

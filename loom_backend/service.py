@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loom_backend import errors
@@ -26,6 +27,8 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    StepResult,
+    StepStatus,
     StepStatusEvent,
     StringMap,
     merged_metadata,
@@ -40,6 +43,17 @@ T = TypeVar("T")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WaitingStep:
+    """A Step of a Run in progress that waits on a person: what the "Needs me" queue lists."""
+
+    migration_id: str
+    migration_name: str
+    step: StepResult
+    reason: str  # "review", "failed" or "open_pr"
+    waiting_since: datetime | None
 
 
 class LoomService:
@@ -226,6 +240,32 @@ class LoomService:
             limit=limit,
             offset=offset,
         )
+
+    # -- the board ---------------------------------------------------------------------------
+
+    async def activity_marker(self, migration_id: str | None = None) -> str:
+        """Changes whenever a board of this Migration (or of any, when None) would show something new."""
+        return await self._db(self.store.activity_marker, migration_id)
+
+    async def candidate_kinds(self, migration_id: str) -> list[str]:
+        return await self._db(self.store.candidate_kinds, migration_id)
+
+    async def needs_me(self, open_pr_attention_hours: float, limit: int = 500) -> list[WaitingStep]:
+        """Across all Migrations: reviews to approve, failed Steps and PRs open too long, oldest first."""
+        cutoff = self.clock() - timedelta(hours=open_pr_attention_hours)
+        rows = await self._db(self.store.attention_steps, cutoff, limit)
+        names = {m.id: m.name for m in await self.list_migrations()} if rows else {}
+        reasons = {StepStatus.AWAITING_REVIEW: "review", StepStatus.FAILED: "failed", StepStatus.OPEN: "open_pr"}
+        return [
+            WaitingStep(
+                migration_id=mid,
+                migration_name=names.get(mid, mid),
+                step=step,
+                reason=reasons[step.status],
+                waiting_since=step.updated_at or step.started_at,
+            )
+            for mid, step in rows
+        ]
 
     # -- rules ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine, String, cast, delete, event, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -156,15 +157,15 @@ class SqlStore:
             for position, c in enumerate(candidates)
             if existing.get(c.id, "not_started") == "not_started"
         ]
-        for start in range(0, len(rows), _INSERT_BATCH):
-            statement = self._insert(table).values(rows[start : start + _INSERT_BATCH])
+        if rows:
+            statement = self._insert(table)
             statement = statement.on_conflict_do_update(
                 index_elements=["migration_id", "id"],
                 set_={
                     k: statement.excluded[k] for k in ("position", "kind", "metadata", "files", "steps", "updated_at")
                 },
             )
-            session.execute(statement)
+            session.execute(statement, rows)
 
     def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration | None:
         with self._session() as session:
@@ -177,7 +178,7 @@ class SqlStore:
                 result = session.execute(
                     select(table).where(table.c.migration_id == migration_id).order_by(table.c.position)
                 )
-                candidates = [_candidate(r) for r in result.mappings()]
+                candidates = _CANDIDATES.validate_python([_candidate_data(r) for r in result.mappings()])
             return _migration(row, candidates)
 
     def list_migrations(self) -> list[MigrationSummary]:
@@ -430,6 +431,74 @@ class SqlStore:
             ]
         return EventPage(events=events, total=total, limit=limit, offset=offset)
 
+    # -- board queries ----------------------------------------------------------------------
+
+    def activity_marker(self, migration_id: str | None = None) -> str:
+        """A fingerprint that changes whenever anything a board shows changes; cheap enough to poll twice a second."""
+        events, candidates, results, migrations = (
+            StepEventRow.__table__,  # type: ignore[attr-defined]
+            CandidateRow.__table__,  # type: ignore[attr-defined]
+            StepResultRow.__table__,  # type: ignore[attr-defined]
+            MigrationRow.__table__,  # type: ignore[attr-defined]
+        )
+        queries = [
+            select(func.max(events.c.id)).where(*_scoped(events, migration_id)),
+            select(func.max(candidates.c.updated_at), func.count()).where(*_scoped(candidates, migration_id)),
+            select(func.max(results.c.updated_at), func.count()).where(*_scoped(results, migration_id)),
+            select(func.max(migrations.c.updated_at), func.count()).where(
+                *([migrations.c.id == migration_id] if migration_id else [])
+            ),
+        ]
+        with self._session() as session:
+            parts = [session.execute(q).one() for q in queries]
+        return "|".join(",".join(str(v) for v in part) for part in parts)
+
+    def candidate_kinds(self, migration_id: str) -> list[str]:
+        table = CandidateRow.__table__  # type: ignore[attr-defined]
+        with self._session() as session:
+            rows = session.execute(
+                select(table.c.kind).where(table.c.migration_id == migration_id).distinct().order_by(table.c.kind)
+            )
+            return [r[0] for r in rows]
+
+    def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
+        """Steps of Runs in progress that wait on a person: reviews, failures, PRs open since before the cutoff.
+
+        Oldest first, each with its Migration's id.
+        """
+        table = StepResultRow.__table__  # type: ignore[attr-defined]
+        waiting = or_(
+            table.c.status.in_(ATTENTION_STATUSES),
+            (table.c.status == StepStatus.OPEN.value) & (table.c.updated_at < open_pr_before),
+        )
+        with self._session() as session:
+            rows = session.execute(
+                select(table)
+                .where(waiting, _run_is_active())
+                .order_by(table.c.updated_at.asc(), table.c.run_id)
+                .limit(limit)
+            ).mappings()
+            return [
+                (
+                    r["migration_id"],
+                    StepResult(
+                        step_name=r["step_name"],
+                        candidate_id=r["candidate_id"],
+                        status=StepStatus(r["status"]),
+                        metadata=r["metadata"] or {},
+                        pr_url=r["pr_url"],
+                        started_at=_utc(r["started_at"]),
+                        updated_at=_utc(r["updated_at"]),
+                        completed_at=_utc(r["completed_at"]),
+                    ),
+                )
+                for r in rows
+            ]
+
+
+def _scoped(table: Any, migration_id: str | None) -> list[Any]:
+    return [table.c.migration_id == migration_id] if migration_id else []
+
 
 def _run_is_active() -> Any:
     """Attention counts only for Runs in progress: a cancelled Run's failed Step needs nobody."""
@@ -451,17 +520,22 @@ def _row_mapping(row: CandidateRow) -> dict[str, Any]:
     }
 
 
+_CANDIDATES = TypeAdapter(list[Candidate])
+
+
+def _candidate_data(r: Any) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "kind": r["kind"],
+        "metadata": r["metadata"] or {},
+        "files": r["files"] or [],
+        "steps": r["steps"],
+        "status": r["status"],
+    }
+
+
 def _candidate(r: Any) -> Candidate:
-    return Candidate.model_validate(
-        {
-            "id": r["id"],
-            "kind": r["kind"],
-            "metadata": r["metadata"] or {},
-            "files": r["files"] or [],
-            "steps": r["steps"],
-            "status": r["status"],
-        }
-    )
+    return Candidate.model_validate(_candidate_data(r))
 
 
 def _migration(row: MigrationRow, candidates: list[Candidate]) -> Migration:
