@@ -1,0 +1,42 @@
+# Two commands: `make run` (Loom on http://localhost:3000) and `make test` (the whole suite).
+# Each sets itself up, once: the venv, the package, bun for Reflex's frontend build.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUN := .tools/node_modules/bun/bin/bun.exe
+export REFLEX_BUN_PATH := $(abspath $(BUN))
+export REFLEX_TELEMETRY_ENABLED := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test lint setup bench clean
+
+run: setup
+	$(BIN)/loom up
+
+test: setup lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+setup: $(VENV)/.installed $(BUN)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+$(BUN):
+	npm install --silent --prefix .tools bun@1.4.4
+	test -x $(BUN)
+
+bench: setup
+	$(BIN)/python bench/announce.py
+	$(BIN)/python bench/runs.py
+
+clean:
+	rm -rf $(VENV) .tools .web data

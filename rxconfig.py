@@ -1,0 +1,20 @@
+"""Reflex configuration: the board and the /api routes are served by one process on one port."""
+
+import os
+
+import reflex as rx
+
+PORT = int(os.environ.get("LOOM_PORT", "3000"))
+
+config = rx.Config(
+    app_name="loom_ui",
+    telemetry_enabled=False,
+    frontend_port=PORT,
+    backend_port=PORT,
+    api_url=os.environ.get("LOOM_PUBLIC_URL", f"http://localhost:{PORT}"),
+    show_built_with_reflex=False,
+    plugins=[
+        rx.plugins.RadixThemesPlugin(theme=rx.theme(appearance="inherit", accent_color="indigo", radius="medium"))
+    ],
+    disable_plugins=["reflex.plugins.sitemap.SitemapPlugin"],
+)
