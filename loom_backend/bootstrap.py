@@ -69,7 +69,8 @@ async def running(
     from loom_backend.migrator_client import HttpMigratorNotifier
 
     async with contextlib.AsyncExitStack() as stack:
-        store = store or await asyncio.to_thread(build_store, settings)
+        if store is None:
+            store = await asyncio.to_thread(build_store, settings)
         if notifier is None:
             notifier = HttpMigratorNotifier(timeout_seconds=settings.dispatch_timeout_seconds)
             stack.push_async_callback(notifier.aclose)

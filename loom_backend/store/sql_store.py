@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, String, cast, delete, event, exists, func, or_, select, update
+from sqlalchemy import Engine, String, Table, cast, delete, event, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
@@ -37,6 +37,10 @@ from loom_backend.domain import (
 )
 from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
 
+MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
+CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
+STEP_RESULTS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
+STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = (StepStatus.FAILED.value, StepStatus.AWAITING_REVIEW.value)
 _INSERT_BATCH = 2_000
@@ -114,7 +118,7 @@ class SqlStore:
             "created_at": now,
             "updated_at": now,
         }
-        statement = self._insert(MigrationRow.__table__).values(row)
+        statement = self._insert(MIGRATIONS).values(row)
         statement = statement.on_conflict_do_update(
             index_elements=["id"],
             set_={k: statement.excluded[k] for k in row if k not in ("id", "created_at")},
@@ -125,14 +129,14 @@ class SqlStore:
 
     def submit_candidates(self, migration_id: str, candidates: list[Candidate], now: datetime) -> None:
         with self._session() as session:
-            session.execute(update(MigrationRow).where(MigrationRow.id == migration_id).values(updated_at=now))
+            session.execute(update(MIGRATIONS).where(MIGRATIONS.c.id == migration_id).values(updated_at=now))
             self._merge_candidates(session, migration_id, candidates, now)
 
     def _merge_candidates(
         self, session: Session, migration_id: str, candidates: list[Candidate], now: datetime
     ) -> None:
         """Re-discovery replaces not_started Candidates; ones with a Run are kept, even when absent."""
-        table = CandidateRow.__table__
+        table = CANDIDATES
         existing = dict(
             session.execute(select(table.c.id, table.c.status).where(table.c.migration_id == migration_id)).all()
         )
@@ -174,7 +178,7 @@ class SqlStore:
                 return None
             candidates: list[Candidate] = []
             if with_candidates:
-                table = CandidateRow.__table__
+                table = CANDIDATES
                 result = session.execute(
                     select(table).where(table.c.migration_id == migration_id).order_by(table.c.position)
                 )
@@ -183,25 +187,25 @@ class SqlStore:
 
     def list_migrations(self) -> list[MigrationSummary]:
         with self._session() as session:
-            rows = session.exec(select(MigrationRow).order_by(MigrationRow.created_at)).scalars().all()  # type: ignore[call-overload]
+            rows = session.execute(select(MigrationRow).order_by(MIGRATIONS.c.created_at)).scalars().all()
             counts: dict[str, dict[CandidateStatus, int]] = {}
             for mid, status, n in session.execute(
-                select(CandidateRow.migration_id, CandidateRow.status, func.count()).group_by(
-                    CandidateRow.migration_id, CandidateRow.status
+                select(CANDIDATES.c.migration_id, CANDIDATES.c.status, func.count()).group_by(
+                    CANDIDATES.c.migration_id, CANDIDATES.c.status
                 )
             ):
                 counts.setdefault(mid, {})[CandidateStatus(status)] = n
             attention = dict(
                 session.execute(
-                    select(StepResultRow.migration_id, func.count(func.distinct(StepResultRow.run_id)))
-                    .where(StepResultRow.status.in_(ATTENTION_STATUSES), _run_is_active())  # type: ignore[attr-defined]
-                    .group_by(StepResultRow.migration_id)
+                    select(STEP_RESULTS.c.migration_id, func.count(func.distinct(STEP_RESULTS.c.run_id)))
+                    .where(STEP_RESULTS.c.status.in_(ATTENTION_STATUSES), _run_is_active())
+                    .group_by(STEP_RESULTS.c.migration_id)
                 ).all()
             )
             last = dict(
                 session.execute(
-                    select(StepEventRow.migration_id, func.max(StepEventRow.created_at)).group_by(
-                        StepEventRow.migration_id
+                    select(STEP_EVENTS.c.migration_id, func.max(STEP_EVENTS.c.created_at)).group_by(
+                        STEP_EVENTS.c.migration_id
                     )
                 ).all()
             )
@@ -228,7 +232,7 @@ class SqlStore:
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage:
-        table = CandidateRow.__table__
+        table = CANDIDATES
         conditions: list[Any] = [table.c.migration_id == migration_id]
         if status is not None:
             conditions.append(table.c.status == status.value)
@@ -245,9 +249,9 @@ class SqlStore:
             conditions.append(table.c.status == "running")
             conditions.append(
                 exists().where(
-                    StepResultRow.migration_id == table.c.migration_id,
-                    StepResultRow.candidate_id == table.c.id,
-                    StepResultRow.status.in_(ATTENTION_STATUSES),  # type: ignore[attr-defined]
+                    STEP_RESULTS.c.migration_id == table.c.migration_id,
+                    STEP_RESULTS.c.candidate_id == table.c.id,
+                    STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
                 )
             )
         with self._session() as session:
@@ -270,7 +274,7 @@ class SqlStore:
         by_run: dict[str, list[Any]] = {}
         for start in range(0, len(run_ids), _INSERT_BATCH):
             for r in session.execute(
-                select(StepResultRow.__table__).where(StepResultRow.run_id.in_(run_ids[start : start + _INSERT_BATCH]))  # type: ignore[attr-defined]
+                select(STEP_RESULTS).where(STEP_RESULTS.c.run_id.in_(run_ids[start : start + _INSERT_BATCH]))
             ).mappings():
                 by_run.setdefault(r["run_id"], []).append(r)
         progress: dict[str, dict[str, Any]] = {}
@@ -301,8 +305,8 @@ class SqlStore:
     def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
         with self._session() as session:
             session.execute(
-                update(CandidateRow)
-                .where(CandidateRow.migration_id == migration_id, CandidateRow.id == candidate_id)  # type: ignore[arg-type]
+                update(CANDIDATES)
+                .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
                 .values(inputs=inputs, updated_at=_now())
             )
 
@@ -310,15 +314,16 @@ class SqlStore:
         """Compare-and-set, so two Starts of one Candidate can never both win."""
         with self._session() as session:
             claimed = session.execute(
-                update(CandidateRow)
+                update(CANDIDATES)
                 .where(
-                    CandidateRow.migration_id == migration_id,  # type: ignore[arg-type]
-                    CandidateRow.id == candidate_id,  # type: ignore[arg-type]
-                    CandidateRow.status == "not_started",  # type: ignore[arg-type]
+                    CANDIDATES.c.migration_id == migration_id,
+                    CANDIDATES.c.id == candidate_id,
+                    CANDIDATES.c.status == "not_started",
                 )
                 .values(status="running", inputs=inputs, updated_at=_now())
-            ).rowcount
-            if claimed:
+                .returning(CANDIDATES.c.id)
+            ).first()
+            if claimed is not None:
                 return None
             row = session.get(CandidateRow, (migration_id, candidate_id))
             return CandidateStatus(row.status) if row is not None else None
@@ -326,8 +331,8 @@ class SqlStore:
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
         with self._session() as session:
             session.execute(
-                update(CandidateRow)
-                .where(CandidateRow.migration_id == migration_id, CandidateRow.id == candidate_id)  # type: ignore[arg-type]
+                update(CANDIDATES)
+                .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
                 .values(status=status.value, updated_at=_now())
             )
 
@@ -335,7 +340,7 @@ class SqlStore:
 
     def reset_run(self, run_id: str) -> None:
         with self._session() as session:
-            session.execute(delete(StepResultRow).where(StepResultRow.run_id == run_id))  # type: ignore[arg-type]
+            session.execute(delete(StepResultRow).where(STEP_RESULTS.c.run_id == run_id))
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
         row = {
@@ -350,7 +355,7 @@ class SqlStore:
             "updated_at": result.updated_at,
             "completed_at": result.completed_at,
         }
-        statement = self._insert(StepResultRow.__table__).values(row)
+        statement = self._insert(STEP_RESULTS).values(row)
         statement = statement.on_conflict_do_update(
             index_elements=["run_id", "step_name"],
             set_={k: statement.excluded[k] for k in row if k not in ("run_id", "step_name")},
@@ -360,9 +365,7 @@ class SqlStore:
 
     def step_results(self, run_id: str) -> list[StepResult]:
         with self._session() as session:
-            rows = session.execute(
-                select(StepResultRow.__table__).where(StepResultRow.run_id == run_id)  # type: ignore[arg-type]
-            ).mappings()
+            rows = session.execute(select(STEP_RESULTS).where(STEP_RESULTS.c.run_id == run_id)).mappings()
             results = [
                 StepResult(
                     step_name=r["step_name"],
@@ -381,7 +384,7 @@ class SqlStore:
     def append_event(self, event: StepEvent, key: str) -> bool:
         row = event.model_dump(exclude={"id", "metadata"}, by_alias=False) | {"key": key, "metadata": event.metadata}
         row["event_type"] = event.event_type.value
-        table = StepEventRow.__table__
+        table = STEP_EVENTS
         statement = self._insert(table).values(row).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
         with self._session() as session:
             return session.execute(statement).first() is not None
@@ -396,7 +399,7 @@ class SqlStore:
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
-        table = StepEventRow.__table__
+        table = STEP_EVENTS
         conditions: list[Any] = [table.c.migration_id == migration_id]
         if candidate_id:
             conditions.append(table.c.candidate_id == candidate_id)
@@ -436,10 +439,10 @@ class SqlStore:
     def activity_marker(self, migration_id: str | None = None) -> str:
         """A fingerprint that changes whenever anything a board shows changes; cheap enough to poll twice a second."""
         events, candidates, results, migrations = (
-            StepEventRow.__table__,  # type: ignore[attr-defined]
-            CandidateRow.__table__,  # type: ignore[attr-defined]
-            StepResultRow.__table__,  # type: ignore[attr-defined]
-            MigrationRow.__table__,  # type: ignore[attr-defined]
+            STEP_EVENTS,
+            CANDIDATES,
+            STEP_RESULTS,
+            MIGRATIONS,
         )
         queries = [
             select(func.max(events.c.id)).where(*_scoped(events, migration_id)),
@@ -454,7 +457,7 @@ class SqlStore:
         return "|".join(",".join(str(v) for v in part) for part in parts)
 
     def candidate_kinds(self, migration_id: str) -> list[str]:
-        table = CandidateRow.__table__  # type: ignore[attr-defined]
+        table = CANDIDATES
         with self._session() as session:
             rows = session.execute(
                 select(table.c.kind).where(table.c.migration_id == migration_id).distinct().order_by(table.c.kind)
@@ -466,7 +469,7 @@ class SqlStore:
 
         Oldest first, each with its Migration's id.
         """
-        table = StepResultRow.__table__  # type: ignore[attr-defined]
+        table = STEP_RESULTS
         waiting = or_(
             table.c.status.in_(ATTENTION_STATUSES),
             (table.c.status == StepStatus.OPEN.value) & (table.c.updated_at < open_pr_before),
@@ -503,9 +506,9 @@ def _scoped(table: Any, migration_id: str | None) -> list[Any]:
 def _run_is_active() -> Any:
     """Attention counts only for Runs in progress: a cancelled Run's failed Step needs nobody."""
     return exists().where(
-        CandidateRow.migration_id == StepResultRow.migration_id,
-        CandidateRow.id == StepResultRow.candidate_id,
-        CandidateRow.status == "running",
+        CANDIDATES.c.migration_id == STEP_RESULTS.c.migration_id,
+        CANDIDATES.c.id == STEP_RESULTS.c.candidate_id,
+        CANDIDATES.c.status == "running",
     )
 
 
@@ -548,7 +551,7 @@ def _migration(row: MigrationRow, candidates: list[Candidate]) -> Migration:
         steps=[_step(s) for s in row.steps or []],
         candidates=candidates,
         migrator_url=row.migrator_url,
-        created_at=_utc(row.created_at),
+        created_at=_utc(row.created_at) or row.created_at,
         updated_at=_utc(row.updated_at),
     )
 
