@@ -17,6 +17,7 @@ class StepContext:
         self.request = request
         self._client = client
         self.reported: list[StepStatus] = []
+        self.finished = False
 
     @property
     def candidate(self) -> Candidate:
@@ -54,6 +55,8 @@ class StepContext:
             status=StepStatus(status),
             metadata={key: str(value) for key, value in (metadata or {}).items()},
         )
+        # Marked before posting: once Loom has the final status it may re-dispatch (Retry) at any moment.
+        self.finished = self.finished or event.status.succeeded or event.status == StepStatus.FAILED
         await self._client.post_event(self.request.callback_id, event)
         self.reported.append(event.status)
 

@@ -112,7 +112,7 @@ class Migrator:
         self._handlers: dict[str, StepHandler] = {}
         self._dry_runs: dict[str, DryRunFunction] = {}
         self._discovery: Discovery | None = None
-        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str], tuple[asyncio.Task[None], StepContext]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.announced = threading.Event()
         self.router = self._build_router()
@@ -271,20 +271,27 @@ class Migrator:
     # ---- running Steps --------------------------------------------------------------------
 
     def dispatch(self, request: DispatchStepRequest) -> bool:
-        """Start the Step's handler in the background; False when the same Step is already running."""
+        """Start the Step's handler in the background; False when that Step of that Run is already underway.
+
+        A repeat of a dispatch Loom already made (its own retry of a call whose answer got lost) must
+        not run the handler twice; a Retry after the Step reported its final status must run it again.
+        """
         key = (request.callback_id, request.step_name)
-        running = self._running.get(key)
-        if running is not None and not running.done():
+        previous = self._running.get(key)
+        if previous is not None and not previous[0].done() and not previous[1].finished:
             log.info("Step %r of Run %r is already running; ignoring the repeated dispatch", *key[::-1])
             return False
-        task = self._spawn(self.run_step(request))
-        self._running[key] = task
-        task.add_done_callback(lambda _: self._running.pop(key, None) if self._running.get(key) is task else None)
+        ctx = StepContext(request, self.client)
+        task = self._spawn(self.run_step(ctx))
+        self._running[key] = (task, ctx)
+        task.add_done_callback(
+            lambda _: self._running.pop(key, None) if self._running.get(key, (None,))[0] is task else None
+        )
         return True
 
-    async def run_step(self, request: DispatchStepRequest) -> StepContext:
+    async def run_step(self, ctx: StepContext) -> None:
         """Run one Step's handler to its end: a normal return with nothing reported means `completed`."""
-        ctx = StepContext(request, self.client)
+        request = ctx.request
         step_type = request.type or request.step_name
         handler = self._handlers.get(step_type)
         try:
@@ -304,7 +311,6 @@ class Migrator:
                 await ctx.failed(error_text(exc))
             except LoomError as report_error:
                 log.warning("Could not report the failure of Step %r: %s", request.step_name, report_error)
-        return ctx
 
     async def _manual_review(self, ctx: StepContext) -> None:
         template = next(

@@ -145,8 +145,19 @@ class FakeLoom:
             if found:
                 return found
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; got {self.received}")
+                raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; {self.summary()}")
             time.sleep(0.01)
+
+    def summary(self) -> str:
+        """What was received, in short: for assertion messages."""
+        with self._lock:
+            events = [
+                f"{r.event.candidate_id}/{r.event.step_name}={r.event.status.value}" for r in self.received.events
+            ]
+            return (
+                f"attempts={self.received.attempts}, announcements={len(self.received.announcements)}, "
+                f"candidate submissions={len(self.received.candidate_submissions)}, events={events}"
+            )
 
     def events_for(self, candidate_id: str, step_name: str | None = None) -> list[StepStatusEvent]:
         with self._lock:

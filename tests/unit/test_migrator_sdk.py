@@ -199,6 +199,26 @@ def test_repeated_dispatch_of_a_running_step_does_not_start_it_twice(loom: FakeL
     assert runs == ["checkout"]
 
 
+def test_a_step_dispatched_again_as_soon_as_it_reported_failed_runs_again(loom: FakeLoom) -> None:
+    migrator = make_migrator(loom.url)
+    attempts: list[int] = []
+
+    @migrator.step("flaky")
+    async def flaky(ctx: StepContext) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise StepFailed("first attempt fails")
+        await asyncio.sleep(0.05)
+
+    with migrator.serve_in_thread():
+        loom.dispatch(migrator.migrator_url, migrator.id, migrator.steps[0], CHECKOUT)
+        loom.wait_for_event("flaky", StepStatus.FAILED)
+        retry = loom.dispatch(migrator.migrator_url, migrator.id, migrator.steps[0], CHECKOUT)
+        loom.wait_for_event("flaky", StepStatus.COMPLETED)
+    assert retry.json()["status"] == "accepted"
+    assert attempts == [1, 2]
+
+
 def test_a_handler_that_raises_reports_failed_with_the_error_text(loom: FakeLoom) -> None:
     migrator = make_migrator(loom.url)
 

@@ -1,0 +1,1 @@
+"""Example Migrators written with the loom_migrator SDK."""
