@@ -10,7 +10,7 @@ import string
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -154,7 +154,8 @@ class Migrator:
         """Register the handler of a Step type (or of a Step name, for Steps without a type)."""
 
         def register(fn: H) -> H:
-            if not inspect.iscoroutinefunction(fn):
+            is_async = inspect.iscoroutinefunction(fn)
+            if not is_async:
                 raise TypeError(f"the handler of {step_type!r} must be an `async def` function")
             self._handlers[step_type] = fn
             return fn
@@ -195,13 +196,12 @@ class Migrator:
         return fn
 
     async def candidates(self) -> list[Candidate]:
-        if self._discovery is None:
+        discovery = self._discovery
+        if discovery is None:
             return []
-        if inspect.iscoroutinefunction(self._discovery):
-            found = await self._discovery()
-        else:
-            found = await asyncio.to_thread(lambda: list(self._discovery() if self._discovery else []))
-        return list(found)  # type: ignore[arg-type]
+        if inspect.iscoroutinefunction(discovery):
+            return list(await discovery())
+        return await asyncio.to_thread(lambda: list(cast(Iterable[Candidate], discovery())))
 
     async def announcement(self) -> MigrationAnnouncement:
         return MigrationAnnouncement(
@@ -412,8 +412,11 @@ class Migrator:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         uvicorn.run(self.app, host=host, port=port, log_level=log_level)
 
-    def serve_in_thread(self, port: int = 0, host: str = "127.0.0.1") -> ThreadedServer:
-        """Serve from a background thread (port 0 picks a free one); `.stop()` the result when done."""
-        server = ThreadedServer(self.app, host=host, port=port)
+    def serve_in_thread(self, port: int | None = None, host: str = "127.0.0.1") -> ThreadedServer:
+        """Serve from a background thread; `.stop()` the result when done (or use it as a context manager).
+
+        The port defaults to `self.port` when one was set, else 0, which picks a free port.
+        """
+        server = ThreadedServer(self.app, host=host, port=(self.port or 0) if port is None else port)
         self.port = server.port
         return server.start()

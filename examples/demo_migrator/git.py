@@ -72,7 +72,7 @@ def commit(repo: Path, changes: Mapping[str, str | None], message: str, branch: 
 
     The working tree is back on main afterwards, whatever happens.
     """
-    git(repo, "checkout", "-q", MAIN)
+    _back_to_main(repo)
     try:
         if branch != MAIN:
             git(repo, "checkout", "-q", "-B", branch, MAIN)
@@ -83,13 +83,19 @@ def commit(repo: Path, changes: Mapping[str, str | None], message: str, branch: 
         git(repo, "commit", "-q", "-m", message)
         return head(repo)
     finally:
-        git(repo, "reset", "-q", "--hard")
-        git(repo, "checkout", "-q", MAIN)
+        _back_to_main(repo)
+
+
+def _back_to_main(repo: Path) -> None:
+    """A clean working tree on main, whatever an interrupted earlier command left behind."""
+    git(repo, "merge", "--abort", check=False)
+    git(repo, "reset", "-q", "--hard")
+    git(repo, "checkout", "-q", MAIN)
 
 
 def merge(repo: Path, branch: str, message: str) -> str:
     """Merge `branch` into main with a merge commit, as merging a pull request does."""
-    git(repo, "checkout", "-q", MAIN)
+    _back_to_main(repo)
     if is_merged(repo, branch):
         return head(repo)
     git(repo, "merge", "-q", "--no-ff", "-m", message, branch)
