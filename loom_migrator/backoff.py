@@ -32,6 +32,6 @@ class Backoff:
 
 
 # Announcing waits for Loom however long it takes to start; a Step's callback gives up after
-# about eight minutes, since a Loom that long gone will re-dispatch the Step on Retry anyway.
+# about seven minutes, since a Loom that long gone will re-dispatch the Step on Retry anyway.
 ANNOUNCE_BACKOFF = Backoff()
 CALLBACK_BACKOFF = Backoff(max_attempts=20)
