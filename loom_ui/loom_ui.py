@@ -4,14 +4,36 @@ import reflex as rx
 
 from loom_backend.api import create_api
 from loom_backend.bootstrap import current_service, running
-
-
-def index() -> rx.Component:
-    return rx.center(rx.heading("Loom"), height="100vh")
-
+from loom_ui.pages.board import BoardState, board_page
+from loom_ui.pages.candidate import CandidateState, candidate_page
+from loom_ui.pages.inbox import InboxState, inbox_page
+from loom_ui.pages.migrations import MigrationsState, migrations_page
+from loom_ui.pages.preview import PreviewState, preview_page
 
 app = rx.App(
     api_transformer=create_api(current_service),
+    head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
 app.register_lifespan_task(running)
-app.add_page(index, route="/", title="Migrations · Loom")
+app.add_page(
+    migrations_page, route="/", title="Migrations · Loom", on_load=[MigrationsState.load, MigrationsState.watch]
+)
+app.add_page(
+    board_page,
+    route="/migrations/[migration_id]",
+    title="Board · Loom",
+    on_load=[BoardState.load, BoardState.watch],
+)
+app.add_page(
+    candidate_page,
+    route="/migrations/[migration_id]/candidates/[candidate_id]",
+    title="Candidate · Loom",
+    on_load=[CandidateState.load, CandidateState.watch],
+)
+app.add_page(
+    preview_page,
+    route="/migrations/[migration_id]/preview/[candidate_id]",
+    title="Preview · Loom",
+    on_load=PreviewState.load,
+)
+app.add_page(inbox_page, route="/inbox", title="Needs me · Loom", on_load=[InboxState.load, InboxState.watch])

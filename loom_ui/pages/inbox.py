@@ -1,0 +1,209 @@
+"""Needs me (`/inbox`): every Step across all Migrations that waits on a person, oldest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import reflex as rx
+
+from loom_backend.service import WaitingStep
+from loom_ui import format as fmt
+from loom_ui.components.layout import empty_state, page, skeleton_rows
+from loom_ui.state import LiveMixin, LoomState, actor, current, error_text, service
+
+REASONS = {
+    "review": ("Awaiting review", "amber", "eye"),
+    "failed": ("Failed", "red", "circle-x"),
+    "open_pr": ("PR open", "violet", "git-pull-request"),
+}
+
+
+@dataclass
+class WaitingRow:
+    key: str = ""
+    migration_id: str = ""
+    migration_name: str = ""
+    candidate_id: str = ""
+    step: str = ""
+    reason: str = ""
+    reason_label: str = ""
+    color: str = "gray"
+    icon: str = "circle"
+    waited: str = ""
+    pr_url: str = ""
+    error: str = ""
+    href: str = ""
+
+
+def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
+    label, color, icon = REASONS.get(w.reason, (w.reason, "gray", "circle"))
+    return WaitingRow(
+        key=f"{w.migration_id}/{w.step.candidate_id}/{w.step.step_name}",
+        migration_id=w.migration_id,
+        migration_name=w.migration_name,
+        candidate_id=w.step.candidate_id,
+        step=w.step.step_name,
+        reason=w.reason,
+        reason_label=label,
+        color=color,
+        icon=icon,
+        waited=fmt.waited_for(w.waiting_since, now),
+        pr_url=w.step.pr_url or "",
+        error=w.step.metadata.get("error", "") if w.reason == "failed" else "",
+        href=f"/migrations/{w.migration_id}/candidates/{w.step.candidate_id}",
+    )
+
+
+class InboxState(LiveMixin, LoomState):
+    rows: list[WaitingRow] = []
+    busy: str = ""
+    threshold: str = ""
+
+    async def _reload(self) -> None:
+        loom = current()
+        now = datetime.now(UTC)
+        waiting = await service().needs_me(loom.settings.open_pr_attention_hours)
+        self.rows = [waiting_row(w, now) for w in waiting]
+        self.needs_me_count = len(self.rows)
+        self.threshold = f"{loom.settings.open_pr_attention_hours:g} h"
+
+    @rx.event
+    async def load(self):
+        try:
+            await self._reload()
+        except Exception as exc:
+            yield rx.toast.error(error_text(exc))
+        self.loading = False
+
+    @rx.event(background=True)
+    async def act(self, key: str, action: str):
+        async with self:
+            if self.busy:
+                return None
+            row = next((r for r in self.rows if r.key == key), None)
+            if row is None:
+                return None
+            self.busy = f"{action}:{key}"
+        s = service()
+        try:
+            if action == "approve":
+                await s.review_step(row.migration_id, row.candidate_id, row.step, True, actor(), None)
+            elif action == "retry":
+                await s.retry_step(row.migration_id, row.candidate_id, row.step, actor())
+            elif action == "merged":
+                await s.mark_merged(row.migration_id, row.candidate_id, row.step, actor())
+        except Exception as exc:
+            async with self:
+                self.busy = ""
+            return rx.toast.error(error_text(exc), duration=8000)
+        async with self:
+            self.busy = ""
+            await self._reload()
+        done = {"approve": "approved", "retry": "retried", "merged": "marked as merged"}[action]
+        return rx.toast.success(f"{row.candidate_id} · {row.step} {done}")
+
+
+def _action(row: WaitingRow, action: str, label: str, icon: str, **props) -> rx.Component:
+    return rx.button(
+        rx.icon(icon, size=14),
+        label,
+        size="2",
+        on_click=InboxState.act(row.key, action),
+        loading=InboxState.busy == action + ":" + row.key,
+        disabled=InboxState.busy != "",
+        data_testid="inbox-" + action,
+        **props,
+    )
+
+
+def _row(row: WaitingRow) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.center(
+                rx.icon(row.icon, size=18),
+                width="36px",
+                height="36px",
+                border_radius="999px",
+                background=rx.color(row.color, 4),
+                color=rx.color(row.color, 11),
+                flex_shrink="0",
+            ),
+            rx.vstack(
+                rx.hstack(
+                    rx.link(row.candidate_id, href=row.href, weight="bold", size="3"),
+                    rx.text("·", color=rx.color("gray", 9)),
+                    rx.text(row.step, size="2", weight="medium"),
+                    rx.badge(row.reason_label, color_scheme=row.color, variant="soft"),
+                    align="center",
+                    spacing="2",
+                ),
+                rx.hstack(
+                    rx.link(
+                        row.migration_name, href="/migrations/" + row.migration_id, size="1", color=rx.color("gray", 11)
+                    ),
+                    rx.text("waiting ", row.waited, size="1", color=rx.color("gray", 10)),
+                    rx.cond(row.pr_url != "", rx.link("Open PR", href=row.pr_url, is_external=True, size="1")),
+                    spacing="3",
+                ),
+                rx.cond(row.error != "", rx.text(row.error, size="1", color=rx.color("red", 11))),
+                spacing="1",
+                min_width="0",
+            ),
+            rx.spacer(),
+            rx.match(
+                row.reason,
+                (
+                    "review",
+                    rx.hstack(
+                        _action(row, "approve", "Approve", "check", color_scheme="green"),
+                        rx.link(rx.button("Review", variant="soft"), href=row.href),
+                        spacing="2",
+                    ),
+                ),
+                ("failed", _action(row, "retry", "Retry", "rotate-ccw")),
+                ("open_pr", _action(row, "merged", "Mark as merged", "git-merge", variant="soft")),
+                rx.fragment(),
+            ),
+            align="center",
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+        data_testid="inbox-row",
+        data_candidate=row.candidate_id,
+    )
+
+
+def inbox_page() -> rx.Component:
+    return page(
+        rx.vstack(
+            rx.heading("Needs me", size="7"),
+            rx.text(
+                "Reviews awaiting approval, failed Steps and PRs open longer than ",
+                InboxState.threshold,
+                ", across every Migration. Oldest first.",
+                size="2",
+                color=rx.color("gray", 11),
+            ),
+            spacing="1",
+            margin_bottom="20px",
+        ),
+        rx.cond(
+            InboxState.loading,
+            skeleton_rows(4, "64px"),
+            rx.cond(
+                InboxState.rows.length() > 0,
+                rx.vstack(rx.foreach(InboxState.rows, _row), spacing="2", width="100%"),
+                empty_state(
+                    "circle-check",
+                    "Nothing waits on you",
+                    rx.text(
+                        "When a Step needs a review, fails, or its PR stays open too long, it shows here.",
+                        size="2",
+                        color=rx.color("gray", 11),
+                    ),
+                ),
+            ),
+        ),
+    )
