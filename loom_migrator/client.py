@@ -45,7 +45,7 @@ def _reason(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:500] or response.reason_phrase
     if isinstance(body, dict):
-        for key in ("detail", "error", "message"):
+        for key in ("message", "detail", "error"):
             if key in body:
                 return str(body[key])[:500]
     return str(body)[:500]

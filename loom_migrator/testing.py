@@ -91,7 +91,9 @@ class FakeLoom:
         app = FastAPI()
 
         def refuse(status_code: int) -> JSONResponse:
-            return JSONResponse({"detail": f"scripted HTTP {status_code}"}, status_code=status_code)
+            return JSONResponse(
+                {"error": "Scripted", "message": f"scripted HTTP {status_code}"}, status_code=status_code
+            )
 
         def invalid(exc: ValidationError) -> JSONResponse:
             return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
