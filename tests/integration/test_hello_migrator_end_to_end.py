@@ -1,0 +1,118 @@
+"""The README's "Write a Migrator" example, examples/hello_migrator.py as written, against the real Loom app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from loom_backend.execution.dev_server import free_port
+from tests.integration.live_loom import ROOT, LiveLoom, clean_env, step_result, step_status, wait_for
+
+MIGRATION = "hello"
+RUNS = f"/api/migrations/{MIGRATION}/candidates"
+# The module's own code, unmodified; only its `__main__` line's fixed port 8060 is swapped for a free one, so
+# parallel test runs cannot collide. LOOM_URL and MIGRATOR_URL are the variables the docs tell users to set.
+SERVE = (
+    "import sys; from examples.hello_migrator import migrator; migrator.run(port=int(sys.argv[1]), host='127.0.0.1')"
+)
+
+
+@pytest.fixture
+async def loom(temporal_address: str, tmp_path: Path) -> AsyncIterator[LiveLoom]:
+    async with LiveLoom(temporal_address, tmp_path / "loom") as app:
+        yield app
+
+
+@pytest.fixture
+def hello_migrator(loom: LiveLoom, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    port = free_port()
+    env = clean_env(LOOM_URL=loom.url, MIGRATOR_URL=f"http://127.0.0.1:{port}")
+    with open(tmp_path / "hello-migrator.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_to_completed_on_a_real_loom(
+    loom: LiveLoom, hello_migrator: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(base_url=loom.url, timeout=15) as api:
+
+        async def migration() -> httpx.Response:
+            assert hello_migrator.poll() is None, (tmp_path / "hello-migrator.log").read_text()
+            return await api.get(f"/api/migrations/{MIGRATION}")
+
+        announced = (await wait_for(migration, lambda r: r.status_code == 200, "the hello Migrator announces")).json()
+        assert [(s["name"], s.get("type")) for s in announced["steps"]] == [
+            ("add-greeting", None),
+            ("check-readme", "manual-review"),
+        ]
+        assert [(i["name"], i["label"]) for i in announced["requiredInputs"]] == [("greeting", "Greeting")]
+        assert sorted(c["id"] for c in announced["candidates"]) == ["billing", "checkout", "search"]
+
+        async def preview() -> dict[str, Any]:
+            response = await api.post(
+                f"/api/migrations/{MIGRATION}/dry-run", json={"candidateId": "billing", "inputs": {"greeting": "Hello"}}
+            )
+            assert response.status_code == 200, response.text
+            return next(s for s in response.json()["steps"] if s["stepName"] == "add-greeting")["files"][0]
+
+        before = await preview()
+        assert (before["path"], before["before"], before["after"]) == (
+            "README.md",
+            "# billing\n",
+            "# billing\n\nHello!\n",
+        )
+
+        refused = await api.post(f"{RUNS}/billing/start", json={"inputs": {}})
+        assert refused.status_code == 400 and "greeting" in refused.text, "the required input is enforced"
+        started = await api.post(f"{RUNS}/billing/start", json={"inputs": {"greeting": "Hello"}})
+        assert started.status_code == 202, started.text
+
+        async def steps() -> dict[str, Any]:
+            response = await api.get(f"{RUNS}/billing/steps")
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        merged = await wait_for(steps, lambda s: step_status(s, "add-greeting") == "merged", "add-greeting merges")
+        greeting = step_result(merged, "add-greeting")
+        assert (greeting.get("prUrl") or greeting["metadata"]["prUrl"]) == "https://git.example/billing/pull/1"
+
+        review = await wait_for(
+            steps, lambda s: step_status(s, "check-readme") == "awaiting_review", "check-readme waits for a review"
+        )
+        instructions = step_result(review, "check-readme")["metadata"]["instructions"]
+        assert instructions == "Read the README of billing: does it say Hello? Then Approve."
+        approved = await api.post(f"{RUNS}/billing/steps/check-readme/approve", headers={"X-Loom-Actor": "dana"})
+        assert approved.status_code == 202, approved.text
+
+        done = await wait_for(steps, lambda s: s["status"] == "completed", "the Run completes")
+        assert {s["stepName"]: s["status"] for s in done["steps"]} == {
+            "add-greeting": "merged",
+            "check-readme": "completed",
+        }
+        others = (await api.get(RUNS, params={"status": "not_started"})).json()
+        assert sorted(c["id"] for c in others["candidates"]) == ["checkout", "search"]
+
+        after = await preview()
+        assert after["before"] == "# billing\n\nHello!\n", (
+            "the merge ran in the Migrator: the README now has the greeting"
+        )
+        events = (await api.get(f"/api/migrations/{MIGRATION}/events", params={"candidateId": "billing"})).json()
+        approvals = [e for e in events["events"] if e["eventType"] == "review_approved"]
+        assert [(e["stepName"], e["actor"]) for e in approvals] == [("check-readme", "dana")]
