@@ -36,7 +36,7 @@ def navbar() -> rx.Component:
                 color=rx.color("gray", 12),
             ),
             rx.hstack(
-                _nav_link("Migrations", "/", id="nav-migrations"),
+                _nav_link("Migrations", "/", data_testid="nav-migrations"),
                 _nav_link(
                     "Needs me",
                     "/inbox",
@@ -45,9 +45,9 @@ def navbar() -> rx.Component:
                         color_scheme=rx.cond(LoomState.needs_me_count > 0, "red", "gray"),
                         variant=rx.cond(LoomState.needs_me_count > 0, "solid", "soft"),
                         radius="full",
-                        id="needs-me-count",
+                        data_testid="needs-me-count",
                     ),
-                    id="nav-needs-me",
+                    data_testid="nav-needs-me",
                 ),
                 spacing="1",
                 margin_left="24px",

@@ -86,7 +86,7 @@ def step_views(plan: list[StepDefinition], results: list[StepResult], running: b
         d = definitions.get(name)
         r = by_name.get(name)
         status = r.status.value if r else ""
-        meta = dict(r.metadata) if r else {}
+        meta = {k: v for k, v in r.metadata.items() if k != "prUrl"} if r else {}
         error = meta.pop("error", "") if r and r.status == StepStatus.FAILED else ""
         end = r.completed_at if r and r.completed_at else (now if r and r.status.waiting else None)
         views.append(
