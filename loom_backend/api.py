@@ -3,16 +3,22 @@
 The only place that maps typed errors to HTTP status codes.
 """
 
-from collections.abc import Awaitable, Callable
+import csv
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.exceptions import HTTPException, RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom_backend import errors
 from loom_backend.domain import (
+    Burndown,
     CandidatePage,
     CandidateStatus,
     CandidateStepsResponse,
@@ -20,17 +26,22 @@ from loom_backend.domain import (
     DryRunResult,
     EventPage,
     EventType,
+    FailureList,
     ListMigrationsResponse,
+    MetricsOverview,
+    MetricsTimeline,
     Migration,
     MigrationAnnouncement,
+    PrometheusSnapshot,
     RetryStepRequest,
     ReviewRequest,
     StartRequest,
+    StepMetricsResponse,
     StepStatusEvent,
     SubmitCandidatesRequest,
     UpdateInputsRequest,
 )
-from loom_backend.service import LoomService
+from loom_backend.service import MAX_FAILURES, MAX_TIMELINE_DAYS, LoomService
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 PREFIX = "/api"
@@ -297,5 +308,117 @@ def create_api(
         return await service.dry_run(migration_id, body)
 
     app.include_router(router)
+    app.include_router(_metrics_router(Service))
     app.add_middleware(BodySizeLimit)
     return app
+
+
+# -- metrics, history export and Prometheus ----------------------------------------------------
+
+
+def _metrics_router(Service: Any) -> APIRouter:
+    """Read-only figures from the event log and the read model; Service is create_api's dependency."""
+    router = APIRouter(prefix=PREFIX)
+    MigrationFilter = Annotated[str | None, Query(alias="migrationId", max_length=128)]
+
+    @router.get("/metrics/overview", tags=["metrics"], response_model=MetricsOverview)
+    async def overview(service: Service, migration_id: MigrationFilter = None) -> Any:
+        return await service.metrics_overview(migration_id)
+
+    @router.get("/metrics/steps", tags=["metrics"], response_model=StepMetricsResponse)
+    async def steps(service: Service, migration_id: MigrationFilter = None) -> Any:
+        return await service.step_metrics(migration_id)
+
+    @router.get("/metrics/timeline", tags=["metrics"], response_model=MetricsTimeline)
+    async def timeline(
+        service: Service,
+        days: Annotated[int, Query(ge=1, le=MAX_TIMELINE_DAYS)] = 30,
+        migration_id: MigrationFilter = None,
+    ) -> Any:
+        return await service.metrics_timeline(days, migration_id)
+
+    @router.get("/metrics/failures", tags=["metrics"], response_model=FailureList)
+    async def failures(
+        service: Service,
+        limit: Annotated[int, Query(ge=1, le=MAX_FAILURES)] = 50,
+        migration_id: MigrationFilter = None,
+    ) -> Any:
+        return await service.recent_failures(limit, migration_id)
+
+    @router.get("/metrics/burndown", tags=["metrics"], response_model=Burndown)
+    async def burndown(service: Service, migration_id: MigrationFilter = None) -> Any:
+        return await service.burndown(migration_id)
+
+    @router.get("/migrations/{migration_id}/candidates.csv", tags=["migrations"], response_class=StreamingResponse)
+    async def candidates_csv(migration_id: str, service: Service) -> StreamingResponse:
+        """Every Candidate with its current Step, PR link and metadata, streamed as CSV."""
+        rows = service.export_candidates(migration_id)
+        header = await anext(rows)  # an unknown Migration answers 404 here, before the response starts
+
+        async def body() -> AsyncIterator[str]:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(header)
+            async for row in rows:
+                writer.writerow(row)
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        return StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{migration_id}-candidates.csv"'},
+        )
+
+    @router.get("/prometheus", tags=["ops"], response_class=Response)
+    async def prometheus(service: Service) -> Response:
+        """Prometheus text exposition, read from SQL at scrape time so every process answers the same."""
+        snapshot = await service.prometheus_snapshot()
+        return Response(prometheus_text(snapshot), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: PrometheusSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot
+        in_flight = GaugeMetricFamily(
+            "loom_runs_in_flight", "Runs in progress (Candidates running), per Migration", labels=["migration"]
+        )
+        for migration_id, n in sorted(s.runs_in_flight.items()):
+            in_flight.add_metric([migration_id], n)
+        yield in_flight
+        outcomes = CounterMetricFamily(
+            "loom_step_outcomes", "Steps that reached a terminal status, from the event log", labels=["status"]
+        )
+        for status_, n in sorted(s.step_outcomes.items()):
+            outcomes.add_metric([status_], n)
+        yield outcomes
+        yield CounterMetricFamily(
+            "loom_dispatch_errors",
+            "Steps failed because dispatching them to the Migrator failed after every attempt",
+            value=s.dispatch_errors,
+        )
+        latency = s.callback_latency
+        yield HistogramMetricFamily(
+            "loom_callback_latency_seconds",
+            "Seconds from a Step's dispatch to the Migrator's first callback, over the latest dispatches",
+            buckets=[
+                *((str(b), c) for b, c in zip(latency.buckets, latency.counts, strict=True)),
+                ("+Inf", latency.count),
+            ],
+            sum_value=latency.sum_seconds,
+        )
+
+
+def prometheus_text(snapshot: PrometheusSnapshot) -> bytes:
+    """Render a snapshot in its own registry: nothing is shared with prometheus_client's global one."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    return generate_latest(registry)

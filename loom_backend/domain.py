@@ -7,7 +7,7 @@ so a field renamed here is renamed everywhere. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -416,3 +416,103 @@ def merged_metadata(candidate: Candidate, inputs: StringMap) -> Candidate:
 
 def missing_inputs(required: list[InputDefinition], inputs: StringMap) -> list[str]:
     return [i.name for i in required if not inputs.get(i.name, "").strip()]
+
+
+# -- metrics and history (read from the event log and the read model) ---------------------------
+
+
+class MetricsOverview(WireModel):
+    """The headline numbers of every Migration (or one): what the metrics page opens on."""
+
+    migration_id: str | None = None
+    migrations: int
+    candidates: dict[CandidateStatus, int]
+    runs_started: int
+    runs_completed: int
+    runs_cancelled: int
+    steps_failed: int
+    reviews_waiting: int
+    median_run_duration_ms: int | None = None
+
+
+class StepMetrics(WireModel):
+    """How one Step (by name) fares across Runs; durations are of successful completions only."""
+
+    step_name: str
+    count: int
+    succeeded: int
+    failures: int
+    success_rate: float | None = None
+    retries: int
+    p50_duration_ms: int | None = None
+    p95_duration_ms: int | None = None
+    reviews: int = 0
+    avg_review_wait_ms: int | None = None
+    total_review_wait_ms: int = 0
+
+
+class StepMetricsResponse(WireModel):
+    migration_id: str | None = None
+    steps: list[StepMetrics]
+
+
+class TimelineDay(WireModel):
+    date: date
+    runs_started: int = 0
+    runs_completed: int = 0
+    steps_completed: int = 0
+    steps_failed: int = 0
+
+
+class MetricsTimeline(WireModel):
+    """One row per UTC day, oldest first, days without events included with zeros."""
+
+    migration_id: str | None = None
+    days: list[TimelineDay]
+
+
+class FailedStep(WireModel):
+    migration_id: str
+    candidate_id: str
+    run_id: str
+    step_name: str | None = None
+    error: str | None = None
+    failed_at: datetime
+
+
+class FailureList(WireModel):
+    failures: list[FailedStep]
+
+
+class BurndownDay(WireModel):
+    date: date
+    remaining: int
+
+
+class Burndown(WireModel):
+    """Candidates not yet completed at the end of each UTC day, and when the current pace would finish."""
+
+    migration_id: str | None = None
+    total: int
+    remaining: int
+    days: list[BurndownDay]
+    pace_per_day: float | None = None
+    projected_completion: date | None = None
+
+
+class CallbackLatency(WireModel):
+    """Seconds from a Step's dispatch to the Migrator's first callback about it, over a recent window."""
+
+    buckets: list[float]
+    counts: list[int]  # cumulative, one per bucket, as Prometheus histograms count
+    count: int
+    sum_seconds: float
+
+
+class PrometheusSnapshot(WireModel):
+    """What /api/prometheus exposes, read from SQL at scrape time so every process reports the same."""
+
+    runs_in_flight: dict[str, int]
+    step_outcomes: dict[str, int]
+    dispatch_errors: int
+    callback_latency: CallbackLatency

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from loom_backend.domain import (
+    Burndown,
     Candidate,
     CandidatePage,
     CandidateStatus,
@@ -14,11 +15,16 @@ from loom_backend.domain import (
     DryRunResult,
     EventPage,
     EventType,
+    FailureList,
+    MetricsOverview,
+    MetricsTimeline,
     Migration,
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    PrometheusSnapshot,
     StepEvent,
+    StepMetricsResponse,
     StepResult,
     StepStatusEvent,
     StringMap,
@@ -93,6 +99,24 @@ class MigrationStore(Protocol):
 
     def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
         """Steps of Runs in progress waiting on a person, oldest first, with their Migration's id."""
+
+    # -- metrics and history (each scoped to one Migration when migration_id is given) -------------
+
+    def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview: ...
+
+    def step_metrics(self, migration_id: str | None = None) -> StepMetricsResponse: ...
+
+    def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
+        """One row per UTC day from today - days + 1 to today, days without events included."""
+
+    def recent_failures(self, limit: int, migration_id: str | None = None) -> FailureList: ...
+
+    def burndown(self, today: date, migration_id: str | None = None) -> Burndown: ...
+
+    def prometheus_snapshot(self) -> PrometheusSnapshot: ...
+
+    def candidate_metadata_keys(self, migration_id: str) -> list[str]:
+        """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
 
 
 class ExecutionEngine(Protocol):

@@ -6,13 +6,14 @@ The HTTP routes and the board both call these; adapters come in through the port
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loom_backend import errors
 from loom_backend.domain import (
+    Burndown,
     Candidate,
     CandidatePage,
     CandidateStatus,
@@ -23,10 +24,15 @@ from loom_backend.domain import (
     DryRunResult,
     EventPage,
     EventType,
+    FailureList,
+    MetricsOverview,
+    MetricsTimeline,
     Migration,
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    PrometheusSnapshot,
+    StepMetricsResponse,
     StepResult,
     StepStatus,
     StepStatusEvent,
@@ -39,6 +45,9 @@ from loom_backend.domain import (
 from loom_backend.ports import ExecutionEngine, MigrationStore, MigratorNotifier
 
 T = TypeVar("T")
+MAX_TIMELINE_DAYS = 365
+MAX_FAILURES = 500
+CANDIDATE_EXPORT_COLUMNS = ("id", "kind", "status", "currentStep", "stepStatus", "prUrl", "stepUpdatedAt")
 
 
 def _utcnow() -> datetime:
@@ -266,6 +275,66 @@ class LoomService:
             )
             for mid, step in rows
         ]
+
+    # -- metrics and history ------------------------------------------------------------------
+
+    async def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview:
+        await self._require_migration_if_named(migration_id)
+        return await self._db(self.store.metrics_overview, migration_id)
+
+    async def step_metrics(self, migration_id: str | None = None) -> StepMetricsResponse:
+        await self._require_migration_if_named(migration_id)
+        return await self._db(self.store.step_metrics, migration_id)
+
+    async def metrics_timeline(self, days: int = 30, migration_id: str | None = None) -> MetricsTimeline:
+        if not 1 <= days <= MAX_TIMELINE_DAYS:
+            raise errors.InvalidInput(f"days must be between 1 and {MAX_TIMELINE_DAYS}; got {days}", field="days")
+        await self._require_migration_if_named(migration_id)
+        return await self._db(self.store.metrics_timeline, days, self.clock().astimezone(UTC).date(), migration_id)
+
+    async def recent_failures(self, limit: int = 50, migration_id: str | None = None) -> FailureList:
+        """The most recently failed Steps, newest first, with the error the Run recorded."""
+        if not 1 <= limit <= MAX_FAILURES:
+            raise errors.InvalidInput(f"limit must be between 1 and {MAX_FAILURES}; got {limit}", field="limit")
+        await self._require_migration_if_named(migration_id)
+        return await self._db(self.store.recent_failures, limit, migration_id)
+
+    async def burndown(self, migration_id: str | None = None) -> Burndown:
+        await self._require_migration_if_named(migration_id)
+        return await self._db(self.store.burndown, self.clock().astimezone(UTC).date(), migration_id)
+
+    async def prometheus_snapshot(self) -> PrometheusSnapshot:
+        return await self._db(self.store.prometheus_snapshot)
+
+    async def export_candidates(self, migration_id: str, page_size: int = 1000) -> AsyncIterator[list[str]]:
+        """The header, then one row per Candidate in board order: what the CSV export streams.
+
+        Read page by page so a Migration of tens of thousands of Candidates never sits in memory at once.
+        """
+        await self.get_migration(migration_id, with_candidates=False)
+        keys = await self._db(self.store.candidate_metadata_keys, migration_id)
+        yield [*CANDIDATE_EXPORT_COLUMNS, *(f"metadata.{k}" for k in keys)]
+        offset = 0
+        while True:
+            page = await self._db(self.store.list_candidates, migration_id, limit=page_size, offset=offset)
+            for c in page.candidates:
+                yield [
+                    c.id,
+                    c.kind,
+                    c.status.value,
+                    c.current_step or "",
+                    c.current_step_status.value if c.current_step_status else "",
+                    c.pr_url or "",
+                    c.step_updated_at.isoformat() if c.step_updated_at else "",
+                    *(c.metadata.get(k, "") for k in keys),
+                ]
+            offset += len(page.candidates)
+            if not page.candidates or offset >= page.total:
+                return
+
+    async def _require_migration_if_named(self, migration_id: str | None) -> None:
+        if migration_id is not None:
+            await self.get_migration(migration_id, with_candidates=False)
 
     # -- rules ------------------------------------------------------------------------------
 

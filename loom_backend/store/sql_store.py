@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,30 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 from loom_backend.domain import (
+    Burndown,
     Candidate,
     CandidatePage,
     CandidateStatus,
     CandidateView,
     EventPage,
     EventType,
+    FailureList,
     InputDefinition,
+    MetricsOverview,
+    MetricsTimeline,
     Migration,
     MigrationAnnouncement,
     MigrationSummary,
+    PrometheusSnapshot,
     StepDefinition,
     StepEvent,
+    StepMetricsResponse,
     StepResult,
     StepStatus,
     StringMap,
     run_id,
 )
+from loom_backend.store.metrics import MetricsQueries
 from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
@@ -497,6 +504,40 @@ class SqlStore:
                 )
                 for r in rows
             ]
+
+    # -- metrics and history (queries in store/metrics.py) ------------------------------------
+
+    @property
+    def _metrics(self) -> MetricsQueries:
+        return MetricsQueries(self._dialect)
+
+    def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview:
+        with self._session() as session:
+            return self._metrics.overview(session, migration_id)
+
+    def step_metrics(self, migration_id: str | None = None) -> StepMetricsResponse:
+        with self._session() as session:
+            return self._metrics.steps(session, migration_id)
+
+    def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
+        with self._session() as session:
+            return self._metrics.timeline(session, migration_id, days, today)
+
+    def recent_failures(self, limit: int, migration_id: str | None = None) -> FailureList:
+        with self._session() as session:
+            return self._metrics.failures(session, migration_id, limit)
+
+    def burndown(self, today: date, migration_id: str | None = None) -> Burndown:
+        with self._session() as session:
+            return self._metrics.burndown(session, migration_id, today)
+
+    def prometheus_snapshot(self) -> PrometheusSnapshot:
+        with self._session() as session:
+            return self._metrics.prometheus(session)
+
+    def candidate_metadata_keys(self, migration_id: str) -> list[str]:
+        with self._session() as session:
+            return self._metrics.metadata_keys(session, migration_id)
 
 
 def _scoped(table: Any, migration_id: str | None) -> list[Any]:

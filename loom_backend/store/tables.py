@@ -80,6 +80,13 @@ class StepEventRow(SQLModel, table=True):
         Index("ix_step_events_migration_time", "migration_id", "created_at"),
         Index("ix_step_events_migration_candidate", "migration_id", "candidate_id"),
         Index("ix_step_events_type_time", "event_type", "created_at"),
+        # Metrics (store/metrics.py): outcome counts, timelines and recent failures, overall and per Migration.
+        Index("ix_step_events_type_status_time", "event_type", "status", "created_at"),
+        Index("ix_step_events_migration_type_status_time", "migration_id", "event_type", "status", "created_at"),
+        # Per-Step durations, read in order for the percentiles without touching the table.
+        Index("ix_step_events_type_step_status_duration", "event_type", "step_name", "status", "duration_ms"),
+        # The event before or after another of the same Run: Run durations, review waits, callback latency.
+        Index("ix_step_events_run_type_time", "run_id", "event_type", "created_at"),
     )
 
     id: int | None = Field(
