@@ -5,139 +5,28 @@ The fake Migrator is a real HTTP server: tests see what Loom dispatched to it an
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from loom_backend.execution.dev_server import free_port, server_command
+from tests.e2e.harness import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    FakeMigrator,
+    Loom,
+    fake_migrator_server,
+    loom_app,
+    temporal_server,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-BUN = ROOT / ".tools/node_modules/bun/bin/bun.exe"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-APP_START_TIMEOUT = 240
-
-
-def _wait_for(check, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"{what} did not happen within {timeout} s" + (f" (last error: {last})" if last else ""))
-
-
-@dataclass
-class FakeMigrator:
-    """Records Loom's dispatches; answers dry runs with whatever the test set."""
-
-    url: str = ""
-    dispatches: list[dict[str, Any]] = field(default_factory=list)
-    dry_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def dispatch_step(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        with self.lock:
-            self.dispatches.append(body)
-        return JSONResponse({"accepted": True}, status_code=202)
-
-    async def dry_run(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        answer = self.dry_runs.get(body["migrationId"], {"steps": []})
-        return JSONResponse(answer)
-
-    def dispatched(self, migration_id: str, candidate_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                d
-                for d in self.dispatches
-                if d["migrationId"] == migration_id and candidate_id in (None, d["candidate"]["id"])
-            ]
-
-    def wait_dispatch(self, migration_id: str, candidate_id: str, step: str, count: int = 1) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            matching = [d for d in self.dispatched(migration_id, candidate_id) if d["stepName"] == step]
-            return matching[-1] if len(matching) >= count else None
-
-        return _wait_for(found, 20, f"dispatch of {step} for {candidate_id}")
-
-
-@dataclass
-class Loom:
-    """The running app, and how a test plays the Migrator against it."""
-
-    url: str
-    migrator: FakeMigrator
-    client: httpx.Client
-
-    def announce(
-        self,
-        migration_id: str,
-        candidates: list[dict[str, Any]],
-        steps: list[dict[str, Any]] | None = None,
-        required_inputs: list[dict[str, Any]] | None = None,
-    ) -> None:
-        body = {
-            "id": migration_id,
-            "name": f"Upgrade base image ({migration_id})",
-            "description": "Move every service to the hardened base image.",
-            "overview": ["Bump the image tag", "Review", "Roll out"],
-            "requiredInputs": required_inputs if required_inputs is not None else [],
-            "steps": steps
-            or [
-                {"name": "bump-image", "migratorApp": "fake", "description": "Open a PR that bumps the image tag"},
-                {
-                    "name": "review",
-                    "migratorApp": "fake",
-                    "type": "manual-review",
-                    "description": "An operator checks the rollout",
-                    "instructions": "Check the dashboards, then approve.",
-                },
-            ],
-            "candidates": candidates,
-            "migratorUrl": self.migrator.url,
-        }
-        response = self.client.post("/api/registry/announce", json=body)
-        assert response.status_code == 200, response.text
-
-    def callback(self, migration_id: str, candidate_id: str, step: str, status: str, **metadata: str) -> None:
-        response = self.client.post(
-            f"/api/event/{migration_id}__{candidate_id}",
-            json={"stepName": step, "candidateId": candidate_id, "status": status, "metadata": metadata},
-        )
-        assert response.status_code == 202, response.text
+__all__ = ["ARTIFACTS", "ROOT", "Loom", "unique_id"]
 
 
 def unique_id(prefix: str) -> str:
@@ -163,103 +52,17 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def temporal_address(workdir: Path) -> Iterator[str]:
-    port = free_port()
-    (workdir / "temporal").mkdir(parents=True, exist_ok=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "temporal.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        server_command(port, workdir / "temporal", "default"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        import socket
-
-        def answers() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        _wait_for(answers, 60, "the Temporal dev server")
+    with temporal_server(workdir) as address:
         yield address
-    finally:
-        _stop(process)
-        log.close()
 
 
 @pytest.fixture(scope="session")
 def fake_migrator() -> Iterator[FakeMigrator]:
-    migrator = FakeMigrator()
-    port = free_port()
-    migrator.url = f"http://127.0.0.1:{port}"
-    app = Starlette(
-        routes=[
-            Route("/dispatch-step", migrator.dispatch_step, methods=["POST"]),
-            Route("/dry-run", migrator.dry_run, methods=["POST"]),
-        ]
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    _wait_for(lambda: server.started, 10, "the fake Migrator")
-    yield migrator
-    server.should_exit = True
-    thread.join(5)
+    with fake_migrator_server() as migrator:
+        yield migrator
 
 
 @pytest.fixture(scope="session")
 def loom(workdir: Path, temporal_address: str, fake_migrator: FakeMigrator) -> Iterator[Loom]:
-    """The built app, started once: `reflex run --env prod --single-port`, board and API on one port."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "LOOM_PORT": str(port),
-        "LOOM_DATA_DIR": str(workdir / "data"),
-        "LOOM_TEMPORAL_ADDRESS": temporal_address,
-        "LOOM_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "LOOM_DEMO": "false",
-        "LOOM_DISPATCH_MAX_ATTEMPTS": "2",
-        "REFLEX_BUN_PATH": str(BUN),
-        "REFLEX_TELEMETRY_ENABLED": "false",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = open(ARTIFACTS / "loom-app.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/reflex"), "run", "--env", "prod", "--single-port", "--frontend-port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=15)
-    try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"the app exited with {process.returncode}; see {ARTIFACTS / 'loom-app.log'}")
-            return client.get("/api/healthz").status_code == 200 and client.get("/").status_code == 200
-
-        _wait_for(ready, APP_START_TIMEOUT, "the Loom app", interval=0.5)
-        yield Loom(url, fake_migrator, client)
-    finally:
-        client.close()
-        _stop(process)
-        log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop a child we started, with its process group (reflex runs children of its own)."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+    with loom_app(workdir, temporal_address, fake_migrator) as app:
+        yield app
