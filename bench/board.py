@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.e2e.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    OPERATOR_AUTH,
     Loom,
     fake_migrator_server,
     loom_app,
@@ -55,7 +56,7 @@ STORED: list[float] = []
 
 
 def _stored(loom: Loom, mid: str, cid: str, step: str) -> bool:
-    steps = loom.client.get(f"/api/migrations/{mid}/candidates/{cid}/steps").json()["steps"]
+    steps = loom.client.get(f"/api/migrations/{mid}/candidates/{cid}/steps", headers=OPERATOR_AUTH).json()["steps"]
     return any(s["stepName"] == step and s["status"] == "open" for s in steps)
 
 
@@ -64,7 +65,7 @@ def callback_latency(loom: Loom, page) -> list[float]:
     steps = [{"name": f"step-{i}", "migratorApp": "bench"} for i in range(CALLBACK_SAMPLES + 1)]
     loom.announce(mid, candidates(5, "live"), steps=steps)
     cid = "live-00000"
-    assert loom.client.post(f"/api/migrations/{mid}/candidates/{cid}/start", json={}).status_code == 202
+    loom.start(mid, cid)
     page.goto(f"{loom.url}/migrations/{mid}")
     card = f'[data-testid="candidate-card"][data-candidate="{cid}"]'
     page.wait_for_selector(f'[data-testid="column"][data-status="running"] {card}')
@@ -94,7 +95,7 @@ def large_board_render(loom: Loom, page) -> list[float]:
     loom.announce(mid, candidates(LARGE_BOARD, "c"))
     print(f"announce of {LARGE_BOARD:,} Candidates: {time.perf_counter() - started:.2f} s")
     for cid in (f"c-{i:05d}" for i in range(0, 60)):
-        assert loom.client.post(f"/api/migrations/{mid}/candidates/{cid}/start", json={}).status_code == 202
+        loom.start(mid, cid)
     samples = []
     for _ in range(RENDER_SAMPLES):
         page.goto(f"{loom.url}/")

@@ -39,6 +39,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 APP_START_TIMEOUT = 240
+# Chosen up front (LOOM_BOOTSTRAP_TOKENS): the fake Migrator's token and an operator token for API calls.
+MIGRATOR_TOKEN = "e2e-migrator-" + "m" * 40
+OPERATOR_TOKEN = "e2e-operator-" + "o" * 40
+MIGRATOR_AUTH = {"Authorization": f"Bearer {MIGRATOR_TOKEN}"}
+OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -126,13 +131,21 @@ class Loom:
             "candidates": candidates,
             "migratorUrl": self.migrator.url,
         }
-        response = self.client.post("/api/registry/announce", json=body)
+        response = self.client.post("/api/registry/announce", json=body, headers=MIGRATOR_AUTH)
         assert response.status_code == 200, response.text
+
+    def start(self, migration_id: str, candidate_id: str) -> None:
+        """Start a Run through the operator API, as a script would."""
+        response = self.client.post(
+            f"/api/migrations/{migration_id}/candidates/{candidate_id}/start", json={}, headers=OPERATOR_AUTH
+        )
+        assert response.status_code == 202, response.text
 
     def callback(self, migration_id: str, candidate_id: str, step: str, status: str, **metadata: str) -> None:
         response = self.client.post(
             f"/api/event/{migration_id}__{candidate_id}",
             json={"stepName": step, "candidateId": candidate_id, "status": status, "metadata": metadata},
+            headers=MIGRATOR_AUTH,
         )
         assert response.status_code == 202, response.text
 
@@ -203,6 +216,7 @@ def loom_app(
         "REFLEX_BUN_PATH": str(BUN),
         "REFLEX_TELEMETRY_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
+        "LOOM_BOOTSTRAP_TOKENS": f"migrator:fake={MIGRATOR_TOKEN},operator:e2e:admin={OPERATOR_TOKEN}",
     }
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115
     process = subprocess.Popen(

@@ -219,3 +219,29 @@ def test_the_filter_lives_in_the_url_and_survives_a_reload(page: Page, loom: Loo
     expect(page.get_by_test_id("filter-text")).to_have_value("pay")
     expect(card(page, "payments-api")).to_be_visible()
     expect(card(page, "catalog")).to_have_count(0)
+
+
+def test_a_refused_action_shows_looms_own_error_text(page: Page, loom: Loom) -> None:
+    mid = unique_id("refused")
+    loom.announce(mid, [candidate("inventory")], required_inputs=TARGET_IMAGE)
+    page.goto(f"/migrations/{mid}/candidates/inventory")
+    page.get_by_test_id("start").click()
+    expect(page.get_by_test_id("input-targetImage")).to_have_value("")
+    page.get_by_test_id("start-confirm").click()
+    expect(page.get_by_text("Missing required inputs: targetImage")).to_be_visible()
+    expect(page.get_by_test_id("candidate-status")).to_have_text("Not started")
+
+
+def test_migrations_list_each_migration_with_its_progress_in_light_and_dark(page: Page, loom: Loom) -> None:
+    mid = unique_id("list")
+    loom.announce(mid, [candidate(f"app-{i}") for i in range(5)])
+    loom.start(mid, "app-0")
+    page.goto("/")
+    card_ = page.get_by_test_id("migration-card").filter(has_text=mid)
+    expect(card_).to_contain_text("5 Candidates")
+    expect(card_).to_contain_text("Running: 1")
+    shot(page, "migrations")
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"/migrations/{mid}")
+    expect(column(page, "running").get_by_test_id("column-count")).to_have_text("1")
+    shot(page, "board-dark")
