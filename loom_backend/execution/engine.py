@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from temporalio.client import (
@@ -42,6 +43,8 @@ from loom_backend.execution.messages import (
 from loom_backend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+UPDATE_ATTEMPTS = 10
 
 
 def temporal_address(settings: Settings) -> str:
@@ -137,17 +140,27 @@ class TemporalEngine:
             log.warning("Run %s did not close within %.0f s of its cancellation", run_id, self._cancel_timeout)
 
     async def _update(self, run_id: str, update: str, arg: Any) -> None:
-        try:
-            await self._handle(run_id).execute_update(update, arg)
-        except RPCError as exc:
-            if _run_is_gone(exc):
-                raise errors.RunNotFound(run_id) from exc
-            raise
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == STEP_NOT_IN_STATE:
-                raise errors.StepNotInState(cause.message) from exc
-            raise
+        # One id for every attempt: the server answers a repeat with the first outcome, never applies it twice.
+        update_id = str(uuid.uuid4())
+        delay = 0.02
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            try:
+                await self._handle(run_id).execute_update(update, arg, id=update_id)
+                return
+            except RPCError as exc:
+                if _run_is_gone(exc):
+                    raise errors.RunNotFound(run_id) from exc
+                if exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS:
+                    raise
+                # "Workflow not ready": the Run's workflow task in flight failed (say a Step's dispatch
+                # answered while the Run was completing it), so the server dropped the update. Send it again.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError) and cause.type == STEP_NOT_IN_STATE:
+                    raise errors.StepNotInState(cause.message) from exc
+                raise
 
     async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
         await self._update(run_id, STEP_EVENT_UPDATE, event)

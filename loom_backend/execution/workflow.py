@@ -9,6 +9,7 @@ persist activity, in the order the Run made it, with an idempotency key per even
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -100,7 +101,7 @@ class RunWorkflow:
         self._queue: list[Write] = []
         self._queued = 0
         self._flushed = 0
-        self._flushing = False
+        self._sending: set[asyncio.Future[str | None]] = set()
 
     # --- the Run ---------------------------------------------------------------------------
 
@@ -115,6 +116,8 @@ class RunWorkflow:
                 await self._run_step(self._steps[name])
             self._current = None
             self._closing = True
+            # Let the last dispatch answer first: completing the Run under it would fail the workflow task.
+            await self._wait_until(lambda: all(sending.done() for sending in self._sending))
             await self._record(
                 Write(candidate_status=CandidateStatus.COMPLETED),
                 *self._event(EventType.RUN_COMPLETED),
@@ -129,20 +132,18 @@ class RunWorkflow:
                 Write(candidate_status=CandidateStatus.NOT_STARTED),
             )
             raise
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._wait_until(workflow.all_handlers_finished)
         return "completed"
 
     async def _run_step(self, step: _Step) -> None:
         self._current = step.name
         while True:
             await self._dispatch(step)
-            await workflow.wait_condition(
-                lambda: step.status in (StepStatus.FAILED, StepStatus.MERGED, StepStatus.COMPLETED)
-            )
+            await self._wait_until(lambda: step.status in (StepStatus.FAILED, StepStatus.MERGED, StepStatus.COMPLETED))
             if step.status is not StepStatus.FAILED:
                 return
             # Only a Retry (or Cancel) moves a failed Step on.
-            await workflow.wait_condition(lambda: step.status is not StepStatus.FAILED)
+            await self._wait_until(lambda: step.status is not StepStatus.FAILED)
 
     async def _dispatch(self, step: _Step) -> None:
         now = workflow.now()
@@ -171,14 +172,16 @@ class RunWorkflow:
         )
         dispatches = step.dispatches
         sending = asyncio.ensure_future(self._send(request))
+        self._sending.add(sending)
         # A callback can come before the dispatch's own answer (or while it is still retrying):
         # whichever comes first moves the Step on.
-        await workflow.wait_condition(lambda: sending.done() or step.status is not StepStatus.IN_PROGRESS)
+        await self._wait_until(lambda: sending.done() or step.status is not StepStatus.IN_PROGRESS)
         if not sending.done():
             return
+        self._sending.discard(sending)
         error = sending.result()
         if error is not None and step.status is StepStatus.IN_PROGRESS and step.dispatches == dispatches:
-            await self._finish(step, StepStatus.FAILED, {"error": error})
+            self._enqueue(*self._finish(step, StepStatus.FAILED, {"error": error}))
 
     async def _send(self, request: DispatchStepRequest) -> str | None:
         """Dispatch with the Run's retry policy; the last error's text, or None once the Migrator took it."""
@@ -244,53 +247,66 @@ class RunWorkflow:
             )
         )
 
-    async def _record(self, *writes: Write) -> None:
-        """Queue writes and return once they (and all before them) reached the read model.
-
-        One flusher at a time sends everything queued as one batch, so the event log keeps
-        the Run's order even when callbacks and the main loop write at once.
-        """
+    def _enqueue(self, *writes: Write) -> int:
         self._queue.extend(writes)
         self._queued += len(writes)
-        target = self._queued
-        if self._flushing:
-            await workflow.wait_condition(lambda: self._flushed >= target)
-            return
-        self._flushing = True
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await workflow.execute_local_activity_method(
-                        RunActivities.persist,
-                        PersistBatch(
-                            run_id=self._manifest.run_id,
-                            migration_id=self._manifest.migration_id,
-                            candidate_id=self._manifest.candidate.id,
-                            writes=batch,
-                        ),
-                        start_to_close_timeout=PERSIST_TIMEOUT,
-                        retry_policy=PERSIST_RETRY,
-                    )
-                except BaseException:
-                    self._queue = batch + self._queue  # idempotent writes: the next flusher sends them again
-                    raise
-                self._flushed += len(batch)
-        finally:
-            self._flushing = False
+        return self._queued
 
-    async def _finish(self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: Write) -> None:
-        """Move the Step to a terminal status (merged, completed or failed) and record it."""
+    async def _persisted(self, *writes: Write) -> None:
+        """For update handlers: queue writes, return once the Run's main loop has written them.
+
+        The main loop is the read model's only writer, so the event log keeps the Run's order,
+        and a callback's writes go out in one batch with the next Step's dispatch.
+        """
+        target = self._enqueue(*writes)
+        await workflow.wait_condition(lambda: self._flushed >= target)
+
+    async def _record(self, *writes: Write) -> None:
+        """For the main loop: queue writes and write everything queued."""
+        self._enqueue(*writes)
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await workflow.execute_local_activity_method(
+                    RunActivities.persist,
+                    PersistBatch(
+                        run_id=self._manifest.run_id,
+                        migration_id=self._manifest.migration_id,
+                        candidate_id=self._manifest.candidate.id,
+                        writes=batch,
+                    ),
+                    start_to_close_timeout=PERSIST_TIMEOUT,
+                    retry_policy=PERSIST_RETRY,
+                )
+            except BaseException:
+                self._queue = batch + self._queue  # idempotent writes: the cancellation cleanup sends them again
+                raise
+            self._flushed += len(batch)
+
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait for the condition, writing what update handlers queue meanwhile.
+
+        When the condition holds, queued writes stay queued: the main loop's next write takes them
+        along, so a Step's completion and the next Step's dispatch cost one activity, not two.
+        """
+        while True:
+            await workflow.wait_condition(lambda: condition() or bool(self._queue))
+            if condition():
+                return
+            await self._record()
+
+    def _finish(self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: Write) -> list[Write]:
+        """Move the Step to a terminal status (merged, completed or failed); the writes that record it."""
         now = workflow.now()
         step.status = status
         step.metadata.update(metadata or {})
         step.updated_at = step.completed_at = now
         duration = int((now - step.started_at).total_seconds() * 1000) if step.started_at else None
-        await self._record(
+        return [
             *extra,
             self._result(step),
             *self._event(EventType.STEP_COMPLETED, step, status=status, duration_ms=duration, metadata=metadata),
-        )
+        ]
 
     # --- validation -----------------------------------------------------------------------
 
@@ -325,12 +341,12 @@ class RunWorkflow:
         if event.status in (StepStatus.OPEN, StepStatus.AWAITING_REVIEW):
             step.status = event.status
             step.updated_at = now
-            await self._record(
+            await self._persisted(
                 self._result(step),
                 *self._event(EventType.STEP_UPDATED, step, status=event.status, metadata=event.metadata),
             )
         else:
-            await self._finish(step, event.status, event.metadata)
+            await self._persisted(*self._finish(step, event.status, event.metadata))
 
     @step_event.validator
     def _validate_step_event(self, event: StepStatusEvent) -> None:
@@ -363,7 +379,7 @@ class RunWorkflow:
     async def retry_step(self, request: RetryStepInput) -> None:
         step = self._steps[request.step_name]
         step.status = StepStatus.IN_PROGRESS  # at once, so a second Retry is refused; the Run re-dispatches
-        await self._record(*self._event(EventType.STEP_RETRIED, step, actor=request.actor))
+        await self._persisted(*self._event(EventType.STEP_RETRIED, step, actor=request.actor))
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
@@ -379,11 +395,11 @@ class RunWorkflow:
         metadata = {"comment": request.comment} if request.comment else {}
         if request.approved:
             review = self._event(EventType.REVIEW_APPROVED, step, actor=request.actor, metadata=metadata)
-            await self._finish(step, StepStatus.COMPLETED, {}, *review)
+            await self._persisted(*self._finish(step, StepStatus.COMPLETED, {}, *review))
         else:
             review = self._event(EventType.REVIEW_REJECTED, step, actor=request.actor, metadata=metadata)
             reason = {"error": f"Rejected by {request.actor}" + (f": {request.comment}" if request.comment else "")}
-            await self._finish(step, StepStatus.FAILED, reason, *review)
+            await self._persisted(*self._finish(step, StepStatus.FAILED, reason, *review))
 
     @review_step.validator
     def _validate_review_step(self, request: ReviewStepInput) -> None:
@@ -397,7 +413,7 @@ class RunWorkflow:
     async def mark_merged(self, request: MarkMergedInput) -> None:
         step = self._steps[request.step_name]
         marked = self._event(EventType.STEP_MARKED_MERGED, step, actor=request.actor)
-        await self._finish(step, StepStatus.MERGED, {"mergedBy": request.actor}, *marked)
+        await self._persisted(*self._finish(step, StepStatus.MERGED, {"mergedBy": request.actor}, *marked))
 
     @mark_merged.validator
     def _validate_mark_merged(self, request: MarkMergedInput) -> None:
@@ -411,7 +427,7 @@ class RunWorkflow:
     async def update_inputs(self, request: UpdateInputsInput) -> None:
         # From the next dispatch on, Steps see the new values merged over the discovered metadata.
         self._inputs.update(request.inputs)
-        await self._record(*self._event(EventType.INPUTS_UPDATED, actor=request.actor, metadata=request.inputs))
+        await self._persisted(*self._event(EventType.INPUTS_UPDATED, actor=request.actor, metadata=request.inputs))
 
     @update_inputs.validator
     def _validate_update_inputs(self, request: UpdateInputsInput) -> None:

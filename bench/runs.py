@@ -1,0 +1,334 @@
+"""200 Runs x 5 Steps on the embedded Temporal server, against an instant Migrator; Loom versus a bare workflow.
+
+The Migrator is a real HTTP server in this process that answers each dispatch with 202 and
+at once calls back `completed`. Loom's Runs (validated updates, the read model written through
+activities into SQLite) are compared with a bare temporalio workflow doing the same
+dispatch-and-wait by HTTP (a signal per callback, no persistence), on the same server and
+in the same process. Prints runs/s, steps/s, p50/p95 callback-to-next-dispatch latency and
+the Loom/bare ratio. Targets (issue "Runs on Temporal"): ratio >= 0.7, p95 < 250 ms.
+
+    .venv/bin/python bench/runs.py [--runs 200] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from temporalio import workflow
+
+if not workflow.unsafe.in_sandbox():  # the sandbox re-imports this module to run BareRun
+    ROOT = Path(__file__).resolve().parents[1]
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+with workflow.unsafe.imports_passed_through():
+    import argparse
+    import asyncio
+    import itertools
+    import statistics
+    import tempfile
+    import time
+    import uuid
+    from collections.abc import Awaitable, Callable
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+    import uvicorn
+    from pydantic import BaseModel
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+    from temporalio import activity
+    from temporalio.client import Client
+    from temporalio.common import RetryPolicy
+    from temporalio.worker import Worker
+
+    from loom_backend.domain import (
+        Candidate,
+        DispatchStepRequest,
+        MigrationAnnouncement,
+        MigrationManifest,
+        StepDefinition,
+        StepStatusEvent,
+    )
+    from loom_backend.execution.activities import RunActivities
+    from loom_backend.execution.dev_server import embedded_temporal, free_port
+    from loom_backend.execution.engine import TemporalEngine, connect
+    from loom_backend.execution.worker import build_worker
+    from loom_backend.migrator_client import HttpMigratorNotifier
+    from loom_backend.settings import Settings
+    from loom_backend.store.sql_store import SqlStore
+
+
+# --- the bare baseline: dispatch by HTTP, wait for a signal, nothing persisted ----------------
+
+
+class BareInput(BaseModel):
+    run_id: str
+    migrator_url: str
+    candidate: Candidate
+    steps: list[str]
+
+
+class BareCallback(BaseModel):
+    step_name: str
+
+
+class BareActivities:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @activity.defn(name="bare_dispatch")
+    async def dispatch(self, request: DispatchStepRequest) -> None:
+        response = await self._http.post(f"{request.migrator_url}/dispatch-step", json=request.model_dump(mode="json"))
+        response.raise_for_status()
+
+
+@workflow.defn(name="BareRun")
+class BareRun:
+    def __init__(self) -> None:
+        self._done: set[str] = set()
+
+    @workflow.run
+    async def run(self, input: BareInput) -> None:
+        for step in input.steps:
+            request = DispatchStepRequest(
+                migration_id="bare",
+                step_name=step,
+                candidate=input.candidate,
+                callback_id=input.run_id,
+                event_name=step,
+                migrator_app="bench",
+                migrator_url=input.migrator_url,
+            )
+            await workflow.execute_activity_method(
+                BareActivities.dispatch,
+                request,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            await workflow.wait_condition(lambda step=step: step in self._done)
+
+    @workflow.signal(name="bare_step_done")
+    def step_done(self, callback: BareCallback) -> None:
+        self._done.add(callback.step_name)
+
+
+# --- the instant Migrator --------------------------------------------------------------------
+
+
+class InstantMigrator:
+    """Answers 202 and calls back `completed` at once; measures callback-to-next-dispatch latency."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[DispatchStepRequest], Awaitable[None]] | None = None
+        self.sent_at: dict[tuple[str, str], float] = {}
+        self.latencies: list[float] = []
+        self.next_step: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def dispatch_step(self, request: Request) -> Response:
+        dispatch = DispatchStepRequest.model_validate(await request.json())
+        now = time.perf_counter()
+        previous = self.next_step.get(dispatch.step_name)
+        if previous is not None and (dispatch.callback_id, previous) in self.sent_at:
+            self.latencies.append(now - self.sent_at.pop((dispatch.callback_id, previous)))
+        task = asyncio.create_task(self._call_back(dispatch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Response(status_code=202)
+
+    async def _call_back(self, dispatch: DispatchStepRequest) -> None:
+        assert self.callback is not None
+        self.sent_at[(dispatch.callback_id, dispatch.step_name)] = time.perf_counter()
+        await self.callback(dispatch)
+
+    def reset(self, steps: list[str], callback: Callable[[DispatchStepRequest], Awaitable[None]]) -> None:
+        self.callback = callback
+        self.sent_at.clear()
+        self.latencies.clear()
+        self.next_step = {b: a for a, b in itertools.pairwise(steps)}
+
+
+async def serve(app: Starlette, port: int) -> uvicorn.Server:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", backlog=2048)
+    )
+    asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server
+
+
+# --- the two contestants ------------------------------------------------------------------------
+
+
+class Figures(BaseModel):
+    seconds: float
+    runs_per_s: float
+    steps_per_s: float
+    p50_ms: float
+    p95_ms: float
+
+
+def figures(seconds: float, runs: int, steps: int, latencies: list[float]) -> Figures:
+    ordered = sorted(latencies) or [0.0]
+    return Figures(
+        seconds=seconds,
+        runs_per_s=runs / seconds,
+        steps_per_s=runs * steps / seconds,
+        p50_ms=statistics.median(ordered) * 1000,
+        p95_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000,
+    )
+
+
+async def bench_loom(
+    client: Client, migrator: InstantMigrator, url: str, data_dir: Path, runs: int, steps: int, concurrency: int
+) -> Figures:
+    store = SqlStore(f"sqlite:///{data_dir / 'loom.db'}")
+    store.upgrade_schema()
+    migration_id = f"bench-{uuid.uuid4().hex[:8]}"
+    step_defs = [StepDefinition(name=f"step-{i}", migrator_app="bench") for i in range(steps)]
+    candidates = [Candidate(id=f"svc-{i:04d}", kind="service") for i in range(runs)]
+    store.announce(
+        MigrationAnnouncement(
+            id=migration_id, name="Bench", description="Bench", steps=step_defs, candidates=candidates, migrator_url=url
+        ),
+        datetime.now(UTC),
+    )
+    task_queue = f"bench-loom-{uuid.uuid4().hex[:8]}"
+    notifier = HttpMigratorNotifier()
+    engine = TemporalEngine(client, task_queue)
+
+    async def complete(dispatch: DispatchStepRequest) -> None:
+        event = StepStatusEvent(step_name=dispatch.step_name, candidate_id=dispatch.candidate.id, status="completed")
+        await engine.step_event(dispatch.callback_id, event)
+
+    migrator.reset([s.name for s in step_defs], complete)
+    async with build_worker(client, task_queue, RunActivities(store, notifier)):
+        started = time.perf_counter()
+
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(candidate: Candidate) -> None:
+            async with gate:
+                await loom_run(candidate)
+
+        async def loom_run(candidate: Candidate) -> None:
+            await asyncio.to_thread(store.claim_candidate, migration_id, candidate.id, {})
+            manifest = MigrationManifest(
+                migration_id=migration_id, migrator_url=url, candidate=candidate, steps=step_defs
+            )
+            await engine.start_run(manifest, "bench")
+            await client.get_workflow_handle(manifest.run_id).result()
+
+        await asyncio.gather(*(one(c) for c in candidates))
+        seconds = time.perf_counter() - started
+    await notifier.aclose()
+    page = store.list_events(migration_id, limit=1)
+    expected_events = runs * (2 + 2 * steps)
+    assert page.total == expected_events, f"{page.total} events, expected {expected_events}"
+    return figures(seconds, runs, steps, migrator.latencies)
+
+
+async def bench_bare(
+    client: Client, migrator: InstantMigrator, url: str, runs: int, steps: int, concurrency: int
+) -> Figures:
+    task_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
+    names = [f"step-{i}" for i in range(steps)]
+
+    async def complete(dispatch: DispatchStepRequest) -> None:
+        handle = client.get_workflow_handle(dispatch.callback_id)
+        await handle.signal("bare_step_done", BareCallback(step_name=dispatch.step_name))
+
+    migrator.reset(names, complete)
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0)) as http:
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[BareRun],
+            activities=[BareActivities(http).dispatch],
+            workflow_task_executor=ThreadPoolExecutor(max_workers=4),
+            max_concurrent_activities=200,
+            max_concurrent_workflow_tasks=100,
+        )
+        async with worker:
+            started = time.perf_counter()
+            prefix = uuid.uuid4().hex[:8]
+
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(i: int) -> None:
+                async with gate:
+                    await bare_run(i)
+
+            async def bare_run(i: int) -> None:
+                run_id = f"bare-{prefix}__svc-{i:04d}"
+                candidate = Candidate(id=f"svc-{i:04d}", kind="service")
+                handle = await client.start_workflow(
+                    BareRun.run,
+                    BareInput(run_id=run_id, migrator_url=url, candidate=candidate, steps=names),
+                    id=run_id,
+                    task_queue=task_queue,
+                )
+                await handle.result()
+
+            await asyncio.gather(*(one(i) for i in range(runs)))
+            seconds = time.perf_counter() - started
+    return figures(seconds, runs, steps, migrator.latencies)
+
+
+def show(name: str, f: Figures) -> None:
+    print(
+        f"{name:5} {f.seconds:6.1f} s  {f.runs_per_s:6.1f} runs/s  {f.steps_per_s:7.1f} steps/s  "
+        f"callback->next dispatch p50 {f.p50_ms:6.1f} ms  p95 {f.p95_ms:6.1f} ms"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=0, help="Runs in flight at once; 0 starts all at once")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
+        data_dir = Path(tmp)
+        settings = Settings(data_dir=data_dir)
+        async with embedded_temporal(settings, port=free_port(), data_dir=data_dir) as address:
+            client = await connect(settings, address)
+            migrator = InstantMigrator()
+            port = free_port()
+            server = await serve(
+                Starlette(routes=[Route("/dispatch-step", migrator.dispatch_step, methods=["POST"])]), port
+            )
+            url = f"http://127.0.0.1:{port}"
+            try:
+                concurrency = args.concurrency or args.runs
+                print(
+                    f"{args.runs} Runs x {args.steps} Steps, at most {concurrency} in flight, "
+                    "embedded Temporal dev server (SQLite, WAL)"
+                )
+                bare = await bench_bare(client, migrator, url, args.runs, args.steps, concurrency)
+                show("bare", bare)
+                loom = await bench_loom(client, migrator, url, data_dir, args.runs, args.steps, concurrency)
+                show("loom", loom)
+                ratio = loom.steps_per_s / bare.steps_per_s
+                print(
+                    f"ratio loom/bare (steps/s) {ratio:.2f}  (target >= 0.7); loom p95 {loom.p95_ms:.0f} ms (target < 250)"
+                )
+            finally:
+                server.should_exit = True
+                await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    # Import this file as the module `runs`, so the sandbox can re-import the bare workflow by name.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from runs import main as _main
+
+    asyncio.run(_main())
