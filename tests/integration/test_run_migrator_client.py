@@ -1,0 +1,117 @@
+"""The httpx MigratorNotifier against a real HTTP Migrator: what it sends, and how each failure reads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from loom_backend import errors
+from loom_backend.domain import Candidate, DispatchStepRequest, DryRunRequest, StepDefinition
+from loom_backend.execution.dev_server import free_port
+from loom_backend.migrator_client import DispatchFailed, DispatchRejected, HttpMigratorNotifier
+from tests.integration.run_fixtures import serve
+
+CANDIDATE = Candidate(id="checkout", kind="application", metadata={"team": "payments"})
+DISPATCH = DispatchStepRequest(
+    migration_id="chart-upgrade",
+    step_name="bump",
+    candidate=CANDIDATE,
+    config={"chart": "app"},
+    callback_id="chart-upgrade__checkout",
+    event_name="step-completed:bump:checkout",
+    migrator_app="chart-migrator",
+    migrator_url="http://unused",
+)
+DRY_RUN = DryRunRequest(
+    migration_id="chart-upgrade", candidate=CANDIDATE, steps=[StepDefinition(name="bump", migrator_app="m")]
+)
+
+
+class Script:
+    """What the Migrator answers next, and what it received."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body: object = {"steps": [{"stepName": "bump", "files": []}]}
+        self.received: list[dict] = []
+
+    async def handle(self, request: Request) -> Response:
+        self.received.append(await request.json())
+        if isinstance(self.body, str):
+            return Response(self.body, status_code=self.status)
+        return JSONResponse(self.body, status_code=self.status)
+
+
+@pytest.fixture
+async def migrator() -> AsyncIterator[tuple[str, Script]]:
+    script = Script()
+    port = free_port()
+    app = Starlette(
+        routes=[
+            Route("/dispatch-step", script.handle, methods=["POST"]),
+            Route("/dry-run", script.handle, methods=["POST"]),
+        ]
+    )
+    async with serve(app, port):
+        yield f"http://127.0.0.1:{port}", script
+
+
+@pytest.fixture
+async def notifier() -> AsyncIterator[HttpMigratorNotifier]:
+    client = HttpMigratorNotifier(timeout_seconds=2.0)
+    yield client
+    await client.aclose()
+
+
+async def test_dispatch_posts_the_request_in_camel_case(migrator, notifier) -> None:
+    url, script = migrator
+    script.status = 202
+    await notifier.dispatch_step(DISPATCH.model_copy(update={"migrator_url": url}))
+    sent = script.received[0]
+    assert sent["callbackId"] == "chart-upgrade__checkout"
+    assert sent["candidate"]["metadata"] == {"team": "payments"}
+    assert sent["migratorApp"] == "chart-migrator"
+
+
+async def test_dispatch_answered_5xx_is_worth_retrying_and_4xx_is_not(migrator, notifier) -> None:
+    url, script = migrator
+    request = DISPATCH.model_copy(update={"migrator_url": url})
+    script.status, script.body = 503, "restarting"
+    with pytest.raises(DispatchFailed, match="503: restarting"):
+        await notifier.dispatch_step(request)
+    script.status, script.body = 422, "unknown step type"
+    with pytest.raises(DispatchRejected, match="422: unknown step type"):
+        await notifier.dispatch_step(request)
+
+
+async def test_dispatch_to_a_migrator_that_is_down_is_worth_retrying(notifier) -> None:
+    with pytest.raises(DispatchFailed, match="could not be reached"):
+        await notifier.dispatch_step(DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{free_port()}"}))
+
+
+async def test_dry_run_returns_the_migrators_result(migrator, notifier) -> None:
+    url, script = migrator
+    result = await notifier.dry_run(url, DRY_RUN)
+    assert [s.step_name for s in result.steps] == ["bump"]
+    assert script.received[0]["migrationId"] == "chart-upgrade"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [(500, "boom", "answered 500"), (200, "not json", "cannot read"), (200, {"steps": "x"}, "cannot read")],
+)
+async def test_dry_run_failures_say_the_migrator_is_unavailable(migrator, notifier, status, body, reason) -> None:
+    url, script = migrator
+    script.status, script.body = status, body
+    with pytest.raises(errors.MigratorUnavailable, match=reason):
+        await notifier.dry_run(url, DRY_RUN)
+
+
+async def test_dry_run_against_a_migrator_that_is_down_says_so(notifier) -> None:
+    with pytest.raises(errors.MigratorUnavailable, match="could not be reached"):
+        await notifier.dry_run(f"http://127.0.0.1:{free_port()}", DRY_RUN)
