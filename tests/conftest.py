@@ -65,3 +65,8 @@ async def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     data_dir = tmp_path_factory.mktemp("temporal")
     async with embedded_temporal(Settings(data_dir=data_dir), port=free_port(), data_dir=data_dir) as address:
         yield address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API holds an event loop that asyncio tests cannot share."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
