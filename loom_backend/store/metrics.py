@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, case, cast, exists, func, or_, select
+from sqlalchemy import String, Table, case, cast, exists, func, select
 from sqlalchemy.orm import Session
 
 from loom_backend.domain import (
@@ -45,7 +45,7 @@ FAILED = StepStatus.FAILED.value
 DISPATCH_FAILURE_TEXT = "Dispatch to the Migrator failed"
 BURNDOWN_PACE_DAYS = 14
 MAX_HISTORY_DAYS = 365
-CALLBACK_LATENCY_WINDOW = 10_000
+CALLBACK_LATENCY_WINDOW = 2_000
 CALLBACK_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
@@ -121,31 +121,33 @@ class MetricsQueries:
         )
 
     def _median_run_duration(self, session: Session, migration_id: str | None) -> int | None:
-        """From a Run's latest run_started to its run_completed (a Candidate can run again after a Cancel)."""
-        done, started = EVENTS.alias("done"), EVENTS.alias("started")
-        start_time = (
-            select(func.max(started.c.created_at))
-            .where(
-                started.c.run_id == done.c.run_id,
-                started.c.event_type == EventType.RUN_STARTED.value,
-                started.c.created_at <= done.c.created_at,
+        """From a Run's latest run_started to its run_completed (a Candidate can run again after a Cancel).
+
+        One pass over the Runs in index order (run_id, event_type, created_at); a completed Run never restarts.
+        """
+        e = EVENTS
+        per_run = (
+            select(
+                func.max(case((e.c.event_type == EventType.RUN_STARTED.value, e.c.created_at))).label("started"),
+                func.max(case((e.c.event_type == EventType.RUN_COMPLETED.value, e.c.created_at))).label("done"),
             )
-            .scalar_subquery()
+            .where(
+                e.c.event_type.in_([EventType.RUN_STARTED, EventType.RUN_COMPLETED]),
+                *_by(e.c.migration_id, migration_id),
+            )
+            .group_by(e.c.run_id)
+            .subquery()
         )
         durations = (
-            select(self._ms_between(done.c.created_at, start_time).label("ms"))
-            .where(done.c.event_type == EventType.RUN_COMPLETED.value, *_by(done.c.migration_id, migration_id))
+            select(self._ms_between(per_run.c.done, per_run.c.started).label("ms"))
+            .where(per_run.c.done.is_not(None), per_run.c.started.is_not(None))
             .subquery()
         )
-        ranked = (
-            select(
-                durations.c.ms,
-                func.row_number().over(order_by=durations.c.ms).label("rn"),
-                func.count().over().label("n"),
-            )
-            .where(durations.c.ms.is_not(None))
-            .subquery()
-        )
+        ranked = select(
+            durations.c.ms,
+            func.row_number().over(order_by=durations.c.ms).label("rn"),
+            func.count().over().label("n"),
+        ).subquery()
         value = session.execute(select(ranked.c.ms).where(ranked.c.rn == _rank(ranked.c.n, 50))).scalar()
         return None if value is None else round(value)
 
@@ -161,8 +163,9 @@ class MetricsQueries:
                 name, {"count": 0, "succeeded": 0, "failures": 0, "retries": 0, "reviews": 0, "wait": 0.0}
             )
 
-        for name, event_type, status, n in session.execute(
-            select(e.c.step_name, e.c.event_type, e.c.status, func.count())
+        timed: dict[str, dict[str, int]] = {}  # successful completions with a duration, per status
+        for name, event_type, status, n, with_duration in session.execute(
+            select(e.c.step_name, e.c.event_type, e.c.status, func.count(), func.count(e.c.duration_ms))
             .where(e.c.event_type.in_([EventType.STEP_COMPLETED, EventType.STEP_RETRIED]), *scope)
             .group_by(e.c.step_name, e.c.event_type, e.c.status)
         ):
@@ -173,33 +176,10 @@ class MetricsQueries:
             r["count"] += n
             r["succeeded"] += n if status in SUCCEEDED else 0
             r["failures"] += n if status == FAILED else 0
-
-        durations = (
-            select(
-                e.c.step_name,
-                e.c.duration_ms,
-                func.row_number().over(partition_by=e.c.step_name, order_by=e.c.duration_ms).label("rn"),
-                func.count().over(partition_by=e.c.step_name).label("n"),
-            )
-            .where(
-                e.c.event_type == EventType.STEP_COMPLETED.value,
-                e.c.status.in_(SUCCEEDED),
-                e.c.duration_ms.is_not(None),
-                *scope,
-            )
-            .subquery()
-        )
-        p50, p95 = _rank(durations.c.n, 50), _rank(durations.c.n, 95)
-        for name, duration, rn, n in session.execute(
-            select(durations.c.step_name, durations.c.duration_ms, durations.c.rn, durations.c.n).where(
-                or_(durations.c.rn == p50, durations.c.rn == p95)
-            )
-        ):
-            r = row(name)
-            if rn == _py_rank(n, 50):
-                r["p50"] = duration
-            if rn == _py_rank(n, 95):
-                r["p95"] = duration
+            if status in SUCCEEDED and with_duration and name is not None:
+                timed.setdefault(name, {})[status] = with_duration
+        for name, (p50_ms, p95_ms) in self._duration_percentiles(session, migration_id, timed).items():
+            row(name).update(p50=p50_ms, p95=p95_ms)
 
         review, waiting = EVENTS.alias("review"), EVENTS.alias("waiting")
         waiting_since = (
@@ -245,6 +225,64 @@ class MetricsQueries:
             if name is not None
         ]
         return StepMetricsResponse(migration_id=migration_id, steps=steps)
+
+    def _duration_percentiles(
+        self, session: Session, migration_id: str | None, timed: dict[str, dict[str, int]]
+    ) -> dict[str, tuple[int | None, int | None]]:
+        """Exact nearest-rank p50 and p95 of successful durations per Step.
+
+        PostgreSQL has percentile_disc (nearest rank) in one grouped query. SQLite has none and sorts slowly,
+        so it reads the k-th value straight off the (event_type, step_name, status, duration_ms) index, which is
+        already in duration order when a Step succeeds with one status (the usual case). A Step with both
+        merged and completed outcomes, or a query of one Migration (not in that index), uses a window query.
+        """
+        e = EVENTS
+        scope = _by(e.c.migration_id, migration_id)
+        successful = [
+            e.c.event_type == EventType.STEP_COMPLETED.value,
+            e.c.status.in_(SUCCEEDED),
+            e.c.duration_ms.is_not(None),
+            *scope,
+        ]
+        if self.dialect == "postgresql":
+            return {
+                name: (p50, p95)
+                for name, p50, p95 in session.execute(
+                    select(
+                        e.c.step_name,
+                        func.percentile_disc(0.5).within_group(e.c.duration_ms),
+                        func.percentile_disc(0.95).within_group(e.c.duration_ms),
+                    )
+                    .where(*successful)
+                    .group_by(e.c.step_name)
+                )
+            }
+        percentiles: dict[str, tuple[int | None, int | None]] = {}
+        for name, by_status in timed.items():
+            n = sum(by_status.values())
+            ranks = (_py_rank(n, 50), _py_rank(n, 95))
+            if len(by_status) == 1 and migration_id is None:
+                (status,) = by_status
+                values = [
+                    session.execute(
+                        select(e.c.duration_ms)
+                        .where(*successful, e.c.step_name == name, e.c.status == status)
+                        .order_by(e.c.duration_ms)
+                        .limit(1)
+                        .offset(rank - 1)
+                    ).scalar()
+                    for rank in ranks
+                ]
+                percentiles[name] = (values[0], values[1])
+                continue
+            ranked = (
+                select(e.c.duration_ms, func.row_number().over(order_by=e.c.duration_ms).label("rn"))
+                .where(*successful, e.c.step_name == name)
+                .subquery()
+            )
+            found = dict(session.execute(select(ranked.c.rn, ranked.c.duration_ms).where(ranked.c.rn.in_(ranks))).all())
+            percentiles[name] = (found.get(ranks[0]), found.get(ranks[1]))
+        return percentiles
 
     # -- over time ------------------------------------------------------------------------------
 
