@@ -3,21 +3,25 @@
 The only place that maps typed errors to HTTP status codes.
 """
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom_backend import errors
+from loom_backend.auth import AccessControl, Identity, LoginRequest, Principal, Role
 from loom_backend.domain import (
+    RUN_ID_SEPARATOR,
     Burndown,
     CandidatePage,
     CandidateStatus,
@@ -45,13 +49,46 @@ from loom_backend.service import MAX_FAILURES, MAX_TIMELINE_DAYS, LoomService
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 PREFIX = "/api"
+SESSION_COOKIE = "loom_session"
+WWW_AUTHENTICATE = 'Bearer realm="loom"'
 
 _ERROR_STATUS: list[tuple[type[errors.LoomError], int]] = [
     (errors.NotFound, status.HTTP_404_NOT_FOUND),
     (errors.Conflict, status.HTTP_409_CONFLICT),
     (errors.InvalidInput, status.HTTP_400_BAD_REQUEST),
     (errors.MigratorUnavailable, status.HTTP_502_BAD_GATEWAY),
+    (errors.Unauthenticated, status.HTTP_401_UNAUTHORIZED),
+    (errors.Forbidden, status.HTTP_403_FORBIDDEN),
 ]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    rule: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error Loom answers."""
+
+    error: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Declare a route's error answers in its OpenAPI, so clients (and the schema fuzz test) know every one."""
+    described = {
+        400: "The request breaks a rule; `details` names the field",
+        401: "No valid session cookie or bearer token",
+        403: "Authenticated, but not allowed: a role too low, or another token's Migration",
+        404: "Not found",
+        409: "The Run or Candidate is not in a state that allows this",
+        413: "The body is too large",
+        422: "The request is malformed; `details` names each field",
+        502: "The Migrator could not be reached or answered something Loom cannot read",
+    }
+    return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
 
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -111,6 +148,12 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and 0 < len(token) <= 512 else None
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"
@@ -133,7 +176,8 @@ def install_error_handlers(app: FastAPI) -> None:
         details = (
             [{"field": exc.field, "message": str(exc)}] if isinstance(exc, errors.InvalidInput) and exc.field else None
         )
-        return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code)
+        headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, errors.Unauthenticated) else None
+        return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -150,20 +194,79 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_api(
-    get_service: Callable[[], LoomService], actor_of: Callable[[Request], Awaitable[str]] | None = None
+    get_service: Callable[[], LoomService],
+    actor_of: Callable[[Request], Awaitable[str]] | None = None,
+    get_access: Callable[[], AccessControl] | None = None,
 ) -> FastAPI:
-    """Build the FastAPI app; `get_service` is resolved per request so tests and bootstrap choose the adapters."""
+    """Build the FastAPI app; `get_service` and `get_access` are resolved per request so tests and bootstrap
+    choose the adapters (`get_access` defaults to the running Loom's). `actor_of` names who an operator action
+    is recorded as; by default the authenticated operator's name."""
+    if get_access is None:
+        from loom_backend.bootstrap import current_access
 
-    async def default_actor(request: Request) -> str:
-        return request.headers.get("x-loom-actor", "api")
+        get_access = current_access
 
     Service = Annotated[LoomService, Depends(get_service)]
-    Actor = Annotated[str, Depends(actor_of or default_actor)]
+    Access = Annotated[AccessControl, Depends(get_access)]
+
+    async def migrator_principal(request: Request, access: Access) -> Principal:
+        token = _bearer(request)
+        if token is None:
+            raise errors.Unauthenticated(
+                "Migrator routes need `Authorization: Bearer <token>`; an admin creates one with "
+                "`loom token create <migrator-app>`"
+            )
+        principal = await asyncio.to_thread(access.bearer, token)
+        if principal is None:
+            raise errors.Unauthenticated("The bearer token is not valid: unknown or revoked")
+        if not principal.is_migrator:
+            raise errors.Forbidden("This is an operator token; Migrator routes need a Migrator token")
+        return principal
+
+    async def identity(request: Request, access: Access) -> Principal:
+        """Proxy header (when configured), then session cookie, then bearer token."""
+        if access.proxy_header and (name := request.headers.get(access.proxy_header)):
+            return await asyncio.to_thread(access.proxy_user, name)
+        token = _bearer(request)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and len(cookie) <= 256:
+            principal = await asyncio.to_thread(access.session, cookie)
+            if principal is not None:
+                return principal
+            if token is None:
+                raise errors.Unauthenticated("The session has expired or was signed out; sign in again")
+        if token is not None:
+            principal = await asyncio.to_thread(access.bearer, token)
+            if principal is None:
+                raise errors.Unauthenticated("The bearer token is not valid: unknown or revoked")
+            return principal
+        raise errors.Unauthenticated("Sign in (POST /api/auth/login) or send `Authorization: Bearer <operator token>`")
+
+    def role(needed: Role) -> Callable[..., Awaitable[Principal]]:
+        async def authorized(principal: Annotated[Principal, Depends(identity)]) -> Principal:
+            AccessControl.require_role(principal, needed)
+            return principal
+
+        return authorized
+
+    Migrator_ = Annotated[Principal, Depends(migrator_principal)]
+    Viewer = Annotated[Principal, Depends(role(Role.VIEWER))]
+    Operator = Annotated[Principal, Depends(role(Role.OPERATOR))]
+
+    async def operator_name(request: Request, principal: Operator) -> str:
+        return principal.name
+
+    Actor = Annotated[str, Depends(actor_of or operator_name)]
+    MigrationId = Annotated[str, Path(max_length=128)]
+    CandidateId = Annotated[str, Path(max_length=128)]
+    StepName = Annotated[str, Path(max_length=128)]
 
     app = FastAPI(
         title="Loom",
         version="0.1.0",
-        description="Control plane API for large, repeatable migrations: Migrators announce, operators drive Runs.",
+        description="Control plane API for large, repeatable migrations: Migrators announce, operators drive Runs. "
+        "Migrators authenticate with `Authorization: Bearer <Migrator token>`; operators with the `loom_session` "
+        "cookie from POST /api/auth/login or `Authorization: Bearer <operator token>`.",
         docs_url=f"{PREFIX}/docs",
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
@@ -175,62 +278,142 @@ def create_api(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # -- signing in -------------------------------------------------------------------------
+
+    @router.post("/auth/login", tags=["auth"], response_model=Identity, responses=_errors(401, 413, 422))
+    async def login(body: LoginRequest, access: Access) -> Any:
+        """Check a built-in account's password; answer with who signed in and set the `loom_session` cookie."""
+        secret, principal = await asyncio.to_thread(access.login, body.username, body.password)
+        response = JSONResponse(Identity.of(principal).model_dump(mode="json"))
+        response.set_cookie(
+            SESSION_COOKIE,
+            secret,
+            max_age=int(access.session_lifetime.total_seconds()),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=access.secure_cookie,
+        )
+        return response
+
+    @router.post("/auth/logout", tags=["auth"], status_code=204)
+    async def logout(request: Request, access: Access) -> Response:
+        """End this browser's session (if any) and clear its cookie."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and len(cookie) <= 256:
+            await asyncio.to_thread(access.logout, cookie)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=access.secure_cookie)
+        return response
+
+    @router.get("/auth/me", tags=["auth"], response_model=Identity, responses=_errors(401))
+    async def me(principal: Annotated[Principal, Depends(identity)]) -> Any:
+        return Identity.of(principal)
+
     # -- migrator registry ------------------------------------------------------------------
 
-    @router.post("/registry/announce", tags=["migrators"])
-    async def announce(body: MigrationAnnouncement, service: Service) -> dict[str, str]:
-        """Register or update a Migration and its Candidates (idempotent by id)."""
-        await service.announce(body)
+    @router.post("/registry/announce", tags=["migrators"], responses=_errors(400, 401, 403, 413, 422))
+    async def announce(
+        body: MigrationAnnouncement, principal: Migrator_, access: Access, service: Service
+    ) -> dict[str, str]:
+        """Register or update a Migration and its Candidates (idempotent by id); the first token to announce owns it."""
+        claimed = await asyncio.to_thread(access.claim_migration, principal, body.id)
+        try:
+            await service.announce(body)
+        except BaseException:
+            if claimed:
+                await asyncio.to_thread(access.release_migration, principal, body.id)
+            raise
         return {"status": "SUCCESS"}
 
-    @router.post("/migrations/{migration_id}/candidates", status_code=204, tags=["migrators"])
-    async def submit_candidates(migration_id: str, body: SubmitCandidatesRequest, service: Service) -> Response:
+    @router.post(
+        "/migrations/{migration_id}/candidates",
+        status_code=204,
+        tags=["migrators"],
+        responses=_errors(401, 403, 404, 413, 422),
+    )
+    async def submit_candidates(
+        migration_id: MigrationId, body: SubmitCandidatesRequest, principal: Migrator_, access: Access, service: Service
+    ) -> Response:
         """Merge re-discovered Candidates: only not_started ones are replaced; Candidates with a Run are kept."""
+        await asyncio.to_thread(access.check_migration, principal, migration_id)
         await service.submit_candidates(migration_id, body.candidates)
         return Response(status_code=204)
 
-    @router.post("/event/{run_id}", status_code=202, tags=["migrators"])
-    async def step_event(run_id: str, body: StepStatusEvent, service: Service) -> dict[str, str]:
+    @router.post(
+        "/event/{run_id}", status_code=202, tags=["migrators"], responses=_errors(400, 401, 403, 404, 409, 413, 422)
+    )
+    async def step_event(
+        run_id: Annotated[str, Path(max_length=260)],
+        body: StepStatusEvent,
+        principal: Migrator_,
+        access: Access,
+        service: Service,
+    ) -> dict[str, str]:
         """A Migrator's callback about one Step of a Run."""
+        suffix = RUN_ID_SEPARATOR + body.candidate_id
+        if not run_id.endswith(suffix) or len(run_id) == len(suffix):
+            raise errors.InvalidInput(
+                f"Run {run_id!r} is not a Run of Candidate {body.candidate_id!r}; post to /api/event/<callbackId>",
+                field="candidateId",
+            )
+        await asyncio.to_thread(access.check_migration, principal, run_id[: -len(suffix)])
         await service.step_event(run_id, body)
         return {"status": "accepted"}
 
     # -- reading ----------------------------------------------------------------------------
 
-    @router.get("/migrations", tags=["migrations"], response_model=ListMigrationsResponse)
-    async def list_migrations(service: Service) -> Any:
+    @router.get("/migrations", tags=["migrations"], response_model=ListMigrationsResponse, responses=_errors(401, 403))
+    async def list_migrations(service: Service, _: Viewer) -> Any:
         summaries = await service.list_migrations()
         migrations = [await service.get_migration(s.id) for s in summaries]
         return ListMigrationsResponse(migrations=migrations)
 
-    @router.get("/migrations/{migration_id}", tags=["migrations"], response_model=Migration)
-    async def get_migration(migration_id: str, service: Service) -> Any:
+    @router.get(
+        "/migrations/{migration_id}",
+        tags=["migrations"],
+        response_model=Migration,
+        responses=_errors(401, 403, 404, 422),
+    )
+    async def get_migration(migration_id: MigrationId, service: Service, _: Viewer) -> Any:
         return await service.get_migration(migration_id)
 
-    @router.get("/migrations/{migration_id}/candidates", tags=["migrations"], response_model=CandidatePage)
+    @router.get(
+        "/migrations/{migration_id}/candidates",
+        tags=["migrations"],
+        response_model=CandidatePage,
+        responses=_errors(401, 403, 404, 422),
+    )
     async def list_candidates(
-        migration_id: str,
+        migration_id: MigrationId,
         service: Service,
+        _: Viewer,
         status_: Annotated[CandidateStatus | None, Query(alias="status")] = None,
         kind: Annotated[str | None, Query(max_length=128)] = None,
         q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
         needs_attention: Annotated[bool, Query(alias="needsAttention")] = False,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Any:
         return await service.list_candidates(
             migration_id, status=status_, kind=kind, text=q, needs_attention=needs_attention, limit=limit, offset=offset
         )
 
-    @router.get("/migrations/{migration_id}/events", tags=["migrations"], response_model=EventPage)
+    @router.get(
+        "/migrations/{migration_id}/events",
+        tags=["migrations"],
+        response_model=EventPage,
+        responses=_errors(401, 403, 404, 422),
+    )
     async def list_events(
-        migration_id: str,
+        migration_id: MigrationId,
         service: Service,
+        _: Viewer,
         candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
         event_type: Annotated[EventType | None, Query(alias="type")] = None,
         actor: Annotated[str | None, Query(max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> Any:
         return await service.list_events(
             migration_id, candidate_id=candidate_id, event_type=event_type, actor=actor, limit=limit, offset=offset
@@ -239,45 +422,60 @@ def create_api(
     # -- driving Runs -----------------------------------------------------------------------
 
     run_path = "/migrations/{migration_id}/candidates/{candidate_id}"
+    action_errors = _errors(400, 401, 403, 404, 409, 413, 422)
 
-    @router.post(f"{run_path}/start", status_code=202, tags=["runs"])
+    @router.post(f"{run_path}/start", status_code=202, tags=["runs"], responses=action_errors)
     async def start(
-        migration_id: str, candidate_id: str, service: Service, actor: Actor, body: StartRequest | None = None
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        service: Service,
+        actor: Actor,
+        _: Operator,
+        body: StartRequest | None = None,
     ) -> dict[str, str]:
         await service.start_run(migration_id, candidate_id, (body or StartRequest()).inputs, actor)
         return {"status": "started"}
 
-    @router.post(f"{run_path}/cancel", status_code=204, tags=["runs"])
-    async def cancel(migration_id: str, candidate_id: str, service: Service, actor: Actor) -> Response:
+    @router.post(f"{run_path}/cancel", status_code=204, tags=["runs"], responses=action_errors)
+    async def cancel(
+        migration_id: MigrationId, candidate_id: CandidateId, service: Service, actor: Actor, _: Operator
+    ) -> Response:
         await service.cancel_run(migration_id, candidate_id, actor)
         return Response(status_code=204)
 
-    @router.post(f"{run_path}/retry-step", status_code=202, tags=["runs"])
+    @router.post(f"{run_path}/retry-step", status_code=202, tags=["runs"], responses=action_errors)
     async def retry_step(
-        migration_id: str, candidate_id: str, body: RetryStepRequest, service: Service, actor: Actor
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        body: RetryStepRequest,
+        service: Service,
+        actor: Actor,
+        _: Operator,
     ) -> dict[str, str]:
         await service.retry_step(migration_id, candidate_id, body.step_name, actor)
         return {"status": "accepted"}
 
-    @router.post(f"{run_path}/steps/{{step_name}}/approve", status_code=202, tags=["runs"])
+    @router.post(f"{run_path}/steps/{{step_name}}/approve", status_code=202, tags=["runs"], responses=action_errors)
     async def approve(
-        migration_id: str,
-        candidate_id: str,
-        step_name: str,
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        step_name: StepName,
         service: Service,
         actor: Actor,
+        _: Operator,
         body: ReviewRequest | None = None,
     ) -> dict[str, str]:
         await service.review_step(migration_id, candidate_id, step_name, True, actor, (body or ReviewRequest()).comment)
         return {"status": "accepted"}
 
-    @router.post(f"{run_path}/steps/{{step_name}}/reject", status_code=202, tags=["runs"])
+    @router.post(f"{run_path}/steps/{{step_name}}/reject", status_code=202, tags=["runs"], responses=action_errors)
     async def reject(
-        migration_id: str,
-        candidate_id: str,
-        step_name: str,
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        step_name: StepName,
         service: Service,
         actor: Actor,
+        _: Operator,
         body: ReviewRequest | None = None,
     ) -> dict[str, str]:
         await service.review_step(
@@ -285,30 +483,50 @@ def create_api(
         )
         return {"status": "accepted"}
 
-    @router.post(f"{run_path}/steps/{{step_name}}/mark-merged", status_code=202, tags=["runs"])
+    @router.post(f"{run_path}/steps/{{step_name}}/mark-merged", status_code=202, tags=["runs"], responses=action_errors)
     async def mark_merged(
-        migration_id: str, candidate_id: str, step_name: str, service: Service, actor: Actor
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        step_name: StepName,
+        service: Service,
+        actor: Actor,
+        _: Operator,
     ) -> dict[str, str]:
         await service.mark_merged(migration_id, candidate_id, step_name, actor)
         return {"status": "accepted"}
 
-    @router.patch(f"{run_path}/inputs", status_code=204, tags=["runs"])
+    @router.patch(f"{run_path}/inputs", status_code=204, tags=["runs"], responses=action_errors)
     async def update_inputs(
-        migration_id: str, candidate_id: str, body: UpdateInputsRequest, service: Service, actor: Actor
+        migration_id: MigrationId,
+        candidate_id: CandidateId,
+        body: UpdateInputsRequest,
+        service: Service,
+        actor: Actor,
+        _: Operator,
     ) -> Response:
         await service.update_inputs(migration_id, candidate_id, body.inputs, actor)
         return Response(status_code=204)
 
-    @router.get(f"{run_path}/steps", tags=["runs"], response_model=CandidateStepsResponse)
-    async def candidate_steps(migration_id: str, candidate_id: str, service: Service) -> Any:
+    @router.get(
+        f"{run_path}/steps",
+        tags=["runs"],
+        response_model=CandidateStepsResponse,
+        responses=_errors(401, 403, 404, 422),
+    )
+    async def candidate_steps(migration_id: MigrationId, candidate_id: CandidateId, service: Service, _: Viewer) -> Any:
         return await service.candidate_steps(migration_id, candidate_id)
 
-    @router.post("/migrations/{migration_id}/dry-run", tags=["runs"], response_model=DryRunResult)
-    async def dry_run(migration_id: str, body: DryRunCandidateRequest, service: Service) -> Any:
+    @router.post(
+        "/migrations/{migration_id}/dry-run",
+        tags=["runs"],
+        response_model=DryRunResult,
+        responses=_errors(400, 401, 403, 404, 413, 422, 502),
+    )
+    async def dry_run(migration_id: MigrationId, body: DryRunCandidateRequest, service: Service, _: Operator) -> Any:
         return await service.dry_run(migration_id, body)
 
     app.include_router(router)
-    app.include_router(_metrics_router(Service))
+    app.include_router(_metrics_router(Service), dependencies=[Depends(role(Role.VIEWER))])
     app.add_middleware(BodySizeLimit)
     return app
 

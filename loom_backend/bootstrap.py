@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from loom_backend.auth import AccessControl, AuthStore, parse_provisioned_tokens
 from loom_backend.ports import ExecutionEngine, MigrationStore, MigratorNotifier
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
@@ -25,6 +26,7 @@ class Loom:
     notifier: MigratorNotifier
     engine: ExecutionEngine
     service: LoomService
+    access: AccessControl
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -42,12 +44,51 @@ def current_service() -> LoomService:
     return current().service
 
 
+def current_access() -> AccessControl:
+    return current().access
+
+
 def build_store(settings: Settings) -> MigrationStore:
     from loom_backend.store.sql_store import SqlStore
 
     store = SqlStore(settings.sqlalchemy_url)
     store.upgrade_schema()
     return store
+
+
+def build_auth_store(settings: Settings, store: MigrationStore | None = None) -> AuthStore:
+    """Accounts and tokens live in the same database as the read model, on the same engine when there is one."""
+    from loom_backend.store.auth_store import SqlAuthStore
+    from loom_backend.store.sql_store import SqlStore, create_db_engine
+
+    engine = store.engine if isinstance(store, SqlStore) else create_db_engine(settings.sqlalchemy_url)
+    return SqlAuthStore(engine)
+
+
+def build_access(settings: Settings, auth_store: AuthStore) -> AccessControl:
+    """AccessControl as the settings say, with the tokens of LOOM_BOOTSTRAP_TOKENS made valid."""
+    access = AccessControl(
+        auth_store,
+        session_hours=settings.session_hours,
+        proxy_header=settings.auth_proxy_header,
+        proxy_role=settings.auth_proxy_default_role,
+        secure_cookie=settings.secure_cookies,
+    )
+    if settings.bootstrap_tokens is not None:
+        provisioned = parse_provisioned_tokens(settings.bootstrap_tokens.get_secret_value())
+        for token in provisioned:
+            access.provision_token(token)
+        log.warning(
+            "LOOM_BOOTSTRAP_TOKENS made %d token(s) valid: %s",
+            len(provisioned),
+            ", ".join(f"{t.kind.value}:{t.name}" for t in provisioned),
+        )
+    if settings.auth_proxy_header:
+        log.warning(
+            "Trusting the %s header as the operator's name: Loom must be reachable only through that proxy",
+            settings.auth_proxy_header,
+        )
+    return access
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +98,7 @@ async def running(
     store: MigrationStore | None = None,
     notifier: MigratorNotifier | None = None,
     engine: ExecutionEngine | None = None,
+    access: AccessControl | None = None,
     run_worker: bool | None = None,
 ) -> AsyncIterator[Loom]:
     """Start Loom in this process: schema upgrade, Temporal connection (embedded server if none is configured), worker."""
@@ -67,12 +109,20 @@ async def running(
     from loom_backend.execution.engine import TemporalEngine, connect, dispatch_policy
     from loom_backend.execution.worker import run_worker as worker_loop
     from loom_backend.migrator_client import HttpMigratorNotifier
+    from loom_backend.url_allow import MigratorUrlPolicy
 
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             store = await asyncio.to_thread(build_store, settings)
+        auth_store = access.store if access is not None else build_auth_store(settings, store)
+        if access is None:
+            access = await asyncio.to_thread(build_access, settings, auth_store)
         if notifier is None:
-            notifier = HttpMigratorNotifier(timeout_seconds=settings.dispatch_timeout_seconds)
+            notifier = HttpMigratorNotifier(
+                timeout_seconds=settings.dispatch_timeout_seconds,
+                url_policy=MigratorUrlPolicy(settings.migrator_url_allow),
+                signing_keys=auth_store.signing_key,
+            )
             stack.push_async_callback(notifier.aclose)
         if engine is None:
             if settings.temporal_address is None:
@@ -84,7 +134,7 @@ async def running(
                 activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
                 stack.push_async_callback(_stop, worker)
-        loom = Loom(settings, store, notifier, engine, LoomService(store, engine, notifier))
+        loom = Loom(settings, store, notifier, engine, LoomService(store, engine, notifier), access)
         _current = loom
         try:
             yield loom

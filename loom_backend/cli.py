@@ -1,20 +1,26 @@
-"""`loom`: run the whole thing, a worker, or schema upgrades."""
+"""`loom`: run the whole thing, a worker, schema upgrades, accounts and tokens."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loom_backend.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from loom_backend.auth import AccessControl
+
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_MIGRATOR = "demo-migrator"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--port", type=int, default=8000)
     db = commands.add_parser("db", help="Database schema")
     db.add_argument("action", choices=["upgrade"])
+    user = commands.add_parser("user", help="Built-in operator accounts")
+    user_commands = user.add_subparsers(dest="action", required=True)
+    add_user = user_commands.add_parser("add", help="Add an account (the password is prompted unless --password)")
+    add_user.add_argument("name")
+    add_user.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    add_user.add_argument("--password", help="Avoid on shared machines: it lands in the shell history")
+    token = commands.add_parser("token", help="Migrator and operator API tokens")
+    token_commands = token.add_subparsers(dest="action", required=True)
+    create_token = token_commands.add_parser(
+        "create", help="Create a token and print it once: `loom token create APP` for a Migrator"
+    )
+    create_token.add_argument("migrator_app", nargs="?", help="The Migrator the token is for")
+    create_token.add_argument("--operator", metavar="NAME", help="Create an operator token for NAME instead")
+    create_token.add_argument("--role", choices=["viewer", "operator", "admin"], help="Role of an operator token")
+    token_commands.add_parser("list", help="List tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="Revoke a token by its id")
+    revoke.add_argument("id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
@@ -36,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         build_store(settings)
         print(f"Schema is up to date at {settings.sqlalchemy_url}")
         return 0
+    if args.command == "user":
+        return _add_user(settings, args.name, args.role, args.password)
+    if args.command == "token":
+        return _token(settings, args)
     if args.command == "worker":
         asyncio.run(_worker(settings))
         return 0
@@ -51,13 +78,104 @@ async def _worker(settings: Settings) -> None:
         await asyncio.Event().wait()
 
 
+def _access(settings: Settings) -> AccessControl:
+    from loom_backend.auth import AccessControl
+    from loom_backend.bootstrap import build_auth_store, build_store
+
+    return AccessControl(build_auth_store(settings, build_store(settings)))
+
+
+def _add_user(settings: Settings, name: str, role: str, password: str | None) -> int:
+    from loom_backend.auth import Role
+    from loom_backend.errors import InvalidInput
+
+    if password is None:
+        password = getpass.getpass(f"Password for {name}: ")
+        if password != getpass.getpass("Again: "):
+            print("The passwords differ; nothing was changed.", file=sys.stderr)
+            return 2
+    try:
+        _access(settings).add_user(name, Role(role), password)
+    except InvalidInput as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"Added {role} {name}.")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from loom_backend.auth import Role, TokenKind
+    from loom_backend.errors import InvalidInput
+
+    access = _access(settings)
+    if args.action == "list":
+        for record in access.store.list_tokens():
+            state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
+            role = f" ({record.role.value})" if record.role else ""
+            print(
+                f"{record.id}  {record.kind.value:<8}  {record.name}{role}  created {record.created_at:%Y-%m-%d}  {state}"
+            )
+        return 0
+    if args.action == "revoke":
+        from datetime import UTC, datetime
+
+        if not access.store.revoke_token(args.id, datetime.now(UTC)):
+            print(f"No active token with id {args.id!r}; see `loom token list`.", file=sys.stderr)
+            return 2
+        print(f"Revoked token {args.id}.")
+        return 0
+    if (args.operator is None) == (args.migrator_app is None):
+        print(
+            "Name either a Migrator app (`loom token create APP`) or an operator (`--operator NAME`).", file=sys.stderr
+        )
+        return 2
+    try:
+        if args.operator is not None:
+            if args.role is None:
+                print("An operator token needs --role viewer|operator|admin.", file=sys.stderr)
+                return 2
+            record, secret = access.create_token(TokenKind.OPERATOR, args.operator, Role(args.role))
+        else:
+            record, secret = access.create_token(TokenKind.MIGRATOR, args.migrator_app)
+    except InvalidInput as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(secret)
+    print(
+        f"Token {record.id} for {record.kind.value} {record.name}: shown once, Loom keeps only its hash. "
+        + ("Give it to the Migrator as LOOM_TOKEN." if record.kind == TokenKind.MIGRATOR else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _prepare_access(settings: Settings) -> str | None:
+    """First start: an admin account (its password printed once); every start: a fresh token for the demo Migrator.
+
+    The demo's previous token is revoked, so the new one takes over the demo Migration when it announces.
+    """
+    from datetime import UTC, datetime
+
+    from loom_backend.auth import TokenKind
+
+    access = _access(settings)
+    password = access.ensure_first_admin("admin")
+    if password is not None:
+        print(f"Created the admin account: sign in as admin with password {password} (shown once)")
+    if not settings.demo:
+        return None
+    access.store.revoke_tokens_named(TokenKind.MIGRATOR, DEMO_MIGRATOR, datetime.now(UTC))
+    _, secret = access.create_token(TokenKind.MIGRATOR, DEMO_MIGRATOR)
+    return secret
+
+
 def _serve_api(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from loom_backend.api import create_api
-    from loom_backend.bootstrap import current_service, running
+    from loom_backend.bootstrap import current_access, current_service, running
 
-    app = create_api(current_service)
+    app = create_api(current_service, get_access=current_access)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):  # type: ignore[no-untyped-def]
@@ -74,6 +192,7 @@ async def _up(settings: Settings) -> int:
     from loom_backend.execution.dev_server import embedded_temporal
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    demo_token = await asyncio.to_thread(_prepare_access, settings)
     env = dict(os.environ)
     async with contextlib.AsyncExitStack() as stack:
         if settings.temporal_address is None:
@@ -82,7 +201,7 @@ async def _up(settings: Settings) -> int:
             print(f"Temporal dev server at {address} (state in {settings.data_dir / 'temporal.db'})")
         port = int(env.get("LOOM_PORT", "3000"))
         children: list[subprocess.Popen[bytes]] = []
-        if settings.demo:
+        if settings.demo and demo_token is not None:
             children.append(
                 subprocess.Popen(
                     [
@@ -97,7 +216,7 @@ async def _up(settings: Settings) -> int:
                         str(settings.data_dir / "demo"),
                     ],
                     cwd=ROOT,
-                    env=env,
+                    env={**env, "LOOM_TOKEN": demo_token},
                 )
             )
         reflex = [sys.executable, "-m", "reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port)]

@@ -58,3 +58,11 @@ class InvalidInput(LoomError):
 
 class MigratorUnavailable(LoomError):
     """The Migrator could not be reached or answered something Loom cannot read."""
+
+
+class Unauthenticated(LoomError):
+    """No credentials, or credentials Loom does not recognise: sign in, or send a valid token."""
+
+
+class Forbidden(LoomError):
+    """The caller is known but may not do this: a role too low, or a Migration another token owns."""

@@ -1,12 +1,25 @@
-"""httpx adapter for the MigratorNotifier port: dispatch a Step, or ask a Migrator for a dry run."""
+"""httpx adapter for the MigratorNotifier port: dispatch a Step, or ask a Migrator for a dry run.
+
+Every request is signed with the owning Migrator token's key (see signing.py) and goes only to
+addresses the URL policy allows, checked with fresh DNS answers right before the call.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
 
 import httpx
 import pydantic
 
 from loom_backend import errors
 from loom_backend.domain import DispatchStepRequest, DryRunRequest, DryRunResult
+from loom_backend.signing import sign
+from loom_backend.url_allow import MigratorUrlPolicy, UrlRefused
+
+log = logging.getLogger("loom")
+SigningKeys = Callable[[str], bytes | None]
 
 MAX_ERROR_TEXT = 500
 
@@ -38,7 +51,11 @@ class HttpMigratorNotifier:
         max_connections: int = 400,
         max_keepalive_connections: int = 100,
         client: httpx.AsyncClient | None = None,
+        url_policy: MigratorUrlPolicy | None = None,
+        signing_keys: SigningKeys | None = None,
     ) -> None:
+        self.url_policy = url_policy or MigratorUrlPolicy()
+        self._signing_keys = signing_keys
         self._client = client or httpx.AsyncClient(
             limits=httpx.Limits(
                 max_connections=max_connections,
@@ -51,10 +68,33 @@ class HttpMigratorNotifier:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def check_url(self, migrator_url: str) -> None:
+        try:
+            await self.url_policy.check(migrator_url)
+        except UrlRefused as exc:
+            raise errors.InvalidInput(str(exc), field="migratorUrl") from exc
+
+    async def _signed(self, migration_id: str, body: bytes) -> dict[str, str]:
+        """Content type and, when the Migration has an owning token, Loom's signature; unsigned requests get 401s."""
+        headers = {"content-type": "application/json"}
+        key = await asyncio.to_thread(self._signing_keys, migration_id) if self._signing_keys else None
+        if key is not None:
+            headers.update(sign(key, body))
+        elif self._signing_keys is not None:
+            log.warning("Migration %r has no active Migrator token: its requests go unsigned", migration_id)
+        return headers
+
     async def dispatch_step(self, request: DispatchStepRequest) -> None:
         url = f"{request.migrator_url.rstrip('/')}/dispatch-step"
         try:
-            response = await self._client.post(url, json=request.model_dump(mode="json", by_alias=True))
+            await self.url_policy.check(request.migrator_url)
+        except UrlRefused as exc:
+            raise DispatchRejected(str(exc)) from exc
+        body = request.model_dump_json(by_alias=True).encode()
+        try:
+            response = await self._client.post(
+                url, content=body, headers=await self._signed(request.migration_id, body)
+            )
         except httpx.HTTPError as exc:
             raise DispatchFailed(f"Migrator at {request.migrator_url} could not be reached: {exc!r}") from exc
         if response.is_success:
@@ -66,8 +106,12 @@ class HttpMigratorNotifier:
 
     async def dry_run(self, migrator_url: str, request: DryRunRequest) -> DryRunResult:
         url = f"{migrator_url.rstrip('/')}/dry-run"
+        await self.check_url(migrator_url)
+        body = request.model_dump_json(by_alias=True).encode()
         try:
-            response = await self._client.post(url, json=request.model_dump(mode="json", by_alias=True))
+            response = await self._client.post(
+                url, content=body, headers=await self._signed(request.migration_id, body)
+            )
         except httpx.HTTPError as exc:
             raise errors.MigratorUnavailable(
                 f"The Migrator at {migrator_url} could not be reached for a dry run ({exc!r}); "

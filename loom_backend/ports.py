@@ -145,6 +145,9 @@ class ExecutionEngine(Protocol):
 class MigratorNotifier(Protocol):
     """Calls a Migrator over HTTP: dispatch a Step, or ask for a dry run."""
 
+    async def check_url(self, migrator_url: str) -> None:
+        """Raise InvalidInput naming migratorUrl when Loom must not call that address (LOOM_MIGRATOR_URL_ALLOW)."""
+
     async def dispatch_step(self, request: DispatchStepRequest) -> None: ...
 
     async def dry_run(self, migrator_url: str, request: DryRunRequest) -> DryRunResult: ...

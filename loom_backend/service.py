@@ -85,6 +85,7 @@ class LoomService:
     # -- registry -------------------------------------------------------------------------
 
     async def announce(self, announcement: MigrationAnnouncement) -> None:
+        await self.notifier.check_url(announcement.migrator_url)
         await self._db(self.store.announce, announcement, self.clock())
 
     async def submit_candidates(self, migration_id: str, candidates: list[Candidate]) -> None:

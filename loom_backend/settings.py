@@ -5,8 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loom_backend.auth import Role
+from loom_backend.url_allow import DEFAULT_MIGRATOR_URL_ALLOW
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,27 @@ class Settings(BaseSettings):
     demo: bool = Field(True, description="`loom up` also starts the demo Migrator.")
     demo_port: int = Field(8050, description="Port of the demo Migrator.")
     actor: str = Field("operator", description="Name recorded as the actor of board actions until sign-in exists.")
+    migrator_url_allow: str = Field(
+        DEFAULT_MIGRATOR_URL_ALLOW,
+        description="Hosts Loom may call as Migrators: comma-separated networks (10.0.0.0/8), names, *.wildcards or *. "
+        "Link-local and cloud metadata addresses are refused regardless.",
+    )
+    auth_proxy_header: str | None = Field(
+        None,
+        description="Trust the user name an authenticating proxy puts in this header (e.g. X-Forwarded-User). "
+        "Set it only when every request reaches Loom through that proxy.",
+    )
+    auth_proxy_default_role: Role = Field(Role.OPERATOR, description="Role of a proxy user without a Loom account.")
+    session_hours: float = Field(12.0, gt=0, description="How long a sign-in lasts.")
+    bootstrap_tokens: SecretStr | None = Field(
+        None,
+        description="Tokens to make valid at start: migrator:NAME=TOKEN and operator:NAME:ROLE=TOKEN, comma-separated "
+        "(for deployments and tests that choose tokens up front; each at least 32 random characters).",
+    )
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.lower().startswith("https://")
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,5 +1,7 @@
 """The Migrator's side of Loom's HTTP API: announce, submit Candidates, post Step status callbacks.
 
+Every call carries the Migrator's token as `Authorization: Bearer`; Loom answers 401 without one.
+
 Every call retries with backoff on network errors, 5xx, 408 and 429, and stops on any other 4xx:
 a 4xx means Loom understood and refused (an unknown Run, a Step it no longer waits on, an invalid
 announcement), so sending the same request again cannot help.
@@ -58,11 +60,13 @@ class LoomClient:
         self,
         base_url: str,
         *,
+        token: str | None = None,
         announce_backoff: Backoff = ANNOUNCE_BACKOFF,
         callback_backoff: Backoff = CALLBACK_BACKOFF,
         timeout: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.announce_backoff = announce_backoff
         self.callback_backoff = callback_backoff
         self.timeout = timeout
@@ -74,6 +78,7 @@ class LoomClient:
         loop = asyncio.get_running_loop()
         if self._http is None or self._loop is not loop:
             self._http = httpx.AsyncClient(
+                headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
                 timeout=httpx.Timeout(self.timeout, pool=30.0),
                 limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
             )

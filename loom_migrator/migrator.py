@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from loom_backend.domain import (
     Candidate,
@@ -26,6 +27,7 @@ from loom_backend.domain import (
     StepDefinition,
     StepDryRunResult,
 )
+from loom_backend.signing import SignatureRejected, SignatureVerifier, signing_key
 from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
 from loom_migrator.client import LoomClient, LoomError, LoomRejected
 from loom_migrator.context import StepContext
@@ -55,6 +57,11 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _invalid(exc: ValidationError) -> JSONResponse:
+    details = exc.errors(include_url=False, include_context=False, include_input=False)
+    return JSONResponse({"error": "invalid_request", "message": "the request body is invalid", "details": details}, 422)
+
+
 class _KeepUnknown(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -73,8 +80,10 @@ class Migrator:
     """Declare one Migration, its discovery and one handler per Step type; serve what Loom calls.
 
     `loom_url` defaults to $LOOM_URL, then http://localhost:3000; `migrator_url` (where Loom reaches
-    this Migrator) to $MIGRATOR_URL, then http://localhost:{port}. Handlers are routed by the Step's
-    `type`, or by its name when it has none.
+    this Migrator) to $MIGRATOR_URL, then http://localhost:{port}; `token` (from `loom token create`)
+    to $LOOM_TOKEN. The token authenticates every call to Loom, and Loom signs what it sends with a
+    key derived from it: /dispatch-step and /dry-run refuse (401) anything unsigned, forged, stale or
+    replayed. Handlers are routed by the Step's `type`, or by its name when it has none.
     """
 
     def __init__(
@@ -88,6 +97,7 @@ class Migrator:
         app_name: str | None = None,
         loom_url: str | None = None,
         migrator_url: str | None = None,
+        token: str | None = None,
         announce_backoff: Backoff = ANNOUNCE_BACKOFF,
         callback_backoff: Backoff = CALLBACK_BACKOFF,
         rediscover_every: float | None = 300.0,
@@ -107,7 +117,18 @@ class Migrator:
         self.port: int | None = None
         self.announce_backoff = announce_backoff
         self.rediscover_every = rediscover_every
-        self.client = LoomClient(self.loom_url, announce_backoff=announce_backoff, callback_backoff=callback_backoff)
+        self.token = token or os.environ.get("LOOM_TOKEN") or None
+        if self.token is None:
+            log.warning(
+                "Migrator %r has no Loom token (pass token= or set LOOM_TOKEN; an admin creates one with "
+                "`loom token create %s`): Loom will refuse its calls, and it will refuse Loom's",
+                id,
+                self.app_name,
+            )
+        self._verifier = SignatureVerifier(signing_key(self.token)) if self.token else None
+        self.client = LoomClient(
+            self.loom_url, token=self.token, announce_backoff=announce_backoff, callback_backoff=callback_backoff
+        )
         self.steps: list[StepDefinition] = []
         self._handlers: dict[str, StepHandler] = {}
         self._dry_runs: dict[str, DryRunFunction] = {}
@@ -359,13 +380,27 @@ class Migrator:
         router = APIRouter()
 
         @router.post("/dispatch-step", status_code=202)
-        async def dispatch_step(request: DispatchStepRequest) -> JSONResponse:
-            started = self.dispatch(request)
+        async def dispatch_step(request: Request) -> JSONResponse:
+            body = await request.body()
+            if (refusal := self._refuse_unsigned(request, body)) is not None:
+                return refusal
+            try:
+                dispatched = DispatchStepRequest.model_validate_json(body)
+            except ValidationError as exc:
+                return _invalid(exc)
+            started = self.dispatch(dispatched)
             return JSONResponse({"status": "accepted" if started else "already_running"}, status_code=202)
 
         @router.post("/dry-run", response_model=DryRunResult)
-        async def dry_run(request: DryRunRequest) -> DryRunResult:
-            return await self.preview(request)
+        async def dry_run(request: Request) -> JSONResponse:
+            body = await request.body()
+            if (refusal := self._refuse_unsigned(request, body)) is not None:
+                return refusal
+            try:
+                asked = DryRunRequest.model_validate_json(body)
+            except ValidationError as exc:
+                return _invalid(exc)
+            return JSONResponse((await self.preview(asked)).model_dump(mode="json"))
 
         @router.post("/rediscover", status_code=202)
         async def rediscover() -> dict[str, str]:
@@ -377,6 +412,19 @@ class Migrator:
             return {"status": "ok", "migration": self.id, "announced": self.announced.is_set()}
 
         return router
+
+    def _refuse_unsigned(self, request: Request, body: bytes) -> JSONResponse | None:
+        """None when Loom signed this request for our token; else the 401 to answer."""
+        if self._verifier is None:
+            reason = "this Migrator has no Loom token (LOOM_TOKEN), so it cannot check who is calling"
+        else:
+            try:
+                self._verifier.verify(request.headers, body)
+                return None
+            except SignatureRejected as exc:
+                reason = str(exc)
+        log.warning("Refused %s %s: %s", request.method, request.url.path, reason)
+        return JSONResponse({"error": "unauthorized", "message": f"Refused: {reason}"}, status_code=401)
 
     async def _resubmit_logged(self) -> None:
         try:

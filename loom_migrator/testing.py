@@ -1,16 +1,18 @@
 """A fake Loom for testing Migrators: a real HTTP server that records what it is sent.
 
     with FakeLoom() as loom:
-        migrator = Migrator(..., loom_url=loom.url)
+        migrator = Migrator(..., loom_url=loom.url, token=loom.token)
         with migrator.serve_in_thread():
             loom.dispatch(migrator.migrator_url, migrator.id, step, candidate)
             event = loom.wait_for_event("bump-image", StepStatus.MERGED)
 
 Responses can be scripted per route (`loom.script("event", 503, 503)`) to exercise retries.
+Like Loom, it refuses calls without its token (401) and signs what it sends with that token's key.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -37,6 +39,7 @@ from loom_backend.domain import (
     merged_metadata,
     run_id,
 )
+from loom_backend.signing import sign, signing_key
 from loom_migrator.server import ThreadedServer
 
 Route = Literal["announce", "candidates", "event"]
@@ -62,7 +65,8 @@ class Received:
 class FakeLoom:
     """Loom's Migrator-facing routes, validated with the real wire models, answering like Loom does."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, token: str | None = None) -> None:
+        self.token = token or "loom_m_" + secrets.token_urlsafe(32)
         self.received = Received()
         self._scripts: dict[Route, deque[int]] = defaultdict(deque)
         self._lock = threading.RLock()
@@ -98,8 +102,19 @@ class FakeLoom:
         def invalid(exc: ValidationError) -> JSONResponse:
             return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
 
+        def unauthenticated(request: Request) -> JSONResponse | None:
+            if request.headers.get("authorization") == f"Bearer {self.token}":
+                return None
+            return JSONResponse(
+                {"error": "Unauthenticated", "message": "Migrator routes need `Authorization: Bearer <token>`"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="loom"'},
+            )
+
         @app.post("/api/registry/announce")
         async def announce(request: Request) -> Response:
+            if (refused := unauthenticated(request)) is not None:
+                return refused
             if (scripted := self._answer("announce")) is not None:
                 return refuse(scripted)
             try:
@@ -112,6 +127,8 @@ class FakeLoom:
 
         @app.post("/api/migrations/{migration_id}/candidates")
         async def candidates(migration_id: str, request: Request) -> Response:
+            if (refused := unauthenticated(request)) is not None:
+                return refused
             if (scripted := self._answer("candidates")) is not None:
                 return refuse(scripted)
             try:
@@ -124,6 +141,8 @@ class FakeLoom:
 
         @app.post("/api/event/{callback_id}")
         async def event(callback_id: str, request: Request) -> Response:
+            if (refused := unauthenticated(request)) is not None:
+                return refused
             if (scripted := self._answer("event")) is not None:
                 return refuse(scripted)
             try:
@@ -211,7 +230,7 @@ class FakeLoom:
             migrator_app=step.migrator_app,
             migrator_url=migrator_url,
         )
-        return httpx.post(f"{migrator_url}/dispatch-step", json=request.model_dump(mode="json"), timeout=10)
+        return self.post_signed(f"{migrator_url}/dispatch-step", request.model_dump_json().encode())
 
     def dry_run(
         self,
@@ -224,9 +243,16 @@ class FakeLoom:
         request = DryRunRequest(
             migration_id=migration_id, candidate=merged_metadata(candidate, dict(inputs or {})), steps=steps
         )
-        response = httpx.post(f"{migrator_url}/dry-run", json=request.model_dump(mode="json"), timeout=30)
+        response = self.post_signed(f"{migrator_url}/dry-run", request.model_dump_json().encode(), timeout=30)
         response.raise_for_status()
         return DryRunResult.model_validate(response.json())
+
+    def post_signed(
+        self, url: str, body: bytes, *, timeout: float = 10, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """POST as Loom does: signed with this fake's token's key (pass `headers` to override, e.g. to forge)."""
+        signed = {"content-type": "application/json", **sign(signing_key(self.token), body), **(headers or {})}
+        return httpx.post(url, content=body, headers=signed, timeout=timeout)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 

@@ -10,11 +10,23 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from loom_backend.auth import AccessControl
+from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
+from tests.credentials import Credentials, new_credentials
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL")
 DATABASES = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
-TABLES = ("step_events", "step_results", "candidates", "migrations")
+TABLES = (
+    "step_events",
+    "step_results",
+    "candidates",
+    "migrations",
+    "sessions",
+    "users",
+    "api_tokens",
+    "migration_owners",
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +66,18 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[SqlStore]:
     with pg_store.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     yield pg_store
+
+
+@pytest.fixture
+def access(store: SqlStore) -> AccessControl:
+    """Accounts and tokens in the same database as `store`."""
+    return AccessControl(SqlAuthStore(store.engine))
+
+
+@pytest.fixture
+def credentials(access: AccessControl) -> Credentials:
+    """A Migrator token and an admin operator token, valid in `access`; `credentials.auth` sends the right one."""
+    return new_credentials().grant(access)
 
 
 @pytest.fixture(scope="session")

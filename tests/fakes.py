@@ -60,6 +60,12 @@ class FakeNotifier:
     dry_runs: list[DryRunRequest] = field(default_factory=list)
     dry_run_result: DryRunResult | None = None
 
+    refused_urls: set[str] = field(default_factory=set)
+
+    async def check_url(self, migrator_url: str) -> None:
+        if migrator_url in self.refused_urls:
+            raise errors.InvalidInput(f"migratorUrl {migrator_url!r} is refused", field="migratorUrl")
+
     async def dispatch_step(self, request: DispatchStepRequest) -> None:
         self.dispatched.append(request)
 

@@ -32,6 +32,7 @@ def build_demo_migrator(
     *,
     port: int = 8050,
     loom_url: str = "http://localhost:3000",
+    token: str | None = None,
     data_dir: str | Path = "data/demo",
     merge_delay: float = 5.0,
     public_url: str | None = None,
@@ -43,6 +44,7 @@ def build_demo_migrator(
 
     `port=0` suits tests: `.serve_in_thread()` then picks a free port, and URLs follow it.
     `public_url` is where Loom and browsers reach this Migrator (default http://localhost:{port}).
+    `token` is its Loom token (default $LOOM_TOKEN, which `loom up` sets).
     """
     data = Path(data_dir)
     repos_dir = data / "repos"
@@ -70,6 +72,7 @@ def build_demo_migrator(
         ],
         app_name=APP_NAME,
         loom_url=loom_url,
+        token=token,
         migrator_url=public_url or (f"http://localhost:{port}" if port else None),
         announce_backoff=announce_backoff,
         callback_backoff=callback_backoff,

@@ -104,3 +104,50 @@ class StepEventRow(SQLModel, table=True):
     duration_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     meta: dict[str, str] = _json("metadata")
     created_at: datetime = _time()
+
+
+class UserRow(SQLModel, table=True):
+    """A built-in operator account; the password only as an Argon2 hash."""
+
+    __tablename__ = "users"
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(256), nullable=False))
+    created_at: datetime = _time()
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A Migrator or operator token; only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    name: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    role: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    digest: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = _time()
+    revoked_at: datetime | None = _time(nullable=True)
+
+
+class SessionRow(SQLModel, table=True):
+    """A signed-in browser; keyed by the SHA-256 of the cookie's secret."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (ForeignKeyConstraint(["user_name"], ["users.name"], ondelete="CASCADE"),)
+
+    digest: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_name: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    created_at: datetime = _time()
+    expires_at: datetime = _time(index=True)
+
+
+class MigrationOwnerRow(SQLModel, table=True):
+    """The Migrator token that first announced a Migration; no foreign key, as the claim precedes the announce."""
+
+    __tablename__ = "migration_owners"
+
+    migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    token_id: str = Field(sa_column=Column(String(32), nullable=False, index=True))
+    claimed_at: datetime = _time()

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from loom_backend.execution.dev_server import free_port
+from tests.credentials import new_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -27,13 +28,19 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 class LiveLoom:
-    """`python -m loom_backend.cli api` on a free port with its own SQLite file and task queue; its log in `log_path`."""
+    """`python -m loom_backend.cli api` on a free port with its own SQLite file and task queue; its log in `log_path`.
+
+    `credentials` were made valid at start (LOOM_BOOTSTRAP_TOKENS): give a Migrator `credentials.migrator_token`
+    as LOOM_TOKEN, and call the API with `auth=credentials.auth`.
+    """
 
     def __init__(self, temporal_address: str, data_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "loom-api.log"
+        self.credentials = new_credentials()
         self.env = clean_env(
+            LOOM_BOOTSTRAP_TOKENS=self.credentials.env,
             LOOM_TEMPORAL_ADDRESS=temporal_address,
             LOOM_DATA_DIR=str(data_dir),
             LOOM_TEMPORAL_TASK_QUEUE=f"e2e-{uuid.uuid4().hex[:8]}",

@@ -40,6 +40,7 @@ def demo(loom: FakeLoom, data_dir: Path) -> Iterator[Migrator]:
     migrator = build_demo_migrator(
         port=0,
         loom_url=loom.url,
+        token=loom.token,
         data_dir=data_dir,
         merge_delay=0.5,
         announce_backoff=FAST,
@@ -227,7 +228,7 @@ def test_the_command_line_starts_the_demo_and_announces_it(tmp_path: Path) -> No
         process = subprocess.Popen(
             [sys.executable, *command, "--data-dir", str(tmp_path), "--merge-delay", "0.1", "--host", "127.0.0.1"],
             cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LOOM_TOKEN": fake.token},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

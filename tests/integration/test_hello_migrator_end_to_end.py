@@ -32,7 +32,9 @@ async def loom(temporal_address: str, tmp_path: Path) -> AsyncIterator[LiveLoom]
 @pytest.fixture
 def hello_migrator(loom: LiveLoom, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
-    env = clean_env(LOOM_URL=loom.url, MIGRATOR_URL=f"http://127.0.0.1:{port}")
+    env = clean_env(
+        LOOM_URL=loom.url, MIGRATOR_URL=f"http://127.0.0.1:{port}", LOOM_TOKEN=loom.credentials.migrator_token
+    )
     with open(tmp_path / "hello-migrator.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-c", SERVE, str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -51,7 +53,7 @@ def hello_migrator(loom: LiveLoom, tmp_path: Path) -> Iterator[subprocess.Popen[
 async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_to_completed_on_a_real_loom(
     loom: LiveLoom, hello_migrator: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
-    async with httpx.AsyncClient(base_url=loom.url, timeout=15) as api:
+    async with httpx.AsyncClient(base_url=loom.url, timeout=15, auth=loom.credentials.auth) as api:
 
         async def migration() -> httpx.Response:
             assert hello_migrator.poll() is None, (tmp_path / "hello-migrator.log").read_text()
@@ -98,7 +100,7 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
         )
         instructions = step_result(review, "check-readme")["metadata"]["instructions"]
         assert instructions == "Read the README of billing: does it say Hello? Then Approve."
-        approved = await api.post(f"{RUNS}/billing/steps/check-readme/approve", headers={"X-Loom-Actor": "dana"})
+        approved = await api.post(f"{RUNS}/billing/steps/check-readme/approve")
         assert approved.status_code == 202, approved.text
 
         done = await wait_for(steps, lambda s: s["status"] == "completed", "the Run completes")
@@ -115,4 +117,4 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
         )
         events = (await api.get(f"/api/migrations/{MIGRATION}/events", params={"candidateId": "billing"})).json()
         approvals = [e for e in events["events"] if e["eventType"] == "review_approved"]
-        assert [(e["stepName"], e["actor"]) for e in approvals] == [("check-readme", "dana")]
+        assert [(e["stepName"], e["actor"]) for e in approvals] == [("check-readme", loom.credentials.operator)]

@@ -12,9 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loom_backend.api import create_api
+from loom_backend.auth import AccessControl
 from loom_backend.domain import CandidateStatus, EventType, StepResult, StepStatus
 from loom_backend.service import LoomService
+from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
+from tests.credentials import new_credentials
 from tests.fakes import FakeEngine, FakeNotifier
 from tests.integration.test_metrics import DAY0, MIGRATION, T0, event, seconds
 from tests.integration.test_metrics import history as history  # the fixture
@@ -25,8 +28,11 @@ NOW = T0 + timedelta(days=3)
 @pytest.fixture
 async def api(history: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
     service = LoomService(history, FakeEngine(), FakeNotifier(), clock=lambda: NOW)
-    app = create_api(lambda: service)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom") as client:
+    access = AccessControl(SqlAuthStore(history.engine))
+    credentials = new_credentials().grant(access)
+    app = create_api(lambda: service, get_access=lambda: access)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
         yield client
 
 

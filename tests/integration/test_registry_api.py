@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from loom_backend.api import create_api
+from loom_backend.auth import AccessControl
 from loom_backend.service import LoomService
 from loom_backend.store.sql_store import SqlStore
+from tests.credentials import Credentials
 from tests.fakes import FakeEngine, FakeNotifier
 
 
@@ -34,10 +36,11 @@ def announcement(n: int = 3, **overrides) -> dict:
 
 
 @pytest.fixture
-async def api(store: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
+async def api(store: SqlStore, access: AccessControl, credentials: Credentials) -> AsyncIterator[httpx.AsyncClient]:
     service = LoomService(store, FakeEngine(), FakeNotifier())
-    app = create_api(lambda: service)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom") as client:
+    app = create_api(lambda: service, get_access=lambda: access)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
         yield client
 
 

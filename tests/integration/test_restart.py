@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from loom_backend.execution.dev_server import free_port
 from loom_backend.store.sql_store import STEP_EVENTS, STEP_RESULTS, SqlStore
+from tests.credentials import new_credentials
 from tests.integration.run_fixtures import FakeMigrator, serve
 
 RUNS = 20
@@ -81,8 +82,10 @@ async def fake_migrator() -> AsyncIterator[FakeMigrator]:
 async def test_killed_app_loses_nothing_and_finishes_every_run_after_restart(
     temporal_address: str, fake_migrator: FakeMigrator, tmp_path: Path
 ) -> None:
+    credentials = new_credentials()
     env = {
         **os.environ,
+        "LOOM_BOOTSTRAP_TOKENS": credentials.env,
         "LOOM_TEMPORAL_ADDRESS": temporal_address,
         "LOOM_DATA_DIR": str(tmp_path),
         "LOOM_TEMPORAL_TASK_QUEUE": f"restart-{uuid.uuid4().hex[:8]}",
@@ -93,7 +96,7 @@ async def test_killed_app_loses_nothing_and_finishes_every_run_after_restart(
     candidates = [f"svc-{i:02d}" for i in range(RUNS)]
     await app.start()
     try:
-        async with httpx.AsyncClient(base_url=app.url, timeout=30) as api:
+        async with httpx.AsyncClient(base_url=app.url, timeout=30, auth=credentials.auth) as api:
             announce = {
                 "id": migration,
                 "name": "Restart",

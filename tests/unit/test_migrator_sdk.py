@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
@@ -36,9 +37,13 @@ CHECKOUT = Candidate(id="checkout", kind="service", metadata={"team": "payments"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# The token `loom token create` would give this Migrator; the fake Loom accepts it and signs with its key.
+TOKEN = "loom_m_" + "sdk-test-token" * 3
+
+
 @pytest.fixture
 def loom() -> Iterator[FakeLoom]:
-    with FakeLoom() as fake:
+    with FakeLoom(token=TOKEN) as fake:
         yield fake
 
 
@@ -49,6 +54,7 @@ def make_migrator(loom_url: str, **kwargs: object) -> Migrator:
         "Bumps the image of every service.",
         inputs={"targetImage": "Target base image"},
         loom_url=loom_url,
+        token=TOKEN,
         announce_backoff=FAST,
         callback_backoff=FAST.with_max_attempts(5),
         **kwargs,  # type: ignore[arg-type]
@@ -141,7 +147,7 @@ def test_announce_retries_on_network_errors_until_loom_starts_listening(caplog: 
     with caplog.at_level(logging.WARNING, logger="loom_migrator"), migrator.serve_in_thread():
         time.sleep(0.3)
         assert not migrator.announced.is_set()
-        with FakeLoom(port=port) as late_loom:
+        with FakeLoom(port=port, token=TOKEN) as late_loom:
             late_loom.wait_for_announcement()
     assert "ConnectError" in caplog.text
 
@@ -432,7 +438,7 @@ def test_dry_run_speaks_camel_case_on_the_wire(loom: FakeLoom) -> None:
         "steps": [{"name": "bump", "migratorApp": "bump-image"}],
     }
     with migrator.serve_in_thread():
-        response = httpx.post(f"{migrator.migrator_url}/dry-run", json=body)
+        response = loom.post_signed(f"{migrator.migrator_url}/dry-run", json.dumps(body).encode())
     assert response.status_code == 200
     assert response.json() == {"steps": [{"stepName": "bump", "skipped": True, "error": None, "files": []}]}
 

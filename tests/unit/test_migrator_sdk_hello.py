@@ -24,6 +24,7 @@ def loom() -> Iterator[FakeLoom]:
 @pytest.fixture
 def hello(loom: FakeLoom, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("LOOM_URL", loom.url)
+    monkeypatch.setenv("LOOM_TOKEN", loom.token)
     import examples.hello_migrator
 
     return importlib.reload(examples.hello_migrator)

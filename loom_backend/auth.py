@@ -1,0 +1,389 @@
+"""Who is calling, and what they may do: principals, roles, passwords, tokens and sessions.
+
+Operators are people (built-in accounts with sessions, or names vouched for by an authenticating
+proxy) and scripts holding operator tokens; each has a role. Migrators hold Migrator tokens, and a
+Migration belongs to the token that first announced it. No HTTP here: api.py turns headers and
+cookies into calls of `AccessControl`, and the typed errors it raises into 401 and 403.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Protocol
+
+from pydantic import Field
+
+from loom_backend import errors
+from loom_backend.domain import WireModel
+from loom_backend.signing import token_digest
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+MIN_PASSWORD_LENGTH = 8
+MIN_PROVISIONED_TOKEN_LENGTH = 32
+TOKEN_BYTES = 32
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    """Viewers read; operators also drive Runs; admins may do everything."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+class TokenKind(StrEnum):
+    MIGRATOR = "migrator"
+    OPERATOR = "operator"
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    PROXY_USER = "proxy_user"
+    OPERATOR_TOKEN = "operator_token"
+    MIGRATOR = "migrator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. `name` is what the event log records as the actor."""
+
+    name: str
+    kind: PrincipalKind
+    role: Role | None = None
+    token_id: str | None = None
+
+    @property
+    def is_migrator(self) -> bool:
+        return self.kind == PrincipalKind.MIGRATOR
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    role: Role
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as Loom keeps it: only the SHA-256 of its secret (`digest`), never the secret."""
+
+    id: str
+    kind: TokenKind
+    name: str
+    role: Role | None
+    digest: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whether a Migration exists, and the id of the active token that owns it (None: no owner, or a revoked one)."""
+
+    exists: bool
+    token_id: str | None
+
+
+class AuthStore(Protocol):
+    """Persists accounts, tokens, sessions and which token owns each Migration."""
+
+    def add_user(self, user: UserRecord) -> bool:
+        """Insert the account; False when the name is taken."""
+
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    def count_users(self) -> int: ...
+
+    def add_token(self, token: TokenRecord) -> bool:
+        """Insert the token; False when one with the same digest exists."""
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, now: datetime) -> bool: ...
+
+    def revoke_tokens_named(self, kind: TokenKind, name: str, now: datetime) -> int: ...
+
+    def add_session(self, digest: str, user_name: str, created_at: datetime, expires_at: datetime) -> None: ...
+
+    def session_user(self, digest: str, now: datetime) -> UserRecord | None:
+        """The account of an unexpired session."""
+
+    def delete_session(self, digest: str) -> None: ...
+
+    def delete_expired_sessions(self, now: datetime) -> int: ...
+
+    def claim_migration(self, migration_id: str, token_id: str, now: datetime) -> str:
+        """Make the token the owner unless an active token owns the Migration; return the owner's token id."""
+
+    def release_migration(self, migration_id: str, token_id: str) -> None: ...
+
+    def ownership(self, migration_id: str) -> Ownership: ...
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        """The key Loom signs requests to this Migration's Migrator with: its owning token's digest."""
+
+
+def new_token(kind: TokenKind) -> str:
+    """256 random bits with a prefix that says what it is (and lets secret scanners find leaked ones)."""
+    prefix = "loom_m_" if kind == TokenKind.MIGRATOR else "loom_o_"
+    return prefix + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_password(password: str) -> str:
+    """Argon2id, argon2-cffi's defaults: passwords are guessable, so each guess must cost time and memory.
+
+    Tokens are not hashed this way (see `signing.token_digest`): 256 random bits cannot be guessed,
+    so a fast SHA-256 lookup is as safe and keeps each Migrator call cheap.
+    """
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return PasswordHasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    """A hash to verify against when the account does not exist, so timing does not tell which names do."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not NAME_PATTERN.match(name):
+        raise errors.InvalidInput(
+            f"A {what} is 1-128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", field=what
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ProvisionedToken:
+    kind: TokenKind
+    name: str
+    role: Role | None
+    token: str
+
+
+def parse_provisioned_tokens(spec: str) -> list[ProvisionedToken]:
+    """`migrator:NAME=TOKEN` and `operator:NAME:ROLE=TOKEN`, comma-separated (LOOM_BOOTSTRAP_TOKENS)."""
+    tokens: list[ProvisionedToken] = []
+    for entry in (e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        who, _, token = entry.partition("=")
+        parts = who.split(":")
+        if len(token) < MIN_PROVISIONED_TOKEN_LENGTH:
+            raise ValueError(
+                f"LOOM_BOOTSTRAP_TOKENS: the token of {who!r} must be at least {MIN_PROVISIONED_TOKEN_LENGTH} "
+                "characters of random text"
+            )
+        if parts[0] == TokenKind.MIGRATOR and len(parts) == 2:
+            tokens.append(ProvisionedToken(TokenKind.MIGRATOR, check_name(parts[1]), None, token))
+        elif parts[0] == TokenKind.OPERATOR and len(parts) == 3 and parts[2] in set(Role):
+            tokens.append(ProvisionedToken(TokenKind.OPERATOR, check_name(parts[1]), Role(parts[2]), token))
+        else:
+            raise ValueError(
+                f"LOOM_BOOTSTRAP_TOKENS: {who!r} is neither migrator:NAME nor operator:NAME:ROLE "
+                "(ROLE one of viewer, operator, admin)"
+            )
+    return tokens
+
+
+class AccessControl:
+    """Authentication and authorization rules over an AuthStore. Synchronous: the HTTP layer runs it in a thread."""
+
+    def __init__(
+        self,
+        store: AuthStore,
+        *,
+        session_hours: float = 12.0,
+        proxy_header: str | None = None,
+        proxy_role: Role = Role.OPERATOR,
+        secure_cookie: bool = False,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self.session_lifetime = timedelta(hours=session_hours)
+        self.proxy_header = proxy_header or None
+        self.proxy_role = proxy_role
+        self.secure_cookie = secure_cookie
+        self.clock = clock
+
+    # -- accounts and tokens ----------------------------------------------------------------
+
+    def add_user(self, name: str, role: Role, password: str) -> UserRecord:
+        check_name(name, "username")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise errors.InvalidInput(f"A password needs at least {MIN_PASSWORD_LENGTH} characters", field="password")
+        user = UserRecord(name=name, role=role, password_hash=hash_password(password), created_at=self.clock())
+        if not self.store.add_user(user):
+            raise errors.InvalidInput(f"An account named {name!r} already exists", field="username")
+        return user
+
+    def ensure_first_admin(self, name: str = "admin") -> str | None:
+        """On a fresh install, create an admin and return its password (to show once); None when accounts exist."""
+        if self.store.count_users() > 0:
+            return None
+        password = secrets.token_urlsafe(12)
+        self.add_user(name, Role.ADMIN, password)
+        return password
+
+    def create_token(self, kind: TokenKind, name: str, role: Role | None = None) -> tuple[TokenRecord, str]:
+        """A new token; its secret is returned once and never stored."""
+        secret = new_token(kind)
+        return self._add_token(kind, name, role, secret), secret
+
+    def provision_token(self, token: ProvisionedToken) -> TokenRecord:
+        """Make a token chosen outside Loom (LOOM_BOOTSTRAP_TOKENS) valid; idempotent."""
+        existing = self.store.token_by_digest(token_digest(token.token))
+        if existing is not None and existing.revoked_at is None:
+            return existing
+        return self._add_token(token.kind, token.name, token.role, token.token)
+
+    def _add_token(self, kind: TokenKind, name: str, role: Role | None, secret: str) -> TokenRecord:
+        check_name(name)
+        if kind == TokenKind.OPERATOR and role is None:
+            raise errors.InvalidInput("An operator token needs a role: viewer, operator or admin", field="role")
+        record = TokenRecord(
+            id=secrets.token_hex(6),
+            kind=kind,
+            name=name,
+            role=role if kind == TokenKind.OPERATOR else None,
+            digest=token_digest(secret),
+            created_at=self.clock(),
+        )
+        if not self.store.add_token(record):
+            raise errors.InvalidInput("That token is already in use (revoked tokens cannot be reused)", field="token")
+        return record
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def bearer(self, token: str) -> Principal | None:
+        record = self.store.token_by_digest(token_digest(token)) if token else None
+        if record is None or record.revoked_at is not None:
+            return None
+        if record.kind == TokenKind.MIGRATOR:
+            return Principal(record.name, PrincipalKind.MIGRATOR, None, record.id)
+        return Principal(record.name, PrincipalKind.OPERATOR_TOKEN, record.role, record.id)
+
+    def login(self, name: str, password: str) -> tuple[str, Principal]:
+        """Check the password and open a session; return the session's secret (the cookie) and who signed in."""
+        user = self.store.get_user(name)
+        if user is None:
+            verify_password(_dummy_hash(), password)
+            raise errors.Unauthenticated("Wrong username or password")
+        if not verify_password(user.password_hash, password):
+            raise errors.Unauthenticated("Wrong username or password")
+        now = self.clock()
+        self.store.delete_expired_sessions(now)
+        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        self.store.add_session(token_digest(secret), user.name, now, now + self.session_lifetime)
+        return secret, Principal(user.name, PrincipalKind.USER, user.role)
+
+    def session(self, secret: str) -> Principal | None:
+        user = self.store.session_user(token_digest(secret), self.clock()) if secret else None
+        return None if user is None else Principal(user.name, PrincipalKind.USER, user.role)
+
+    def logout(self, secret: str) -> None:
+        if secret:
+            self.store.delete_session(token_digest(secret))
+
+    def proxy_user(self, name: str) -> Principal:
+        """A name the authenticating proxy vouches for: a built-in account's role when one has that name."""
+        name = name.strip()
+        if not NAME_PATTERN.match(name):
+            raise errors.Unauthenticated(f"The {self.proxy_header} header does not hold a valid user name")
+        user = self.store.get_user(name)
+        return Principal(name, PrincipalKind.PROXY_USER, user.role if user else self.proxy_role)
+
+    # -- authorization ----------------------------------------------------------------------
+
+    @staticmethod
+    def require_role(principal: Principal, needed: Role) -> None:
+        if principal.is_migrator or principal.role is None:
+            raise errors.Forbidden("Migrator tokens may only call the Migrator routes; sign in as an operator")
+        if not principal.role.allows(needed):
+            raise errors.Forbidden(f"{principal.name} is a {principal.role.value}; this needs the {needed.value} role")
+
+    def claim_migration(self, principal: Principal, migration_id: str) -> bool:
+        """Announcing makes the token the Migration's owner, unless another active token owns it; True when new."""
+        token_id = self._migrator_token(principal)
+        before = self.store.ownership(migration_id).token_id
+        owner = self.store.claim_migration(migration_id, token_id, self.clock())
+        if owner != token_id:
+            raise errors.Forbidden(
+                f"Migration {migration_id!r} belongs to another Migrator token; announce it with the token "
+                "that first announced it, or ask an admin to revoke that token"
+            )
+        return before != token_id
+
+    def release_migration(self, principal: Principal, migration_id: str) -> None:
+        self.store.release_migration(migration_id, self._migrator_token(principal))
+
+    def check_migration(self, principal: Principal, migration_id: str) -> None:
+        """Only the owning token may submit Candidates or post events; an unknown Migration is left to the service."""
+        token_id = self._migrator_token(principal)
+        ownership = self.store.ownership(migration_id)
+        if not ownership.exists:
+            return
+        if ownership.token_id is None:
+            raise errors.Forbidden(
+                f"Migration {migration_id!r} has no owning Migrator token; announce it with this token first"
+            )
+        if ownership.token_id != token_id:
+            raise errors.Forbidden(f"Migration {migration_id!r} belongs to another Migrator token")
+
+    @staticmethod
+    def _migrator_token(principal: Principal) -> str:
+        if not principal.is_migrator or principal.token_id is None:
+            raise errors.Forbidden(
+                "Only Migrator tokens may call the Migrator routes; create one with `loom token create`"
+            )
+        return principal.token_id
+
+
+class LoginRequest(WireModel):
+    username: Annotated[str, Field(min_length=1, max_length=128)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Identity(WireModel):
+    """Who the caller is, as GET /api/auth/me and POST /api/auth/login answer."""
+
+    name: str
+    kind: PrincipalKind
+    role: Role | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Identity:
+        return cls(name=principal.name, kind=principal.kind, role=principal.role)

@@ -1,0 +1,287 @@
+"""Access control over ASGI on a real database: who may call which route, Migration ownership, sign-in."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from loom_backend import cli
+from loom_backend.api import SESSION_COOKIE, create_api
+from loom_backend.auth import AccessControl, Role, TokenKind
+from loom_backend.domain import DryRunResult
+from loom_backend.service import LoomService
+from loom_backend.settings import Settings
+from loom_backend.store.auth_store import SqlAuthStore
+from loom_backend.store.sql_store import SqlStore
+from tests.credentials import Credentials
+from tests.fakes import FakeEngine, FakeNotifier
+from tests.integration.test_registry_api import announcement
+
+MIGRATION = "base-image"
+RUN = f"/api/migrations/{MIGRATION}/candidates/svc-0"
+EVENT = {"stepName": "bump", "candidateId": "svc-0", "status": "completed"}
+
+MIGRATOR_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", "/api/registry/announce", announcement()),
+    ("POST", f"/api/migrations/{MIGRATION}/candidates", {"candidates": [{"id": "svc-0", "kind": "service"}]}),
+    ("POST", f"/api/event/{MIGRATION}__svc-0", EVENT),
+]
+READ_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/api/migrations", None),
+    ("GET", f"/api/migrations/{MIGRATION}", None),
+    ("GET", f"/api/migrations/{MIGRATION}/candidates", None),
+    ("GET", f"/api/migrations/{MIGRATION}/events", None),
+    ("GET", f"{RUN}/steps", None),
+    ("GET", "/api/metrics/overview", None),
+    ("GET", "/api/prometheus", None),
+]
+ACTION_ROUTES: list[tuple[str, str, Any]] = [
+    ("POST", f"{RUN}/start", {"inputs": {"targetImage": "base:2"}}),
+    ("POST", f"{RUN}/retry-step", {"stepName": "bump"}),
+    ("POST", f"{RUN}/steps/review/approve", {}),
+    ("POST", f"{RUN}/steps/review/reject", {}),
+    ("POST", f"{RUN}/steps/bump/mark-merged", None),
+    ("PATCH", f"{RUN}/inputs", {"inputs": {"targetImage": "base:3"}}),
+    ("POST", f"/api/migrations/{MIGRATION}/dry-run", {"candidateId": "svc-1"}),
+    ("POST", f"{RUN}/cancel", None),
+]
+OPERATOR_ROUTES = READ_ROUTES + ACTION_ROUTES
+ALL_ROUTES = MIGRATOR_ROUTES + OPERATOR_ROUTES
+
+
+def ids(routes: list[tuple[str, str, Any]]) -> list[str]:
+    return [f"{method} {path}" for method, path, _ in routes]
+
+
+@dataclass
+class Loom:
+    client: httpx.AsyncClient
+    access: AccessControl
+    engine: FakeEngine
+    credentials: Credentials
+
+    async def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.client.request(method, path, json=body, headers=headers)
+
+    def token(self, kind: TokenKind, name: str, role: Role | None = None) -> str:
+        return self.access.create_token(kind, name, role)[1]
+
+
+def build_app(store: SqlStore, access: AccessControl, engine: FakeEngine) -> Any:
+    notifier = FakeNotifier(dry_run_result=DryRunResult(steps=[]))
+    service = LoomService(store, engine, notifier)
+    return create_api(lambda: service, get_access=lambda: access)
+
+
+@pytest.fixture
+async def loom(store: SqlStore, access: AccessControl, credentials: Credentials) -> AsyncIterator[Loom]:
+    engine = FakeEngine()
+    transport = httpx.ASGITransport(app=build_app(store, access, engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as client:
+        loom = Loom(client, access, engine, credentials)
+        response = await loom.call("POST", "/api/registry/announce", announcement(), credentials.migrator_token)
+        assert response.status_code == 200, response.text
+        yield loom
+
+
+def assert_refused(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == ("Unauthenticated" if status == 401 else "Forbidden")
+    assert body["message"]
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Bearer realm="loom"'
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ALL_ROUTES, ids=ids(ALL_ROUTES))
+async def test_every_route_without_credentials_is_401_json_with_www_authenticate(
+    loom: Loom, method: str, path: str, body: Any
+) -> None:
+    assert_refused(await loom.call(method, path, body), 401)
+    assert_refused(await loom.call(method, path, body, token="loom_m_not-a-real-token"), 401)
+
+
+async def test_health_and_the_api_description_stay_public(loom: Loom) -> None:
+    assert (await loom.client.get("/api/healthz")).status_code == 200
+    assert (await loom.client.get("/api/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), MIGRATOR_ROUTES, ids=ids(MIGRATOR_ROUTES))
+async def test_migrator_routes_refuse_operator_tokens_with_403(loom: Loom, method: str, path: str, body: Any) -> None:
+    assert_refused(await loom.call(method, path, body, loom.credentials.operator_token), 403)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OPERATOR_ROUTES, ids=ids(OPERATOR_ROUTES))
+async def test_operator_routes_refuse_migrator_tokens_with_403(loom: Loom, method: str, path: str, body: Any) -> None:
+    assert_refused(await loom.call(method, path, body, loom.credentials.migrator_token), 403)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), READ_ROUTES, ids=ids(READ_ROUTES))
+async def test_viewers_operators_and_admins_read_everything(loom: Loom, method: str, path: str, body: Any) -> None:
+    for role in Role:
+        response = await loom.call(method, path, body, loom.token(TokenKind.OPERATOR, f"reader-{role}", role))
+        assert response.status_code not in (401, 403), (role, response.text)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ACTION_ROUTES, ids=ids(ACTION_ROUTES))
+async def test_viewers_change_nothing(loom: Loom, method: str, path: str, body: Any) -> None:
+    viewer = loom.token(TokenKind.OPERATOR, "vera", Role.VIEWER)
+    response = await loom.call(method, path, body, viewer)
+    assert_refused(response, 403)
+    assert "viewer" in response.json()["message"]
+    assert loom.engine.actions == []
+
+
+async def test_operators_and_admins_drive_runs_recorded_under_their_own_names(loom: Loom) -> None:
+    for role, name in ((Role.OPERATOR, "olga"), (Role.ADMIN, "ada")):
+        token = loom.token(TokenKind.OPERATOR, name, role)
+        for method, path, body in ACTION_ROUTES:
+            response = await loom.call(method, path, body, token)
+            assert response.status_code not in (401, 403), (role, path, response.text)
+    actors = {action[-1] for action in loom.engine.actions if action[0] in ("start", "cancel", "retry", "approve")}
+    assert actors == {"olga", "ada"}
+
+
+async def test_an_actor_header_cannot_pose_as_someone_else(loom: Loom) -> None:
+    token = loom.token(TokenKind.OPERATOR, "olga", Role.OPERATOR)
+    response = await loom.client.post(
+        f"{RUN}/start",
+        json={"inputs": {"targetImage": "x"}},
+        headers={"Authorization": f"Bearer {token}", "X-Loom-Actor": "mallory"},
+    )
+    assert response.status_code == 202
+    assert loom.engine.actions[0][-1] == "olga"
+
+
+async def test_a_migration_belongs_to_the_token_that_first_announced_it(loom: Loom) -> None:
+    other = loom.token(TokenKind.MIGRATOR, "other-migrator")
+    for method, path, body in MIGRATOR_ROUTES:
+        response = await loom.call(method, path, body, other)
+        assert_refused(response, 403)
+        assert MIGRATION in response.json()["message"]
+    own = await loom.call(
+        "POST", "/api/registry/announce", announcement(name="Renamed"), loom.credentials.migrator_token
+    )
+    assert own.status_code == 200
+    submitted = await loom.call(*MIGRATOR_ROUTES[1][:2], MIGRATOR_ROUTES[1][2], loom.credentials.migrator_token)
+    assert submitted.status_code == 204
+    theirs = await loom.call("POST", "/api/registry/announce", announcement(id="theirs"), other)
+    assert theirs.status_code == 200
+    refused = await loom.call(
+        "POST", "/api/registry/announce", announcement(id="theirs"), loom.credentials.migrator_token
+    )
+    assert_refused(refused, 403)
+
+
+async def test_events_are_scoped_to_the_owner_and_name_a_matching_candidate(loom: Loom) -> None:
+    token = loom.credentials.migrator_token
+    await loom.call("POST", f"{RUN}/start", {"inputs": {"targetImage": "x"}}, loom.credentials.operator_token)
+    assert (await loom.call("POST", f"/api/event/{MIGRATION}__svc-0", EVENT, token)).status_code == 202
+    mismatch = await loom.call("POST", f"/api/event/{MIGRATION}__svc-1", EVENT, token)
+    assert mismatch.status_code == 400
+    assert mismatch.json()["details"][0]["field"] == "candidateId"
+    unknown = await loom.call("POST", "/api/event/nope__svc-0", EVENT, token)
+    assert unknown.status_code == 404
+
+
+async def test_a_revoked_token_is_401_and_its_migration_goes_to_the_next_token_that_announces(loom: Loom) -> None:
+    record = next(t for t in loom.access.store.list_tokens() if t.name == loom.credentials.migrator)
+    assert loom.access.store.revoke_token(record.id, datetime.now(UTC))
+    assert_refused(await loom.call(*MIGRATOR_ROUTES[0], loom.credentials.migrator_token), 401)
+    successor = loom.token(TokenKind.MIGRATOR, loom.credentials.migrator)
+    assert (await loom.call(*MIGRATOR_ROUTES[0], successor)).status_code == 200
+    assert (await loom.call(*MIGRATOR_ROUTES[1], successor)).status_code == 204
+
+
+# -- signing in -----------------------------------------------------------------------------
+
+
+async def test_sign_in_sets_an_http_only_lax_cookie_and_me_answers_who_it_is(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    response = await loom.client.post(
+        "/api/auth/login", json={"username": "alice", "password": "correct horse battery"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"name": "alice", "kind": "user", "role": "operator"}
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    me = await loom.client.get("/api/auth/me")
+    assert me.json() == {"name": "alice", "kind": "user", "role": "operator"}
+    started = await loom.client.post(f"{RUN}/start", json={"inputs": {"targetImage": "x"}})
+    assert started.status_code == 202
+    assert loom.engine.actions[-1][-1] == "alice"
+
+
+async def test_sign_out_ends_the_session_even_for_a_copied_cookie(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.VIEWER, "correct horse battery")
+    await loom.client.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
+    copied = loom.client.cookies[SESSION_COOKIE]
+    assert (await loom.client.post("/api/auth/logout")).status_code == 204
+    assert_refused(await loom.client.get("/api/auth/me"), 401)
+    replayed = await loom.client.get("/api/migrations", cookies={SESSION_COOKIE: copied})
+    assert_refused(replayed, 401)
+
+
+@pytest.mark.parametrize(
+    "login", [{"username": "alice", "password": "wrong password"}, {"username": "nobody", "password": "x" * 9}]
+)
+async def test_a_wrong_password_or_unknown_user_is_401_saying_nothing_more(loom: Loom, login: dict) -> None:
+    loom.access.add_user("alice", Role.ADMIN, "correct horse battery")
+    response = await loom.client.post("/api/auth/login", json=login)
+    assert_refused(response, 401)
+    assert response.json()["message"] == "Wrong username or password"
+    assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
+
+
+async def test_the_cookie_is_secure_when_loom_is_served_over_https(store: SqlStore) -> None:
+    access = AccessControl(
+        SqlAuthStore(store.engine), secure_cookie=Settings(public_url="https://loom.example").secure_cookies
+    )
+    access.add_user("alice", Role.ADMIN, "correct horse battery")
+    transport = httpx.ASGITransport(app=build_app(store, access, FakeEngine()))
+    async with httpx.AsyncClient(transport=transport, base_url="https://loom") as client:
+        response = await client.post("/api/auth/login", json={"username": "alice", "password": "correct horse battery"})
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_behind_an_authenticating_proxy_its_header_names_the_operator(store: SqlStore) -> None:
+    access = AccessControl(SqlAuthStore(store.engine), proxy_header="X-Forwarded-User", proxy_role=Role.VIEWER)
+    access.add_user("ada", Role.ADMIN, "correct horse battery")
+    transport = httpx.ASGITransport(app=build_app(store, access, FakeEngine()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as client:
+        me = await client.get("/api/auth/me", headers={"X-Forwarded-User": "pat"})
+        assert me.json() == {"name": "pat", "kind": "proxy_user", "role": "viewer"}
+        known = await client.get("/api/auth/me", headers={"X-Forwarded-User": "ada"})
+        assert known.json()["role"] == "admin"
+        assert_refused(await client.get("/api/migrations"), 401)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_loom_token_create_prints_a_token_once_that_authenticates(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'cli.db'}")
+    args = argparse.Namespace(action="create", migrator_app="hello", operator=None, role=None)
+    assert cli._token(settings, args) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("loom_m_")
+    access = AccessControl(SqlAuthStore(SqlStore(settings.sqlalchemy_url).engine))
+    principal = access.bearer(secret)
+    assert principal is not None and principal.is_migrator and principal.name == "hello"
+    assert all(secret not in t.digest for t in access.store.list_tokens())
+    operator = argparse.Namespace(action="create", migrator_app=None, operator="ci", role="viewer")
+    assert cli._token(settings, operator) == 0
+    assert access.bearer(capsys.readouterr().out.strip()).role == Role.VIEWER  # type: ignore[union-attr]
+    assert cli._add_user(settings, "root", "admin", "correct horse battery") == 0
+    assert access.login("root", "correct horse battery")[1].role == Role.ADMIN
+    assert cli._add_user(settings, "root", "admin", "another password") == 2
