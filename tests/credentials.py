@@ -29,6 +29,9 @@ class LoomAuth(httpx.Auth):
         self.operator_token = operator_token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "Authorization" in request.headers:  # a test that chose who calls
+            yield request
+            return
         migrator = is_migrator_route(request.method, request.url.path)
         request.headers["Authorization"] = f"Bearer {self.migrator_token if migrator else self.operator_token}"
         yield request

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -34,19 +35,25 @@ class LiveLoom:
     as LOOM_TOKEN, and call the API with `auth=credentials.auth`.
     """
 
-    def __init__(self, temporal_address: str, data_dir: Path) -> None:
+    def __init__(self, temporal_address: str, data_dir: Path, operators: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / "loom-api.log"
         self.credentials = new_credentials()
+        self.operator_tokens = {name: "loom_o_" + secrets.token_urlsafe(32) for name in operators}
+        extra = "".join(f",operator:{name}:operator={token}" for name, token in self.operator_tokens.items())
         self.env = clean_env(
-            LOOM_BOOTSTRAP_TOKENS=self.credentials.env,
+            LOOM_BOOTSTRAP_TOKENS=self.credentials.env + extra,
             LOOM_TEMPORAL_ADDRESS=temporal_address,
             LOOM_DATA_DIR=str(data_dir),
             LOOM_TEMPORAL_TASK_QUEUE=f"e2e-{uuid.uuid4().hex[:8]}",
             LOOM_DEMO="false",
         )
         self.process: subprocess.Popen[bytes] | None = None
+
+    def as_operator(self, name: str) -> dict[str, str]:
+        """Headers that authenticate as operator `name` (one of `operators`), so the event log records that name."""
+        return {"Authorization": f"Bearer {self.operator_tokens[name]}"}
 
     async def __aenter__(self) -> LiveLoom:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 async def loom(temporal_address: str, tmp_path: Path) -> AsyncIterator[LiveLoom]:
-    async with LiveLoom(temporal_address, tmp_path / "loom") as app:
+    async with LiveLoom(temporal_address, tmp_path / "loom", operators=("alice", "bob", "carol")) as app:
         yield app
 
 
@@ -47,6 +47,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
     demo = build_demo_migrator(
         port=0,
         loom_url=loom.url,
+        token=loom.credentials.migrator_token,
         data_dir=tmp_path / "demo",
         merge_delay=0.2,
         announce_backoff=FAST,
@@ -54,7 +55,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
         rediscover_every=None,
     )
     with demo.serve_in_thread():
-        async with httpx.AsyncClient(base_url=loom.url, timeout=15) as api:
+        async with httpx.AsyncClient(base_url=loom.url, timeout=15, auth=loom.credentials.auth) as api:
 
             async def migration() -> httpx.Response:
                 return await api.get(f"/api/migrations/{MIGRATION_ID}")
@@ -68,7 +69,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             assert chosen["status"] == "not_started"
 
             started = await api.post(
-                f"{RUNS}/{cid}/start", json={"inputs": {"targetImage": TARGET}}, headers={"X-Loom-Actor": "carol"}
+                f"{RUNS}/{cid}/start", json={"inputs": {"targetImage": TARGET}}, headers=loom.as_operator("carol")
             )
             assert started.status_code == 202, started.text
 
@@ -94,7 +95,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             approved = await api.post(
                 f"{RUNS}/{cid}/steps/verify-staging/approve",
                 json={"comment": "staging is green"},
-                headers={"X-Loom-Actor": "alice"},
+                headers=loom.as_operator("alice"),
             )
             assert approved.status_code == 202, approved.text
 
@@ -105,7 +106,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             assert [c["id"] for c in running["candidates"]] == [cid], "a failed Step leaves the Run running"
 
             retried = await api.post(
-                f"{RUNS}/{cid}/retry-step", json={"stepName": "update-ci"}, headers={"X-Loom-Actor": "bob"}
+                f"{RUNS}/{cid}/retry-step", json={"stepName": "update-ci"}, headers=loom.as_operator("bob")
             )
             assert retried.status_code == 202, retried.text
 
