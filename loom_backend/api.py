@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
-from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom_backend import errors
@@ -179,8 +180,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, errors.Unauthenticated) else None
         return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code, headers=headers)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            message = "body: the request body is not valid UTF-8 JSON"
+            details = [{"field": "body", "rule": "json_invalid", "message": message}]
+            return JSONResponse(error_body("invalid_request", message, details), status_code=422)
         return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
@@ -526,7 +531,9 @@ def create_api(
         return await service.dry_run(migration_id, body)
 
     app.include_router(router)
-    app.include_router(_metrics_router(Service), dependencies=[Depends(role(Role.VIEWER))])
+    app.include_router(
+        _metrics_router(Service), dependencies=[Depends(role(Role.VIEWER))], responses=_errors(401, 403, 404, 422)
+    )
     app.add_middleware(BodySizeLimit)
     return app
 
