@@ -1,12 +1,16 @@
-"""Pure formatting helpers for the board: times, statuses, diffs, filter URLs. No Reflex, no I/O."""
+"""Pure formatting helpers for the board: times, statuses, diffs, filter URLs, metrics. No Reflex, no I/O."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
+
+from loom_backend.domain import Burndown, FailedStep, MetricsOverview, StepMetrics, TimelineDay
 
 STATUS_LABELS = {
     "not_started": "Not started",
@@ -91,7 +95,17 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     """A Step's duration: '850 ms', '12.3 s', '4 min 5 s', '2 h 10 min'; '' when it has not started."""
     if start is None or end is None:
         return ""
-    seconds = max(0.0, (end - start).total_seconds())
+    return _elapsed(max(0.0, (end - start).total_seconds()))
+
+
+def millis(ms: int | float | None) -> str:
+    """A duration the metrics give in milliseconds, read like `duration`; '—' when there is none."""
+    if ms is None:
+        return "—"
+    return _elapsed(max(0.0, ms / 1000))
+
+
+def _elapsed(seconds: float) -> str:
     if seconds < 1:
         return f"{int(seconds * 1000)} ms"
     if seconds < 60:
@@ -222,3 +236,218 @@ def announce_curl(base_url: str) -> str:
         '"migratorUrl":"http://localhost:8050"}'
     )
     return f"curl -X POST {base_url.rstrip('/')}/api/registry/announce -H 'Content-Type: application/json' -d '{body}'"
+
+
+# -- history -------------------------------------------------------------------------------------
+
+EVENT_LABELS = {
+    "run_started": "Run started",
+    "step_dispatched": "Step sent to the Migrator",
+    "step_updated": "Migrator reported progress",
+    "step_completed": "Step completed",
+    "step_retried": "Step retried",
+    "review_approved": "Review approved",
+    "review_rejected": "Review rejected",
+    "step_marked_merged": "Marked as merged",
+    "inputs_updated": "Inputs edited",
+    "run_completed": "Run completed",
+    "run_cancelled": "Run cancelled",
+}
+# What a Step's final status makes of "step_completed": a failure reads as one.
+_FINISHED_AS = {"failed": "Step failed", "merged": "PR merged"}
+
+
+def event_label(event_type: str, status: str | None = None) -> str:
+    """The history's words for an event: 'Review approved', 'Step failed', 'Run cancelled'."""
+    if event_type == "step_completed" and status in _FINISHED_AS:
+        return _FINISHED_AS[status]
+    return EVENT_LABELS.get(event_type, event_type.replace("_", " ").capitalize())
+
+
+def event_comment(metadata: Mapping[str, str]) -> str:
+    """The reviewer's comment, shown as a quote rather than as a metadata pair."""
+    return metadata.get("comment", "").strip()
+
+
+def event_detail(metadata: Mapping[str, str]) -> str:
+    """The event's other metadata, 'key: value' pairs in key order."""
+    return "; ".join(f"{k}: {v}" for k, v in sorted(metadata.items()) if k != "comment")
+
+
+def showing(shown: int, total: int, noun: str) -> str:
+    """'Showing 50 of 120 events'; '' when everything is shown."""
+    if shown >= total:
+        return ""
+    return f"Showing {shown:,} of {plural(total, noun)}"
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counter:
+    key: str
+    label: str
+    value: str
+    hint: str = ""
+    color: str = "gray"  # the Radix scale of the figure: red or amber when it wants a person
+
+
+def overview_counters(o: MetricsOverview) -> list[Counter]:
+    """The headline figures in reading order; the board's panel picks the Run and Step ones by key."""
+    by_status = {str(k): v for k, v in o.candidates.items()}
+    total = sum(by_status.values())
+
+    def share(n: int) -> str:
+        return f"{round(100 * n / total)}% of {total:,}" if total else ""
+
+    return [
+        Counter("migrations", "Migrations", f"{o.migrations:,}"),
+        *(
+            Counter(
+                f"candidates-{s}",
+                f"Candidates {status_label(s).lower()}",
+                f"{by_status.get(s, 0):,}",
+                share(by_status.get(s, 0)),
+            )
+            for s in CANDIDATE_STATUSES
+        ),
+        Counter("runs-started", "Runs started", f"{o.runs_started:,}"),
+        Counter("runs-completed", "Runs completed", f"{o.runs_completed:,}"),
+        Counter("runs-cancelled", "Runs cancelled", f"{o.runs_cancelled:,}"),
+        Counter("steps-failed", "Steps failed", f"{o.steps_failed:,}", color="red" if o.steps_failed else "gray"),
+        Counter(
+            "reviews-waiting",
+            "Reviews waiting",
+            f"{o.reviews_waiting:,}",
+            color="amber" if o.reviews_waiting else "gray",
+        ),
+        Counter(
+            "median-run",
+            "Median Run duration",
+            millis(o.median_run_duration_ms),
+            "of completed Runs" if o.median_run_duration_ms is not None else "no Run completed yet",
+        ),
+    ]
+
+
+def day_label(d: date) -> str:
+    """'Nov 1': short enough for a chart axis."""
+    return f"{d:%b} {d.day}"
+
+
+def long_date(d: date) -> str:
+    """'Nov 1, 2026'."""
+    return f"{d:%b} {d.day}, {d.year}"
+
+
+def timeline_rows(days: Iterable[TimelineDay]) -> list[dict[str, Any]]:
+    """One chart row per day, oldest first."""
+    return [
+        {
+            "day": day_label(d.date),
+            "runs_started": d.runs_started,
+            "runs_completed": d.runs_completed,
+            "steps_completed": d.steps_completed,
+            "steps_failed": d.steps_failed,
+        }
+        for d in days
+    ]
+
+
+def has_activity(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any row of a chart has a non-zero figure (else the chart shows its empty state)."""
+    return any(isinstance(v, int | float) and not isinstance(v, bool) and v for r in rows for v in r.values())
+
+
+# (unit, milliseconds per unit), smallest first: a chart's axis picks one for all its bars.
+_DURATION_UNITS = (("ms", 1), ("s", 1000), ("min", 60_000), ("h", 3_600_000))
+
+
+def duration_unit(longest_ms: int | float) -> tuple[str, int]:
+    """The unit a duration chart reads in, so its longest bar stays under a few hundred of them."""
+    for unit, size in reversed(_DURATION_UNITS):
+        if longest_ms >= 2 * size:
+            return unit, size
+    return "ms", 1
+
+
+def step_duration_rows(steps: Iterable[StepMetrics]) -> tuple[str, list[dict[str, Any]]]:
+    """(unit, rows): p50 and p95 of each Step that completed at least once, in that unit."""
+    timed = [s for s in steps if s.p50_duration_ms is not None]
+    if not timed:
+        return "ms", []
+    unit, size = duration_unit(max(s.p95_duration_ms or s.p50_duration_ms or 0 for s in timed))
+    return unit, [
+        {
+            "step": s.step_name,
+            "p50": round((s.p50_duration_ms or 0) / size, 2),
+            "p95": round((s.p95_duration_ms or s.p50_duration_ms or 0) / size, 2),
+        }
+        for s in timed
+    ]
+
+
+def burndown_rows(b: Burndown, max_rows: int = 120) -> list[dict[str, Any]]:
+    """Remaining Candidates per day, then a straight projection to zero on the projected completion date.
+
+    Days run one apart so the axis keeps time honest; a long history or a far projection is thinned
+    evenly, keeping the first day, today and the completion day.
+    """
+    if not b.days:
+        return []
+    rows: list[dict[str, Any]] = [{"day": day_label(d.date), "remaining": d.remaining} for d in b.days]
+    today = b.days[-1].date
+    end = b.projected_completion
+    if end is not None and end > today and b.remaining > 0:
+        span = (end - today).days
+        rows[-1]["projected"] = b.remaining
+        for i in range(1, span + 1):
+            rows.append(
+                {"day": day_label(today + timedelta(days=i)), "projected": round(b.remaining * (1 - i / span), 1)}
+            )
+    if len(rows) <= max_rows:
+        return rows
+    step = math.ceil(len(rows) / max_rows)
+    keep = set(range(0, len(rows), step)) | {len(b.days) - 1, len(rows) - 1}
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
+def burndown_summary(b: Burndown, today: date) -> str:
+    """One line under a burndown: how much is left and when the current pace finishes it."""
+    if b.total == 0:
+        return "No Candidates yet"
+    if b.remaining == 0:
+        when = f" on {long_date(b.projected_completion)}" if b.projected_completion else ""
+        return f"All {plural(b.total, 'Candidate')} completed{when}"
+    left = f"{b.remaining:,} of {plural(b.total, 'Candidate')} left"
+    if b.projected_completion is None or not b.pace_per_day:
+        return f"{left} · no Run completed lately, so no projected completion yet"
+    days = (b.projected_completion - today).days
+    pace = f"{b.pace_per_day:.1f}".rstrip("0").rstrip(".")
+    return f"{left} · at {pace} a day, done by {long_date(b.projected_completion)} (in {plural(days, 'day')})"
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    migration_id: str
+    migration_name: str
+    candidate_id: str
+    href: str
+    step: str
+    error: str
+    when: str
+    clock: str
+
+
+def failure_row(f: FailedStep, migration_names: Mapping[str, str], now: datetime) -> FailureRow:
+    return FailureRow(
+        migration_id=f.migration_id,
+        migration_name=migration_names.get(f.migration_id, f.migration_id),
+        candidate_id=f.candidate_id,
+        href=f"/migrations/{f.migration_id}/candidates/{f.candidate_id}",
+        step=f.step_name or "",
+        error=f.error or "The Migrator gave no reason",
+        when=relative_time(f.failed_at, now),
+        clock=clock_time(f.failed_at),
+    )

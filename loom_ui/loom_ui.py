@@ -7,6 +7,7 @@ from loom_backend.bootstrap import current_service, running
 from loom_ui.pages.board import BoardState, board_page
 from loom_ui.pages.candidate import CandidateState, candidate_page
 from loom_ui.pages.inbox import InboxState, inbox_page
+from loom_ui.pages.metrics import MetricsState, MigrationMetricsState, metrics_page
 from loom_ui.pages.migrations import MigrationsState, migrations_page
 from loom_ui.pages.preview import PreviewState, preview_page
 
@@ -22,7 +23,7 @@ app.add_page(
     board_page,
     route="/migrations/[migration_id]",
     title="Board · Loom",
-    on_load=[BoardState.load, BoardState.watch],
+    on_load=[BoardState.load, BoardState.watch, MigrationMetricsState.load, MigrationMetricsState.watch],
 )
 app.add_page(
     candidate_page,
@@ -37,3 +38,4 @@ app.add_page(
     on_load=PreviewState.load,
 )
 app.add_page(inbox_page, route="/inbox", title="Needs me · Loom", on_load=[InboxState.load, InboxState.watch])
+app.add_page(metrics_page, route="/metrics", title="Metrics · Loom", on_load=[MetricsState.load, MetricsState.watch])

@@ -49,6 +49,7 @@ def navbar() -> rx.Component:
                     ),
                     data_testid="nav-needs-me",
                 ),
+                _nav_link("Metrics", "/metrics", data_testid="nav-metrics"),
                 spacing="1",
                 margin_left="24px",
             ),

@@ -11,6 +11,7 @@ from loom_backend.domain import CandidateStatus, CandidateView, Migration
 from loom_ui import format as fmt
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
 from loom_ui.components.status import status_badge
+from loom_ui.pages.metrics import metrics_panel
 from loom_ui.state import LiveMixin, LoomState, MetaPair, actor, error_text, service
 
 PAGE_SIZE = 50
@@ -640,11 +641,20 @@ def board_page() -> rx.Component:
                         spacing="1",
                     ),
                     rx.spacer(),
+                    rx.link(
+                        rx.button(rx.icon("download", size=14), "Download CSV", variant="soft", color_scheme="gray"),
+                        href="/api/migrations/" + BoardState.migration_id + "/candidates.csv",
+                        # A file from the API, not a page: the browser fetches it rather than the client router.
+                        custom_attrs={"reloadDocument": True, "download": True},
+                        title="Every Candidate with its current Step, PR link and metadata, as CSV",
+                        data_testid="download-csv",
+                    ),
                     _overview_dialog(),
                     align="end",
                     width="100%",
                     margin_bottom="16px",
                 ),
+                metrics_panel(),
                 _filters(),
                 rx.cond(
                     BoardState.loading,

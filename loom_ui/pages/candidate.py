@@ -9,26 +9,14 @@ from datetime import UTC, datetime
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import CandidateStatus, EventType, StepDefinition, StepEvent, StepResult, StepStatus, steps_for
+from loom_backend.domain import CandidateStatus, StepDefinition, StepEvent, StepResult, StepStatus, steps_for
 from loom_ui import format as fmt
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
 from loom_ui.components.status import status_badge
 from loom_ui.pages.board import InputField
 from loom_ui.state import LiveMixin, LoomState, MetaPair, actor, error_text, service
 
-EVENT_LABELS = {
-    EventType.RUN_STARTED: "Run started",
-    EventType.STEP_DISPATCHED: "Step dispatched to the Migrator",
-    EventType.STEP_UPDATED: "Step updated",
-    EventType.STEP_COMPLETED: "Step finished",
-    EventType.STEP_RETRIED: "Step retried",
-    EventType.REVIEW_APPROVED: "Review approved",
-    EventType.REVIEW_REJECTED: "Review rejected",
-    EventType.STEP_MARKED_MERGED: "Marked as merged",
-    EventType.INPUTS_UPDATED: "Inputs edited",
-    EventType.RUN_COMPLETED: "Run completed",
-    EventType.RUN_CANCELLED: "Run cancelled",
-}
+EVENTS_PAGE = 50
 
 
 @dataclass
@@ -61,6 +49,8 @@ class EventView:
     status_color: str = "gray"
     actor: str = ""
     detail: str = ""
+    comment: str = ""
+    type: str = ""
 
 
 @dataclass
@@ -113,16 +103,17 @@ def step_views(plan: list[StepDefinition], results: list[StepResult], running: b
 
 
 def event_view(e: StepEvent, now: datetime) -> EventView:
-    detail = "; ".join(f"{k}: {v}" for k, v in sorted(e.metadata.items()))
     return EventView(
         when=fmt.relative_time(e.created_at, now),
         clock=fmt.clock_time(e.created_at),
-        label=EVENT_LABELS.get(e.event_type, e.event_type.value),
+        label=fmt.event_label(e.event_type.value, e.status),
         step=e.step_name or "",
         status=fmt.status_label(e.status) if e.status else "",
         status_color=fmt.status_color(e.status),
         actor=e.actor or "",
-        detail=detail,
+        detail=fmt.event_detail(e.metadata),
+        comment=fmt.event_comment(e.metadata),
+        type=e.event_type.value,
     )
 
 
@@ -137,6 +128,7 @@ class CandidateState(LiveMixin, LoomState):
     steps: list[StepView] = []
     events: list[EventView] = []
     events_total: int = 0
+    events_showing: str = ""
     files: list[FileGroupView] = []
     inputs: list[InputField] = []
     not_found: str = ""
@@ -147,6 +139,7 @@ class CandidateState(LiveMixin, LoomState):
     cancel_open: bool = False
     comment: str = ""
     _loaded_for: str = ""
+    _events_limit: int = EVENTS_PAGE
 
     def _live_scope(self) -> str | None:
         return self.migration_id or None
@@ -161,7 +154,7 @@ class CandidateState(LiveMixin, LoomState):
             results = (await service().candidate_steps(mid, cid)).steps
         except errors.RunNotFound:
             results = []
-        events = await service().list_events(mid, candidate_id=cid, limit=100)
+        events = await service().list_events(mid, candidate_id=cid, limit=self._events_limit)
         running = candidate.status == CandidateStatus.RUNNING
         self.migration_name = migration.name
         self.kind = candidate.kind
@@ -173,6 +166,7 @@ class CandidateState(LiveMixin, LoomState):
         self.steps = step_views(steps_for(candidate, migration.steps), results, running, now)
         self.events = [event_view(e, now) for e in events.events]
         self.events_total = events.total
+        self.events_showing = fmt.showing(len(events.events), events.total, "event")
         self.files = [
             FileGroupView(g.name, g.repo, [FileView(f.path, f.url) for f in g.files]) for g in candidate.files
         ]
@@ -195,6 +189,7 @@ class CandidateState(LiveMixin, LoomState):
         key = f"{self.migration_id}/{self.candidate_id}"
         if self._loaded_for != key:
             self._loaded_for = key
+            self._events_limit = EVENTS_PAGE
             self.loading = True
             self.steps, self.events, self.files, self.meta, self.inputs = [], [], [], [], []
             yield
@@ -204,6 +199,11 @@ class CandidateState(LiveMixin, LoomState):
         except Exception as exc:
             self.not_found = error_text(exc)
         self.loading = False
+
+    @rx.event
+    async def show_more_events(self):
+        self._events_limit += EVENTS_PAGE
+        await self._reload()
 
     # -- dialogs ------------------------------------------------------------------------------
 
@@ -461,30 +461,77 @@ def _event(e: EventView) -> rx.Component:
             height="8px",
             border_radius="999px",
             background=rx.color(e.status_color, 9),
-            margin_top="6px",
+            margin_top="7px",
             flex_shrink="0",
         ),
         rx.vstack(
             rx.hstack(
-                rx.text(e.label, size="2", weight="medium"),
+                rx.text(e.label, size="2", weight="medium", data_testid="event-label"),
                 rx.cond(e.step != "", rx.code(e.step, size="1", variant="ghost")),
                 rx.cond(e.status != "", status_badge(e.status, e.status_color, size="1")),
+                rx.spacer(),
+                rx.text(e.when, size="1", color=rx.color("gray", 10), white_space="nowrap"),
                 spacing="2",
                 wrap="wrap",
                 align="center",
+                width="100%",
             ),
-            rx.cond(e.detail != "", rx.text(e.detail, size="1", color=rx.color("gray", 11))),
             rx.hstack(
-                rx.text(e.when, size="1", color=rx.color("gray", 10), title=e.clock),
-                rx.cond(e.actor != "", rx.text("by ", e.actor, size="1", color=rx.color("gray", 10))),
+                rx.cond(
+                    e.actor != "",
+                    rx.text(
+                        "by ", rx.text.strong(e.actor), size="1", color=rx.color("gray", 11), data_testid="event-actor"
+                    ),
+                ),
+                rx.text(e.clock, size="1", color=rx.color("gray", 10)),
                 spacing="2",
             ),
-            spacing="0",
+            rx.cond(
+                e.comment != "",
+                rx.blockquote(e.comment, size="2", color=rx.color("gray", 12), data_testid="event-comment"),
+            ),
+            rx.cond(e.detail != "", rx.text(e.detail, size="1", color=rx.color("gray", 11))),
+            spacing="1",
+            width="100%",
         ),
         spacing="2",
         align="start",
         width="100%",
         data_testid="event",
+        data_type=e.type,
+    )
+
+
+def _history() -> rx.Component:
+    return rx.cond(
+        S.events.length() > 0,
+        rx.vstack(
+            rx.vstack(rx.foreach(S.events, _event), spacing="3", width="100%"),
+            rx.cond(
+                S.events_showing != "",
+                rx.hstack(
+                    rx.text(S.events_showing, size="1", color=rx.color("gray", 10)),
+                    rx.button(
+                        "Show more",
+                        variant="soft",
+                        color_scheme="gray",
+                        size="1",
+                        on_click=S.show_more_events,
+                        data_testid="show-more-events",
+                    ),
+                    align="center",
+                    justify="between",
+                    width="100%",
+                ),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        rx.text(
+            "Nothing has happened yet: start a Run to see who did what, and when.",
+            size="2",
+            color=rx.color("gray", 10),
+        ),
     )
 
 
@@ -646,18 +693,7 @@ def candidate_page() -> rx.Component:
                                 rx.vstack(rx.foreach(S.steps, _step), spacing="0", width="100%"),
                                 data_testid="timeline",
                             ),
-                            _section(
-                                "History",
-                                rx.cond(
-                                    S.events.length() > 0,
-                                    rx.vstack(rx.foreach(S.events, _event), spacing="3", width="100%"),
-                                    rx.text(
-                                        "Nothing has happened yet: start a Run to see its history.",
-                                        size="2",
-                                        color=rx.color("gray", 10),
-                                    ),
-                                ),
-                            ),
+                            _section("History", _history(), data_testid="history"),
                             spacing="4",
                             width="100%",
                         ),

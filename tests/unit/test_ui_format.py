@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+from loom_backend.domain import (
+    Burndown,
+    BurndownDay,
+    CandidateStatus,
+    FailedStep,
+    MetricsOverview,
+    StepMetrics,
+    TimelineDay,
+)
 from loom_ui.format import (
     BoardFilter,
     announce_curl,
     attention_level,
     board_query,
+    burndown_rows,
+    burndown_summary,
     diff_stats,
     duration,
+    duration_unit,
+    event_comment,
+    event_detail,
+    event_label,
+    failure_row,
+    has_activity,
+    millis,
+    overview_counters,
     parse_board_query,
     plural,
     progress_segments,
     relative_time,
+    showing,
     status_color,
     status_label,
+    step_duration_rows,
+    timeline_rows,
     unified_diff,
     waited_for,
 )
@@ -102,3 +124,132 @@ def test_announce_curl_posts_to_the_registry() -> None:
     line = announce_curl("http://localhost:3000/")
     assert line.startswith("curl -X POST http://localhost:3000/api/registry/announce ")
     assert '"migratorUrl"' in line
+
+
+def test_millis_reads_like_a_step_duration_and_dashes_when_missing() -> None:
+    assert millis(None) == "—"
+    assert millis(850) == "850 ms"
+    assert millis(12_340) == "12.3 s"
+    assert millis(245_000) == "4 min 5 s"
+    assert millis(7_800_000) == "2 h 10 min"
+
+
+def test_history_labels_say_what_happened_with_failures_called_failures() -> None:
+    assert event_label("review_approved") == "Review approved"
+    assert event_label("run_cancelled") == "Run cancelled"
+    assert event_label("step_completed", "failed") == "Step failed"
+    assert event_label("step_completed", "completed") == "Step completed"
+    assert event_label("something_new") == "Something new"
+
+
+def test_a_review_comment_is_kept_apart_from_the_other_metadata() -> None:
+    metadata = {"comment": " Dashboards are green ", "attempt": "2"}
+    assert event_comment(metadata) == "Dashboards are green"
+    assert event_detail(metadata) == "attempt: 2"
+    assert event_comment({}) == ""
+
+
+def test_showing_says_nothing_when_everything_is_shown() -> None:
+    assert showing(50, 120, "event") == "Showing 50 of 120 events"
+    assert showing(7, 7, "event") == ""
+
+
+def overview(**figures: int | None) -> MetricsOverview:
+    values = {
+        "migrations": 2,
+        "candidates": {CandidateStatus.NOT_STARTED: 3, CandidateStatus.RUNNING: 0, CandidateStatus.COMPLETED: 1},
+        "runs_started": 2,
+        "runs_completed": 1,
+        "runs_cancelled": 0,
+        "steps_failed": 1,
+        "reviews_waiting": 0,
+        "median_run_duration_ms": 90_000,
+    }
+    return MetricsOverview.model_validate({**values, **figures})
+
+
+def test_overview_counters_read_in_order_and_tint_what_wants_a_person() -> None:
+    counters = {c.key: c for c in overview_counters(overview())}
+    assert list(counters)[:4] == ["migrations", "candidates-not_started", "candidates-running", "candidates-completed"]
+    assert counters["candidates-not_started"].value == "3"
+    assert counters["candidates-not_started"].hint == "75% of 4"
+    assert counters["candidates-completed"].label == "Candidates completed"
+    assert counters["steps-failed"].color == "red"
+    assert counters["reviews-waiting"].color == "gray"
+    assert counters["median-run"].value == "1 min 30 s"
+    assert {c.key: c for c in overview_counters(overview(median_run_duration_ms=None))}["median-run"].value == "—"
+
+
+def test_timeline_rows_label_days_and_know_when_nothing_happened() -> None:
+    rows = timeline_rows([TimelineDay(date=date(2026, 11, 1), runs_started=2), TimelineDay(date=date(2026, 11, 2))])
+    assert rows[0] == {"day": "Nov 1", "runs_started": 2, "runs_completed": 0, "steps_completed": 0, "steps_failed": 0}
+    assert has_activity(rows)
+    assert not has_activity(rows[1:])
+    assert not has_activity([])
+
+
+def test_step_durations_share_one_unit_picked_by_the_longest_bar() -> None:
+    assert duration_unit(900) == ("ms", 1)
+    assert duration_unit(45_000) == ("s", 1000)
+    assert duration_unit(600_000) == ("min", 60_000)
+    steps = [
+        StepMetrics(
+            step_name="bump", count=3, succeeded=3, failures=0, retries=0, p50_duration_ms=4000, p95_duration_ms=9000
+        ),
+        StepMetrics(step_name="review", count=1, succeeded=0, failures=1, retries=1),
+    ]
+    assert step_duration_rows(steps) == ("s", [{"step": "bump", "p50": 4.0, "p95": 9.0}])
+    assert step_duration_rows(steps[1:]) == ("ms", [])
+
+
+def burndown(remaining: int, total: int = 10, projected: date | None = None, pace: float | None = None) -> Burndown:
+    days = [
+        BurndownDay(date=date(2026, 11, 1), remaining=total),
+        BurndownDay(date=date(2026, 11, 2), remaining=remaining),
+    ]
+    return Burndown(total=total, remaining=remaining, days=days, pace_per_day=pace, projected_completion=projected)
+
+
+def test_burndown_projects_a_straight_line_to_zero_one_day_at_a_time() -> None:
+    rows = burndown_rows(burndown(4, projected=date(2026, 11, 6), pace=1.0))
+    assert rows[0] == {"day": "Nov 1", "remaining": 10}
+    assert rows[1] == {"day": "Nov 2", "remaining": 4, "projected": 4}
+    assert [r["projected"] for r in rows[2:]] == [3.0, 2.0, 1.0, 0.0]
+    assert rows[-1]["day"] == "Nov 6"
+    assert burndown_rows(burndown(4)) == [{"day": "Nov 1", "remaining": 10}, {"day": "Nov 2", "remaining": 4}]
+    assert burndown_rows(Burndown(total=0, remaining=0, days=[])) == []
+
+
+def test_a_far_projection_is_thinned_but_keeps_today_and_the_last_day() -> None:
+    rows = burndown_rows(burndown(400, total=500, projected=date(2027, 11, 2), pace=1.1), max_rows=50)
+    assert len(rows) <= 52
+    assert {"day": "Nov 2", "remaining": 400, "projected": 400} in rows
+    assert rows[-1] == {"day": "Nov 2", "projected": 0.0}
+
+
+def test_burndown_summary_says_what_is_left_and_when_it_ends() -> None:
+    today = date(2026, 11, 2)
+    assert burndown_summary(burndown(4, projected=date(2026, 11, 6), pace=1.5), today) == (
+        "4 of 10 Candidates left · at 1.5 a day, done by Nov 6, 2026 (in 4 days)"
+    )
+    assert "no projected completion yet" in burndown_summary(burndown(4), today)
+    assert (
+        burndown_summary(burndown(0, projected=date(2026, 11, 2)), today)
+        == "All 10 Candidates completed on Nov 2, 2026"
+    )
+    assert burndown_summary(Burndown(total=0, remaining=0, days=[]), today) == "No Candidates yet"
+
+
+def test_a_failure_row_links_to_its_candidate_and_names_its_migration() -> None:
+    failed = FailedStep(
+        migration_id="base-image",
+        candidate_id="checkout",
+        run_id="base-image__checkout",
+        step_name="bump",
+        failed_at=NOW - timedelta(minutes=4),
+    )
+    row = failure_row(failed, {"base-image": "Upgrade base image"}, NOW)
+    assert row.href == "/migrations/base-image/candidates/checkout"
+    assert row.migration_name == "Upgrade base image"
+    assert row.when == "4 min ago"
+    assert row.error == "The Migrator gave no reason"
