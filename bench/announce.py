@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -97,7 +99,13 @@ def baseline_seconds(url: str, body: dict) -> float:
 
 def run(label: str, url: str) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_registry_server.py"), url, str(port)], cwd=ROOT)
+    migrator_token, operator_token = (f"loom_{kind}_{secrets.token_urlsafe(32)}" for kind in "mo")
+    tokens = f"migrator:bench={migrator_token},operator:bench:viewer={operator_token}"
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "_registry_server.py"), url, str(port)],
+        cwd=ROOT,
+        env={**os.environ, "LOOM_BOOTSTRAP_TOKENS": tokens},
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -109,17 +117,14 @@ def run(label: str, url: str) -> None:
         migration_id = f"bench-{uuid.uuid4().hex[:8]}"
         body = announcement(migration_id)
         payload = json.dumps(body).encode()
-        with httpx.Client(timeout=120) as client:
+        as_migrator = {"content-type": "application/json", "Authorization": f"Bearer {migrator_token}"}
+        with httpx.Client(timeout=120, headers={"Authorization": f"Bearer {operator_token}"}) as client:
             started = time.perf_counter()
-            response = client.post(
-                f"{base}/api/registry/announce", content=payload, headers={"content-type": "application/json"}
-            )
+            response = client.post(f"{base}/api/registry/announce", content=payload, headers=as_migrator)
             announce_s = time.perf_counter() - started
             response.raise_for_status()
             started = time.perf_counter()
-            again = client.post(
-                f"{base}/api/registry/announce", content=payload, headers={"content-type": "application/json"}
-            )
+            again = client.post(f"{base}/api/registry/announce", content=payload, headers=as_migrator)
             reannounce_s = time.perf_counter() - started
             again.raise_for_status()
             started = time.perf_counter()
