@@ -4,48 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from loom_backend.domain import Candidate, DispatchStepRequest, StepStatus, StepStatusEvent
+from loom_backend.domain import DispatchStepRequest, StepStatus, StepStatusEvent
 from loom_migrator.client import LoomClient
+from loom_migrator.dryrun import CandidateStepView
 
 Metadata = Mapping[str, object] | None
 
 
-class StepContext:
+class StepContext(CandidateStepView):
     """One dispatched Step of one Run. Every report is a StepStatusEvent posted to the Run's callback."""
 
+    _missing_hint = "set it in the Run's inputs and retry the Step"
+
     def __init__(self, request: DispatchStepRequest, client: LoomClient) -> None:
+        super().__init__(request.migration_id, request.step_name, request.candidate, request.config)
         self.request = request
         self._client = client
         self.reported: list[StepStatus] = []
         self.finished = False
-
-    @property
-    def candidate(self) -> Candidate:
-        """The Candidate, with the operator's inputs already merged into its metadata."""
-        return self.request.candidate
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self.request.candidate.metadata
-
-    @property
-    def step_name(self) -> str:
-        return self.request.step_name
-
-    @property
-    def migration_id(self) -> str:
-        return self.request.migration_id
-
-    @property
-    def config(self) -> dict[str, str]:
-        return self.request.config
-
-    def require(self, name: str) -> str:
-        """A metadata value or input the Step cannot do without; a clear error when it is missing."""
-        value = self.metadata.get(name, "").strip()
-        if not value:
-            raise ValueError(f"Step {self.step_name!r} needs {name!r}: set it in the Run's inputs and retry the Step")
-        return value
 
     async def report(self, status: StepStatus | str, metadata: Metadata = None) -> None:
         """Post a status; raises LoomRejected if Loom no longer waits on this Step (the handler then stops)."""

@@ -27,38 +27,38 @@ def file_diff(path: str, before: str | None, after: str | None, *, repo: str = "
     return FileDiff(path=path, repo=repo, before=before or "", after=after or "", status=status)
 
 
-class DryRunContext:
-    """One Step of a dry-run: the Step's definition and the Candidate (inputs merged into metadata)."""
+class CandidateStepView:
+    """What a handler and a dry-run function both know: the Candidate (inputs merged) and the Step's config."""
 
-    def __init__(self, request: DryRunRequest, step: StepDefinition) -> None:
-        self.request = request
-        self.step = step
+    _missing_hint = "set it in the Run's inputs"
 
-    @property
-    def candidate(self) -> Candidate:
-        return self.request.candidate
+    def __init__(self, migration_id: str, step_name: str, candidate: Candidate, config: dict[str, str]) -> None:
+        self.migration_id = migration_id
+        self.step_name = step_name
+        self.candidate = candidate
+        self.config = config
 
     @property
     def metadata(self) -> dict[str, str]:
-        return self.request.candidate.metadata
-
-    @property
-    def migration_id(self) -> str:
-        return self.request.migration_id
-
-    @property
-    def step_name(self) -> str:
-        return self.step.name
-
-    @property
-    def config(self) -> dict[str, str]:
-        return self.step.config
+        return self.candidate.metadata
 
     def require(self, name: str) -> str:
+        """A metadata value or input the Step cannot do without; a clear error when it is missing."""
         value = self.metadata.get(name, "").strip()
         if not value:
-            raise ValueError(f"Step {self.step_name!r} needs {name!r}: give it as an input to preview this Step")
+            raise ValueError(f"Step {self.step_name!r} needs {name!r}: {self._missing_hint}")
         return value
+
+
+class DryRunContext(CandidateStepView):
+    """One Step of a dry-run: the Step's definition and the Candidate (inputs merged into metadata)."""
+
+    _missing_hint = "give it as an input to preview this Step"
+
+    def __init__(self, request: DryRunRequest, step: StepDefinition) -> None:
+        super().__init__(request.migration_id, step.name, request.candidate, step.config)
+        self.request = request
+        self.step = step
 
     def skip(self) -> NoReturn:
         raise StepSkipped(self.step_name)
