@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from loom_backend.domain import (
     Candidate,
@@ -180,8 +181,35 @@ class Loom:
         return candidate.status
 
     async def run_finished(self, candidate_id: str) -> None:
+        """Wait for the Run's last event in the read model and then for Temporal to close the Run.
+
+        The Run writes run_completed (a local activity) before its workflow returns, so for a few
+        milliseconds the read model says completed while Temporal still says running.
+        """
         await eventually(lambda: self.candidate_status(candidate_id) is not CandidateStatus.RUNNING)
         await eventually(lambda: self.has_event(candidate_id, EventType.RUN_COMPLETED, EventType.RUN_CANCELLED))
+        await self.closed(candidate_id)
+
+    async def closed(self, candidate_id: str, timeout: float = 10.0) -> None:
+        """Wait until Temporal no longer reports the Run as running."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await self.engine.is_running(self.run_id(candidate_id)):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"Run {self.run_id(candidate_id)} still running after {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+
+    async def terminate_leftovers(self) -> None:
+        """Terminate the Runs a test left running; one that closes on its own meanwhile is fine."""
+        for candidate_id in self.candidates:
+            run_id = self.run_id(candidate_id)
+            if not await self.engine.is_running(run_id):
+                continue
+            try:
+                await self.engine.client.get_workflow_handle(run_id).terminate()
+            except RPCError as exc:
+                # "workflow execution already completed": it closed between the check and the terminate.
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
 
     def has_event(self, candidate_id: str, *types: EventType) -> bool:
         return any(e.event_type in types for e in self.events(candidate_id))
@@ -239,9 +267,7 @@ def make_loom(
             try:
                 yield loom
             finally:
-                for candidate_id in loom.candidates:
-                    if await engine.is_running(loom.run_id(candidate_id)):
-                        await engine.client.get_workflow_handle(loom.run_id(candidate_id)).terminate()
+                await loom.terminate_leftovers()
         await notifier.aclose()
 
     return factory

@@ -258,7 +258,13 @@ async def test_duplicate_and_out_of_order_callbacks_are_answered_without_double_
 
 
 async def test_a_callback_that_beats_the_dispatch_answer_is_kept(make_loom, migrator) -> None:
-    """The Migrator may call back before it answers the dispatch: the Run must keep that callback."""
+    """The Migrator may call back before it answers the dispatch: the Run must keep that callback.
+
+    Each Step's callback is applied exactly once, the Run completes, and the same callback sent
+    again after the Run closed is RunNotFound (a 404 for the Migrator), never a server error.
+    (This test was flaky: the Run writes run_completed just before its workflow returns, and the
+    fixture's teardown checked "running?" then terminated a Run that had closed in between.)
+    """
     steps = [StepDefinition(name=f"s{i}", migrator_app="m") for i in range(3)]
     async with make_loom(steps=steps) as loom:
         original = migrator.dispatch_step
@@ -279,6 +285,10 @@ async def test_a_callback_that_beats_the_dispatch_answer_is_kept(make_loom, migr
         assert [k for k in loom.event_kinds(CID) if k[0] == "step_completed"] == [
             ("step_completed", f"s{i}", "completed") for i in range(3)
         ]
+        assert not await loom.engine.is_running(loom.run_id(CID))
+        with pytest.raises(errors.RunNotFound):
+            await loom.engine.step_event(loom.run_id(CID), callback("s2", "completed"))
+        assert len(loom.migrator.of(loom.migration_id)) == 3
 
 
 async def test_migrator_down_is_retried_then_fails_the_step_and_a_retry_succeeds(make_loom, migrator) -> None:
