@@ -436,7 +436,10 @@ class MetricsOverview(WireModel):
 
 
 class StepMetrics(WireModel):
-    """How one Step (by name) fares across Runs; durations are of successful completions only."""
+    """How one Step (by name) fares across Runs; durations are of successful completions only.
+
+    Percentiles are exact (nearest rank); each review's wait is counted in whole milliseconds.
+    """
 
     step_name: str
     count: int

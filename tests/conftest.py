@@ -26,6 +26,10 @@ TABLES = (
     "users",
     "api_tokens",
     "migration_owners",
+    "metrics_days",
+    "metrics_runs",
+    "metrics_steps",
+    "metrics_step_durations",
 )
 
 

@@ -1,8 +1,9 @@
-"""Metrics queries over the event log and the read model, portable across SQLite and PostgreSQL.
+"""Metrics queries over the rollups, the event log and the read model, portable across SQLite and PostgreSQL.
 
-Each metric is one aggregate query (a few for the overview and per-Step figures), answered
-from the indexes declared on StepEventRow; percentiles are exact nearest-rank values picked
-inside the database with window functions, so only a handful of rows ever reach Python.
+Counts, Run durations and per-Step figures read the rollups (store/rollups.py), which the event log
+writer keeps exact, so their cost does not grow with the log; recent failures, the burndown and the
+Prometheus snapshot read indexed slices of the log. Percentiles are exact nearest-rank values read by
+offset off a duration index, so only a handful of rows ever reach Python.
 SqlStore is the only caller: it owns the sessions and transactions.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, case, cast, exists, func, select
+from sqlalchemy import BigInteger, String, Table, case, cast, exists, func, select
 from sqlalchemy.orm import Session
 
 from loom_backend.domain import (
@@ -32,12 +33,25 @@ from loom_backend.domain import (
     StepStatus,
     TimelineDay,
 )
-from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
+from loom_backend.store.tables import (
+    CandidateRow,
+    MetricsDayRow,
+    MetricsRunRow,
+    MetricsStepDurationRow,
+    MetricsStepRow,
+    MigrationRow,
+    StepEventRow,
+    StepResultRow,
+)
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
 CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
 STEP_RESULTS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
+METRICS_DAYS: Table = MetricsDayRow.__table__  # type: ignore[attr-defined]
+METRICS_RUNS: Table = MetricsRunRow.__table__  # type: ignore[attr-defined]
+METRICS_STEPS: Table = MetricsStepRow.__table__  # type: ignore[attr-defined]
+METRICS_STEP_DURATIONS: Table = MetricsStepDurationRow.__table__  # type: ignore[attr-defined]
 
 SUCCEEDED = (StepStatus.COMPLETED.value, StepStatus.MERGED.value)
 FAILED = StepStatus.FAILED.value
@@ -58,21 +72,14 @@ class MetricsQueries:
     # -- dialect differences --------------------------------------------------------------
 
     def _day(self, column: Any) -> Any:
-        """The UTC day of a timestamp as 'YYYY-MM-DD' (SQLite stores UTC text; PostgreSQL needs the zone)."""
-        if self.dialect == "postgresql":
-            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-        return func.substr(column, 1, 10)
+        return sql_day_text(self.dialect, column)
 
     def _ms_between(self, later: Any, earlier: Any) -> Any:
-        if self.dialect == "postgresql":
-            return func.extract("epoch", later - earlier) * 1000.0
-        # julianday() is a double of ~2.4 million days: good to ~50 µs, so round to whole milliseconds.
-        return func.round((func.julianday(later) - func.julianday(earlier)) * 86_400_000.0)
+        return sql_ms_between(self.dialect, later, earlier)
 
     # -- overview -----------------------------------------------------------------------------
 
     def overview(self, session: Session, migration_id: str | None) -> MetricsOverview:
-        e = EVENTS
         migrations = session.execute(
             select(func.count()).select_from(MIGRATIONS).where(*_by(MIGRATIONS.c.id, migration_id))
         ).scalar_one()
@@ -83,22 +90,15 @@ class MetricsQueries:
             .group_by(CANDIDATES.c.status)
         ):
             by_status[CandidateStatus(status)] = n
-        counts: dict[tuple[str, str | None], int] = {}
-        for event_type, status, n in session.execute(
-            select(e.c.event_type, e.c.status, func.count())
-            .where(
-                e.c.event_type.in_(
-                    [EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.RUN_CANCELLED, EventType.STEP_COMPLETED]
-                ),
-                *_by(e.c.migration_id, migration_id),
-            )
-            .group_by(e.c.event_type, e.c.status)
-        ):
-            counts[(event_type, status)] = n
-
-        def total(event_type: EventType) -> int:
-            return sum(n for (t, _), n in counts.items() if t == event_type.value)
-
+        d = METRICS_DAYS
+        runs_started, runs_completed, runs_cancelled, steps_failed = session.execute(
+            select(
+                *(
+                    _total(column)
+                    for column in (d.c.runs_started, d.c.runs_completed, d.c.runs_cancelled, d.c.steps_failed)
+                )
+            ).where(*_by(d.c.migration_id, migration_id))
+        ).one()
         reviews_waiting = session.execute(
             select(func.count())
             .select_from(STEP_RESULTS)
@@ -112,10 +112,10 @@ class MetricsQueries:
             migration_id=migration_id,
             migrations=migrations,
             candidates=by_status,
-            runs_started=total(EventType.RUN_STARTED),
-            runs_completed=total(EventType.RUN_COMPLETED),
-            runs_cancelled=total(EventType.RUN_CANCELLED),
-            steps_failed=counts.get((EventType.STEP_COMPLETED.value, FAILED), 0),
+            runs_started=runs_started,
+            runs_completed=runs_completed,
+            runs_cancelled=runs_cancelled,
+            steps_failed=steps_failed,
             reviews_waiting=reviews_waiting,
             median_run_duration_ms=self._median_run_duration(session, migration_id),
         )
@@ -123,195 +123,94 @@ class MetricsQueries:
     def _median_run_duration(self, session: Session, migration_id: str | None) -> int | None:
         """From a Run's latest run_started to its run_completed (a Candidate can run again after a Cancel).
 
-        One pass over the Runs in index order (run_id, event_type, created_at); a completed Run never restarts.
+        Read off the duration index of metrics_runs: a count, then the nearest-rank row by offset.
         """
-        e = EVENTS
-        per_run = (
-            select(
-                func.max(case((e.c.event_type == EventType.RUN_STARTED.value, e.c.created_at))).label("started"),
-                func.max(case((e.c.event_type == EventType.RUN_COMPLETED.value, e.c.created_at))).label("done"),
-            )
-            .where(
-                e.c.event_type.in_([EventType.RUN_STARTED, EventType.RUN_COMPLETED]),
-                *_by(e.c.migration_id, migration_id),
-            )
-            .group_by(e.c.run_id)
-            .subquery()
-        )
-        durations = (
-            select(self._ms_between(per_run.c.done, per_run.c.started).label("ms"))
-            .where(per_run.c.done.is_not(None), per_run.c.started.is_not(None))
-            .subquery()
-        )
-        ranked = select(
-            durations.c.ms,
-            func.row_number().over(order_by=durations.c.ms).label("rn"),
-            func.count().over().label("n"),
-        ).subquery()
-        value = session.execute(select(ranked.c.ms).where(ranked.c.rn == _rank(ranked.c.n, 50))).scalar()
-        return None if value is None else round(value)
+        r = METRICS_RUNS
+        scope = [r.c.duration_ms.is_not(None), *_by(r.c.migration_id, migration_id)]
+        n = session.execute(select(func.count()).select_from(r).where(*scope)).scalar_one()
+        if not n:
+            return None
+        return session.execute(
+            select(r.c.duration_ms).where(*scope).order_by(r.c.duration_ms).limit(1).offset(_py_rank(n, 50) - 1)
+        ).scalar_one()
 
     # -- per Step -----------------------------------------------------------------------------
 
     def steps(self, session: Session, migration_id: str | None) -> StepMetricsResponse:
-        e = EVENTS
-        scope = _by(e.c.migration_id, migration_id)
-        rows: dict[str, dict[str, Any]] = {}
-
-        def row(name: str) -> dict[str, Any]:
-            return rows.setdefault(
-                name, {"count": 0, "succeeded": 0, "failures": 0, "retries": 0, "reviews": 0, "wait": 0.0}
+        r = METRICS_STEPS
+        totals = session.execute(
+            select(
+                r.c.step_name,
+                *(
+                    _total(column)
+                    for column in (
+                        r.c.completions,
+                        r.c.succeeded,
+                        r.c.failures,
+                        r.c.timed,
+                        r.c.retries,
+                        r.c.reviews,
+                        r.c.review_wait_ms,
+                    )
+                ),
             )
-
-        timed: dict[str, dict[str, int]] = {}  # successful completions with a duration, per status
-        for name, event_type, status, n, with_duration in session.execute(
-            select(e.c.step_name, e.c.event_type, e.c.status, func.count(), func.count(e.c.duration_ms))
-            .where(e.c.event_type.in_([EventType.STEP_COMPLETED, EventType.STEP_RETRIED]), *scope)
-            .group_by(e.c.step_name, e.c.event_type, e.c.status)
-        ):
-            r = row(name)
-            if event_type == EventType.STEP_RETRIED.value:
-                r["retries"] += n
-                continue
-            r["count"] += n
-            r["succeeded"] += n if status in SUCCEEDED else 0
-            r["failures"] += n if status == FAILED else 0
-            if status in SUCCEEDED and with_duration and name is not None:
-                timed.setdefault(name, {})[status] = with_duration
-        for name, (p50_ms, p95_ms) in self._duration_percentiles(session, migration_id, timed).items():
-            row(name).update(p50=p50_ms, p95=p95_ms)
-
-        review, waiting = EVENTS.alias("review"), EVENTS.alias("waiting")
-        waiting_since = (
-            select(func.max(waiting.c.created_at))
-            .where(
-                waiting.c.run_id == review.c.run_id,
-                waiting.c.event_type == EventType.STEP_UPDATED.value,
-                waiting.c.created_at <= review.c.created_at,
-                waiting.c.step_name == review.c.step_name,
-                waiting.c.status == StepStatus.AWAITING_REVIEW.value,
+            .where(*_by(r.c.migration_id, migration_id))
+            .group_by(r.c.step_name)
+            .order_by(r.c.step_name)
+        ).all()
+        steps = []
+        for name, count, succeeded, failures, timed, retries, reviews, wait in totals:
+            p50, p95 = (self._duration(session, migration_id, name, _py_rank(timed, p)) for p in (50, 95))
+            steps.append(
+                StepMetrics(
+                    step_name=name,
+                    count=count,
+                    succeeded=succeeded,
+                    failures=failures,
+                    success_rate=succeeded / count if count else None,
+                    retries=retries,
+                    p50_duration_ms=p50,
+                    p95_duration_ms=p95,
+                    reviews=reviews,
+                    avg_review_wait_ms=round(wait / reviews) if reviews else None,
+                    total_review_wait_ms=wait,
+                )
             )
-            .scalar_subquery()
-        )
-        waits = (
-            select(review.c.step_name, self._ms_between(review.c.created_at, waiting_since).label("ms"))
-            .where(
-                review.c.event_type.in_([EventType.REVIEW_APPROVED, EventType.REVIEW_REJECTED]),
-                *_by(review.c.migration_id, migration_id),
-            )
-            .subquery()
-        )
-        for name, n, wait in session.execute(
-            select(waits.c.step_name, func.count(waits.c.ms), func.sum(waits.c.ms)).group_by(waits.c.step_name)
-        ):
-            r = row(name)
-            r["reviews"], r["wait"] = n, float(wait or 0)
-
-        steps = [
-            StepMetrics(
-                step_name=name,
-                count=r["count"],
-                succeeded=r["succeeded"],
-                failures=r["failures"],
-                success_rate=r["succeeded"] / r["count"] if r["count"] else None,
-                retries=r["retries"],
-                p50_duration_ms=r.get("p50"),
-                p95_duration_ms=r.get("p95"),
-                reviews=r["reviews"],
-                avg_review_wait_ms=round(r["wait"] / r["reviews"]) if r["reviews"] else None,
-                total_review_wait_ms=round(r["wait"]),
-            )
-            for name, r in sorted(rows.items())
-            if name is not None
-        ]
         return StepMetricsResponse(migration_id=migration_id, steps=steps)
 
-    def _duration_percentiles(
-        self, session: Session, migration_id: str | None, timed: dict[str, dict[str, int]]
-    ) -> dict[str, tuple[int | None, int | None]]:
-        """Exact nearest-rank p50 and p95 of successful durations per Step.
-
-        PostgreSQL has percentile_disc (nearest rank) in one grouped query. SQLite has none and sorts slowly,
-        so it reads the k-th value straight off the (event_type, step_name, status, duration_ms) index, which is
-        already in duration order when a Step succeeds with one status (the usual case). A Step with both
-        merged and completed outcomes, or a query of one Migration (not in that index), uses a window query.
-        """
-        e = EVENTS
-        scope = _by(e.c.migration_id, migration_id)
-        successful = [
-            e.c.event_type == EventType.STEP_COMPLETED.value,
-            e.c.status.in_(SUCCEEDED),
-            e.c.duration_ms.is_not(None),
-            *scope,
-        ]
-        if self.dialect == "postgresql":
-            return {
-                name: (p50, p95)
-                for name, p50, p95 in session.execute(
-                    select(
-                        e.c.step_name,
-                        func.percentile_disc(0.5).within_group(e.c.duration_ms),
-                        func.percentile_disc(0.95).within_group(e.c.duration_ms),
-                    )
-                    .where(*successful)
-                    .group_by(e.c.step_name)
-                )
-            }
-        percentiles: dict[str, tuple[int | None, int | None]] = {}
-        for name, by_status in timed.items():
-            n = sum(by_status.values())
-            ranks = (_py_rank(n, 50), _py_rank(n, 95))
-            if len(by_status) == 1 and migration_id is None:
-                (status,) = by_status
-                values = [
-                    session.execute(
-                        select(e.c.duration_ms)
-                        .where(*successful, e.c.step_name == name, e.c.status == status)
-                        .order_by(e.c.duration_ms)
-                        .limit(1)
-                        .offset(rank - 1)
-                    ).scalar()
-                    for rank in ranks
-                ]
-                percentiles[name] = (values[0], values[1])
-                continue
-            ranked = (
-                select(e.c.duration_ms, func.row_number().over(order_by=e.c.duration_ms).label("rn"))
-                .where(*successful, e.c.step_name == name)
-                .subquery()
-            )
-            found = dict(session.execute(select(ranked.c.rn, ranked.c.duration_ms).where(ranked.c.rn.in_(ranks))).all())
-            percentiles[name] = (found.get(ranks[0]), found.get(ranks[1]))
-        return percentiles
+    def _duration(self, session: Session, migration_id: str | None, step_name: str, rank: int) -> int | None:
+        """The rank-th shortest successful duration of a Step: an exact nearest-rank percentile, off an index."""
+        if rank < 1:
+            return None
+        d = METRICS_STEP_DURATIONS
+        return session.execute(
+            select(d.c.duration_ms)
+            .where(d.c.step_name == step_name, *_by(d.c.migration_id, migration_id))
+            .order_by(d.c.duration_ms)
+            .limit(1)
+            .offset(rank - 1)
+        ).scalar()
 
     # -- over time ------------------------------------------------------------------------------
 
     def timeline(self, session: Session, migration_id: str | None, days: int, today: date) -> MetricsTimeline:
-        e = EVENTS
+        d = METRICS_DAYS
         first = today - timedelta(days=days - 1)
-        day = self._day(e.c.created_at)
         by_day = {first + timedelta(days=i): TimelineDay(date=first + timedelta(days=i)) for i in range(days)}
-        for day_text, event_type, status, n in session.execute(
-            select(day, e.c.event_type, e.c.status, func.count())
-            .where(
-                e.c.event_type.in_([EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.STEP_COMPLETED]),
-                e.c.created_at >= _midnight(first),
-                e.c.created_at < _midnight(today + timedelta(days=1)),
-                *_by(e.c.migration_id, migration_id),
+        for day, started, completed, succeeded, failed in session.execute(
+            select(
+                d.c.day,
+                _total(d.c.runs_started),
+                _total(d.c.runs_completed),
+                _total(d.c.steps_succeeded),
+                _total(d.c.steps_failed),
             )
-            .group_by(day, e.c.event_type, e.c.status)
+            .where(d.c.day >= first, d.c.day <= today, *_by(d.c.migration_id, migration_id))
+            .group_by(d.c.day)
         ):
-            entry = by_day.get(date.fromisoformat(day_text))
-            if entry is None:
-                continue
-            if event_type == EventType.RUN_STARTED.value:
-                entry.runs_started += n
-            elif event_type == EventType.RUN_COMPLETED.value:
-                entry.runs_completed += n
-            elif status in SUCCEEDED:
-                entry.steps_completed += n
-            elif status == FAILED:
-                entry.steps_failed += n
+            entry = by_day[day]
+            entry.runs_started, entry.runs_completed = started, completed
+            entry.steps_completed, entry.steps_failed = succeeded, failed
         return MetricsTimeline(migration_id=migration_id, days=list(by_day.values()))
 
     def failures(self, session: Session, migration_id: str | None, limit: int) -> FailureList:
@@ -457,16 +356,31 @@ class MetricsQueries:
         return sorted(keys)
 
 
+def sql_day_text(dialect: str, column: Any) -> Any:
+    """The UTC day of a timestamp as 'YYYY-MM-DD' (SQLite stores UTC text; PostgreSQL needs the zone)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)
+
+
+def sql_ms_between(dialect: str, later: Any, earlier: Any) -> Any:
+    if dialect == "postgresql":
+        return func.extract("epoch", later - earlier) * 1000.0
+    # julianday() is a double of ~2.4 million days: good to ~50 µs, so round to whole milliseconds.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86_400_000.0)
+
+
 def _by(column: Any, value: str | None) -> list[Any]:
     return [column == value] if value else []
 
 
-def _rank(n: Any, percent: int) -> Any:
-    """Nearest-rank percentile position, ceil(n * p / 100), in integer arithmetic both databases share."""
-    return (n * percent + 99) // 100
+def _total(column: Any) -> Any:
+    """A counter's sum as an integer (PostgreSQL sums bigints as numeric)."""
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
 
 
 def _py_rank(n: int, percent: int) -> int:
+    """Nearest-rank percentile position, ceil(n * p / 100), in integer arithmetic."""
     return (n * percent + 99) // 100
 
 

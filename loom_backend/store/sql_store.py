@@ -42,6 +42,7 @@ from loom_backend.domain import (
     run_id,
 )
 from loom_backend.store.metrics import MetricsQueries
+from loom_backend.store.rollups import Rollups
 from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
@@ -394,7 +395,16 @@ class SqlStore:
         table = STEP_EVENTS
         statement = self._insert(table).values(row).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
         with self._session() as session:
-            return session.execute(statement).first() is not None
+            inserted = session.execute(statement).first()
+            if inserted is None:
+                return False
+            Rollups(self._dialect).apply(session, inserted.id, row)
+            return True
+
+    def rebuild_rollups(self) -> None:
+        """Recompute the metrics rollups from the event log, for events written around append_event (bulk loads)."""
+        with self._session() as session:
+            Rollups(self._dialect).rebuild(session)
 
     def list_events(
         self,

@@ -6,10 +6,10 @@ migrations agree.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Column, Date, DateTime, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -80,12 +80,10 @@ class StepEventRow(SQLModel, table=True):
         Index("ix_step_events_migration_time", "migration_id", "created_at"),
         Index("ix_step_events_migration_candidate", "migration_id", "candidate_id"),
         Index("ix_step_events_type_time", "event_type", "created_at"),
-        # Metrics (store/metrics.py): outcome counts, timelines and recent failures, overall and per Migration.
+        # Metrics (store/metrics.py): recent failures and Prometheus outcomes, overall and per Migration.
         Index("ix_step_events_type_status_time", "event_type", "status", "created_at"),
         Index("ix_step_events_migration_type_status_time", "migration_id", "event_type", "status", "created_at"),
-        # Per-Step durations, read in order for the percentiles without touching the table.
-        Index("ix_step_events_type_step_status_duration", "event_type", "step_name", "status", "duration_ms"),
-        # The event before or after another of the same Run: Run durations, review waits, callback latency.
+        # The event before or after another of the same Run: review waits (store/rollups.py), callback latency.
         Index("ix_step_events_run_type_time", "run_id", "event_type", "created_at"),
     )
 
@@ -104,6 +102,76 @@ class StepEventRow(SQLModel, table=True):
     duration_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     meta: dict[str, str] = _json("metadata")
     created_at: datetime = _time()
+
+
+# -- metrics rollups: written with each new event (store/rollups.py), read by store/metrics.py ------------
+
+
+def _count() -> Any:
+    return Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class MetricsDayRow(SQLModel, table=True):
+    """What happened on one UTC day in one Migration: the overview and timeline sum these rows."""
+
+    __tablename__ = "metrics_days"
+
+    day: date = Field(sa_column=Column(Date, primary_key=True))
+    migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    runs_started: int = _count()
+    runs_completed: int = _count()
+    runs_cancelled: int = _count()
+    steps_succeeded: int = _count()
+    steps_failed: int = _count()
+
+
+class MetricsRunRow(SQLModel, table=True):
+    """A Run's latest run_started and run_completed, and the whole milliseconds between them."""
+
+    __tablename__ = "metrics_runs"
+    __table_args__ = (
+        Index("ix_metrics_runs_duration", "duration_ms"),
+        Index("ix_metrics_runs_migration_duration", "migration_id", "duration_ms"),
+    )
+
+    run_id: str = Field(sa_column=Column(String(260), primary_key=True))
+    migration_id: str = Field(sa_column=Column(String(128), nullable=False))
+    started_at: datetime | None = _time(nullable=True)
+    completed_at: datetime | None = _time(nullable=True)
+    duration_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class MetricsStepRow(SQLModel, table=True):
+    """Outcomes, retries and review waits of one Step (by name) in one Migration."""
+
+    __tablename__ = "metrics_steps"
+
+    migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    step_name: str = Field(sa_column=Column(String(128), primary_key=True))
+    completions: int = _count()
+    succeeded: int = _count()
+    failures: int = _count()
+    timed: int = _count()
+    retries: int = _count()
+    reviews: int = _count()
+    review_wait_ms: int = _count()
+
+
+class MetricsStepDurationRow(SQLModel, table=True):
+    """One successful, timed Step completion (keyed by its event), indexed in duration order for exact percentiles."""
+
+    __tablename__ = "metrics_step_durations"
+    __table_args__ = (
+        Index("ix_metrics_step_durations_step_duration", "step_name", "duration_ms"),
+        Index("ix_metrics_step_durations_migration_step_duration", "migration_id", "step_name", "duration_ms"),
+    )
+
+    event_id: int = Field(
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    )
+    migration_id: str = Field(sa_column=Column(String(128), nullable=False))
+    step_name: str = Field(sa_column=Column(String(128), nullable=False))
+    duration_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class UserRow(SQLModel, table=True):
