@@ -374,19 +374,7 @@ class SqlStore:
     def step_results(self, run_id: str) -> list[StepResult]:
         with self._session() as session:
             rows = session.execute(select(STEP_RESULTS).where(STEP_RESULTS.c.run_id == run_id)).mappings()
-            results = [
-                StepResult(
-                    step_name=r["step_name"],
-                    candidate_id=r["candidate_id"],
-                    status=StepStatus(r["status"]),
-                    metadata=r["metadata"] or {},
-                    pr_url=r["pr_url"],
-                    started_at=_utc(r["started_at"]),
-                    updated_at=_utc(r["updated_at"]),
-                    completed_at=_utc(r["completed_at"]),
-                )
-                for r in rows
-            ]
+            results = [_step_result(r) for r in rows]
         return sorted(results, key=lambda r: r.started_at or _now())
 
     def append_event(self, event: StepEvent, key: str) -> bool:
@@ -501,16 +489,7 @@ class SqlStore:
             return [
                 (
                     r["migration_id"],
-                    StepResult(
-                        step_name=r["step_name"],
-                        candidate_id=r["candidate_id"],
-                        status=StepStatus(r["status"]),
-                        metadata=r["metadata"] or {},
-                        pr_url=r["pr_url"],
-                        started_at=_utc(r["started_at"]),
-                        updated_at=_utc(r["updated_at"]),
-                        completed_at=_utc(r["completed_at"]),
-                    ),
+                    _step_result(r),
                 )
                 for r in rows
             ]
@@ -575,6 +554,19 @@ def _row_mapping(row: CandidateRow) -> dict[str, Any]:
 
 
 _CANDIDATES = TypeAdapter(list[Candidate])
+
+
+def _step_result(r: Any) -> StepResult:
+    return StepResult(
+        step_name=r["step_name"],
+        candidate_id=r["candidate_id"],
+        status=StepStatus(r["status"]),
+        metadata=r["metadata"] or {},
+        pr_url=r["pr_url"],
+        started_at=_utc(r["started_at"]),
+        updated_at=_utc(r["updated_at"]),
+        completed_at=_utc(r["completed_at"]),
+    )
 
 
 def _candidate_data(r: Any) -> dict[str, Any]:
