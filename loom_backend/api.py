@@ -8,10 +8,11 @@ import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -147,6 +148,25 @@ class _BodyTooLarge(Exception):
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path on this site, never another origin ('//host', '/\\host', 'https:')."""
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\t"):
+        return "/"
+    return target
+
+
+def _set_session_cookie(response: Response, access: AccessControl, secret: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(access.session_lifetime.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=access.secure_cookie,
+    )
 
 
 def _bearer(request: Request) -> str | None:
@@ -290,15 +310,34 @@ def create_api(
         """Check a built-in account's password; answer with who signed in and set the `loom_session` cookie."""
         secret, principal = await asyncio.to_thread(access.login, body.username, body.password)
         response = JSONResponse(Identity.of(principal).model_dump(mode="json"))
-        response.set_cookie(
-            SESSION_COOKIE,
-            secret,
-            max_age=int(access.session_lifetime.total_seconds()),
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=access.secure_cookie,
-        )
+        _set_session_cookie(response, access, secret)
+        return response
+
+    @router.post(
+        "/auth/login-form",
+        tags=["auth"],
+        status_code=303,
+        response_class=RedirectResponse,
+        responses={
+            303: {"description": "To `next` when signed in; back to /login?failed=1 when not"},
+            **_errors(413, 422),
+        },
+    )
+    async def login_form(
+        access: Access,
+        username: Annotated[str, Form(max_length=128)] = "",
+        password: Annotated[str, Form(max_length=1024)] = "",
+        next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
+    ) -> Response:
+        """The sign-in page's plain HTML form: the browser posts it and follows the redirect, cookie set."""
+        target = local_path(next_)
+        try:
+            secret, _ = await asyncio.to_thread(access.login, username, password)
+        except errors.Unauthenticated:
+            query = urlencode({"failed": "1", "username": username, "next": target})
+            return RedirectResponse(f"/login?{query}", status_code=303)
+        response = RedirectResponse(target, status_code=303)
+        _set_session_cookie(response, access, secret)
         return response
 
     @router.post("/auth/logout", tags=["auth"], status_code=204)

@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     open_pr_attention_hours: float = Field(24.0, description="An open PR older than this shows in Needs me.")
     demo: bool = Field(True, description="`loom up` also starts the demo Migrator.")
     demo_port: int = Field(8050, description="Port of the demo Migrator.")
-    actor: str = Field("operator", description="Name recorded as the actor of board actions until sign-in exists.")
     migrator_url_allow: str = Field(
         DEFAULT_MIGRATOR_URL_ALLOW,
         description="Hosts Loom may call as Migrators: comma-separated networks (10.0.0.0/8), names, *.wildcards or *. "

@@ -451,3 +451,20 @@ def failure_row(f: FailedStep, migration_names: Mapping[str, str], now: datetime
         when=relative_time(f.failed_at, now),
         clock=clock_time(f.failed_at),
     )
+
+
+def cookie_value(header: str, name: str) -> str:
+    """One cookie out of a Cookie request header; "" when absent. Tolerant of malformed pairs, unlike SimpleCookie."""
+    for pair in header.split(";"):
+        key, sep, value = pair.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return ""
+
+
+def login_href(path: str, query: str = "") -> str:
+    """The sign-in page, told where to come back to afterwards."""
+    here = path + (f"?{query}" if query else "")
+    return (
+        "/login" if here in ("", "/", "/login") or here.startswith("/login?") else f"/login?{urlencode({'next': here})}"
+    )

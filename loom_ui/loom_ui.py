@@ -1,4 +1,7 @@
-"""The Reflex app: the operator board, with Loom's HTTP API mounted under /api and Loom started in its lifespan."""
+"""The Reflex app: the operator board, with Loom's HTTP API mounted under /api and Loom started in its lifespan.
+
+Every page but /login asks `LoomState.require_sign_in` first; its own handlers load nothing for nobody.
+"""
 
 import reflex as rx
 
@@ -7,9 +10,11 @@ from loom_backend.bootstrap import current_service, running
 from loom_ui.pages.board import BoardState, board_page
 from loom_ui.pages.candidate import CandidateState, candidate_page
 from loom_ui.pages.inbox import InboxState, inbox_page
+from loom_ui.pages.login import LoginState, login_page
 from loom_ui.pages.metrics import MetricsState, MigrationMetricsState, metrics_page
 from loom_ui.pages.migrations import MigrationsState, migrations_page
 from loom_ui.pages.preview import PreviewState, preview_page
+from loom_ui.state import LoomState
 
 app = rx.App(
     api_transformer=create_api(current_service),
@@ -17,25 +22,45 @@ app = rx.App(
 )
 app.register_lifespan_task(running)
 app.add_page(
-    migrations_page, route="/", title="Migrations · Loom", on_load=[MigrationsState.load, MigrationsState.watch]
+    migrations_page,
+    route="/",
+    title="Migrations · Loom",
+    on_load=[LoomState.require_sign_in, MigrationsState.load, MigrationsState.watch],
 )
 app.add_page(
     board_page,
     route="/migrations/[migration_id]",
     title="Board · Loom",
-    on_load=[BoardState.load, BoardState.watch, MigrationMetricsState.load, MigrationMetricsState.watch],
+    on_load=[
+        LoomState.require_sign_in,
+        BoardState.load,
+        BoardState.watch,
+        MigrationMetricsState.load,
+        MigrationMetricsState.watch,
+    ],
 )
 app.add_page(
     candidate_page,
     route="/migrations/[migration_id]/candidates/[candidate_id]",
     title="Candidate · Loom",
-    on_load=[CandidateState.load, CandidateState.watch],
+    on_load=[LoomState.require_sign_in, CandidateState.load, CandidateState.watch],
 )
 app.add_page(
     preview_page,
     route="/migrations/[migration_id]/preview/[candidate_id]",
     title="Preview · Loom",
-    on_load=PreviewState.load,
+    on_load=[LoomState.require_sign_in, PreviewState.load],
 )
-app.add_page(inbox_page, route="/inbox", title="Needs me · Loom", on_load=[InboxState.load, InboxState.watch])
-app.add_page(metrics_page, route="/metrics", title="Metrics · Loom", on_load=[MetricsState.load, MetricsState.watch])
+app.add_page(
+    inbox_page,
+    route="/inbox",
+    title="Needs me · Loom",
+    on_load=[LoomState.require_sign_in, InboxState.load, InboxState.watch],
+)
+app.add_page(
+    metrics_page,
+    route="/metrics",
+    title="Metrics · Loom",
+    on_load=[LoomState.require_sign_in, MetricsState.load, MetricsState.watch],
+)
+app.add_page(login_page, route="/login", title="Sign in · Loom", on_load=LoginState.load)

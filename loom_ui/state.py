@@ -1,6 +1,7 @@
-"""State every page shares: the Needs me count in the navigation, the service handle, live polling.
+"""State every page shares: who is signed in, the Needs me count in the navigation, the service handle, live polling.
 
-Imports no pages. Handlers reach Loom only through `LoomService` (never SQL or the ExecutionEngine).
+Imports no pages. Handlers reach Loom only through `LoomService` (never SQL or the ExecutionEngine), and act as the
+principal the request's `loom_session` cookie (or the authenticating proxy's header) names.
 """
 
 from __future__ import annotations
@@ -8,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import reflex as rx
 
 from loom_backend import errors
+from loom_backend.api import SESSION_COOKIE
+from loom_backend.auth import Principal, PrincipalKind, Role
 from loom_backend.bootstrap import current
 from loom_backend.service import LoomService
+from loom_ui import format as fmt
 
 POLL_SECONDS = 0.4
 # A tab that went away (closed, lost its connection) stops its polling loop after this long.
@@ -25,9 +30,22 @@ def service() -> LoomService:
     return current().service
 
 
-def actor() -> str:
-    """Who board actions are recorded as, until sign-in exists."""
-    return current().settings.actor
+VIEWERS_CANT = "Viewers can't change Runs"
+
+
+def principal_of(raw_headers: Mapping[str, str], cookie: str) -> Principal | None:
+    """Who sent these websocket headers: the proxy's header when Loom trusts one, else the session cookie.
+
+    The same order as the API's; blocking (a database read), so handlers run it in a thread.
+    """
+    access = current().access
+    if access.proxy_header and (name := raw_headers.get(access.proxy_header.lower(), "")):
+        try:
+            return access.proxy_user(name)
+        except errors.Unauthenticated:
+            return None
+    secret = fmt.cookie_value(cookie, SESSION_COOKIE)
+    return access.session(secret) if 0 < len(secret) <= 256 else None
 
 
 def error_text(exc: BaseException) -> str:
@@ -54,9 +72,48 @@ class MetaPair:
 
 
 class LoomState(rx.State):
-    """The root of Loom's page states: what the navigation shows on every page."""
+    """The root of Loom's page states: who is signed in, and what the navigation shows on every page."""
 
     needs_me_count: int = 0
+    user_name: str = ""
+    user_role: str = ""
+    user_via_proxy: bool = False
+
+    @rx.var
+    def can_operate(self) -> bool:
+        return self.user_role in (Role.OPERATOR.value, Role.ADMIN.value)
+
+    async def _principal(self) -> Principal | None:
+        headers = self.router.headers
+        return await asyncio.to_thread(principal_of, dict(headers.raw_headers), headers.cookie)
+
+    async def _signed_in(self) -> bool:
+        """Resolve who is signed in and remember it for the navigation; every page handler asks this itself,
+        since Reflex does not promise to finish `require_sign_in` before a page's background `watch` starts."""
+        principal = await self._principal()
+        self.user_name = principal.name if principal else ""
+        self.user_role = principal.role.value if principal and principal.role else ""
+        self.user_via_proxy = principal is not None and principal.kind == PrincipalKind.PROXY_USER
+        return principal is not None
+
+    @rx.event
+    async def require_sign_in(self):
+        """First on every page: send a browser nobody signed in to the sign-in page, to come back afterwards."""
+        if not await self._signed_in():
+            return rx.redirect(fmt.login_href(self.router.url.path, self.router.url.query))
+        return None
+
+    async def _actor(self) -> str:
+        """The operator an action is recorded under, checked again here: the buttons a viewer sees are not the guard,
+        and a session may have ended since the page loaded."""
+        principal = await self._principal()
+        if principal is None:
+            raise errors.Unauthenticated("Your sign-in has ended; reload the page and sign in again")
+        if principal.role is None or not principal.role.allows(Role.OPERATOR):
+            raise errors.Forbidden(
+                f"{VIEWERS_CANT}: {principal.name} is a viewer; an admin can give you the operator role"
+            )
+        return principal.name
 
     async def _count_needs_me(self) -> None:
         loom = current()
@@ -85,6 +142,8 @@ class LiveMixin(rx.State, mixin=True):
     @rx.event(background=True)
     async def watch(self):
         async with self:
+            if not await self._signed_in():
+                return
             self._watch_generation += 1
             generation = self._watch_generation
             path = self.router.url.path

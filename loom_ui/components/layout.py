@@ -1,9 +1,10 @@
-"""The page frame: navigation with the Needs me count, and a centred content column."""
+"""The page frame: navigation with the Needs me count and who is signed in, and a centred content column."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from loom_ui.components.access import user_menu
 from loom_ui.state import LoomState
 
 
@@ -54,6 +55,7 @@ def navbar() -> rx.Component:
                 margin_left="24px",
             ),
             rx.spacer(),
+            user_menu(),
             rx.color_mode.button(size="2", variant="ghost", aria_label="Switch light or dark mode"),
             align="center",
             max_width="1440px",

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import reflex as rx
 
+from loom_backend import errors
 from loom_backend.domain import CandidateStatus, CandidateView, Migration
 from loom_ui import format as fmt
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
 from loom_ui.components.status import status_badge
 from loom_ui.pages.metrics import metrics_panel
-from loom_ui.state import LiveMixin, LoomState, MetaPair, actor, error_text, service
+from loom_ui.state import LiveMixin, LoomState, MetaPair, error_text, service
 
 PAGE_SIZE = 50
 COLUMNS = [
@@ -157,6 +158,8 @@ class BoardState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         mid = self.migration_id
         f = fmt.parse_board_query(self.router.url.query_parameters)
         self.filter_text, self.filter_kind, self.filter_attention = f.text, f.kind, f.attention
@@ -266,6 +269,10 @@ class BoardState(LiveMixin, LoomState):
         async with self:
             if self.busy or not self.selected:
                 return None
+            try:
+                who = await self._actor()
+            except errors.LoomError as exc:
+                return rx.toast.error(error_text(exc), duration=8000)
             self.busy = "bulk-start"
             mid = self.migration_id
             chosen = list(self.selected)
@@ -273,7 +280,7 @@ class BoardState(LiveMixin, LoomState):
         failures: list[str] = []
         for cid in chosen:
             try:
-                await service().start_run(mid, cid, inputs, actor())
+                await service().start_run(mid, cid, inputs, who)
             except Exception as exc:
                 failures.append(f"{cid}: {error_text(exc)}")
         async with self:
@@ -322,7 +329,7 @@ def candidate_card(c: CardView) -> rx.Component:
         rx.vstack(
             rx.hstack(
                 rx.cond(
-                    c.selectable,
+                    c.selectable & LoomState.can_operate,
                     rx.checkbox(
                         checked=BoardState.selected.contains(c.id),
                         on_change=lambda v: BoardState.toggle(c.id, v),

@@ -11,10 +11,11 @@ import reflex as rx
 from loom_backend import errors
 from loom_backend.domain import CandidateStatus, StepDefinition, StepEvent, StepResult, StepStatus, steps_for
 from loom_ui import format as fmt
+from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
 from loom_ui.components.status import status_badge
 from loom_ui.pages.board import InputField
-from loom_ui.state import LiveMixin, LoomState, MetaPair, actor, error_text, service
+from loom_ui.state import LiveMixin, LoomState, MetaPair, error_text, service
 
 EVENTS_PAGE = 50
 
@@ -183,6 +184,8 @@ class CandidateState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         self.not_found = ""
         self.inputs_open = self.cancel_open = False
         self.comment = ""
@@ -232,14 +235,17 @@ class CandidateState(LiveMixin, LoomState):
 
     # -- actions: one request at a time, with a toast either way ------------------------------
 
-    async def _act(self, key: str, call: Callable[[str, str], Awaitable[None]], done: str):
+    async def _act(self, key: str, call: Callable[[str, str, str], Awaitable[None]], done: str):
+        """Run `call(migration, candidate, actor)` as the signed-in operator; viewers are refused here too."""
         async with self:
             if self.busy:
                 return None
             self.busy = key
             mid, cid = self.migration_id, self.candidate_id
         try:
-            await call(mid, cid)
+            async with self:
+                who = await self._actor()
+            await call(mid, cid, who)
         except Exception as exc:
             async with self:
                 self.busy = ""
@@ -261,24 +267,24 @@ class CandidateState(LiveMixin, LoomState):
     async def start(self):
         async with self:
             inputs = self._input_values()
-        return await self._act("start", lambda mid, cid: service().start_run(mid, cid, inputs, actor()), "Run started")
+        return await self._act("start", lambda mid, cid, who: service().start_run(mid, cid, inputs, who), "Run started")
 
     @rx.event(background=True)
     async def save_inputs(self):
         async with self:
             inputs = self._input_values()
         return await self._act(
-            "inputs", lambda mid, cid: service().update_inputs(mid, cid, inputs, actor()), "Inputs saved"
+            "inputs", lambda mid, cid, who: service().update_inputs(mid, cid, inputs, who), "Inputs saved"
         )
 
     @rx.event(background=True)
     async def cancel(self):
-        return await self._act("cancel", lambda mid, cid: service().cancel_run(mid, cid, actor()), "Run cancelled")
+        return await self._act("cancel", lambda mid, cid, who: service().cancel_run(mid, cid, who), "Run cancelled")
 
     @rx.event(background=True)
     async def retry(self, step: str):
         return await self._act(
-            f"retry:{step}", lambda mid, cid: service().retry_step(mid, cid, step, actor()), f"Retrying {step}"
+            f"retry:{step}", lambda mid, cid, who: service().retry_step(mid, cid, step, who), f"Retrying {step}"
         )
 
     @rx.event(background=True)
@@ -287,7 +293,7 @@ class CandidateState(LiveMixin, LoomState):
             comment = self.comment.strip() or None
         return await self._act(
             f"{'approve' if approved else 'reject'}:{step}",
-            lambda mid, cid: service().review_step(mid, cid, step, approved, actor(), comment),
+            lambda mid, cid, who: service().review_step(mid, cid, step, approved, who, comment),
             f"{step} {'approved' if approved else 'rejected'}",
         )
 
@@ -295,7 +301,7 @@ class CandidateState(LiveMixin, LoomState):
     async def mark_merged(self, step: str):
         return await self._act(
             f"merged:{step}",
-            lambda mid, cid: service().mark_merged(mid, cid, step, actor()),
+            lambda mid, cid, who: service().mark_merged(mid, cid, step, who),
             f"{step} marked as merged",
         )
 
@@ -306,14 +312,16 @@ S = CandidateState
 
 
 def _action_button(label, icon: str, key, on_click, testid: str, **props) -> rx.Component:
-    return rx.button(
-        rx.icon(icon, size=14),
-        label,
-        on_click=on_click,
-        loading=S.busy == key,
-        disabled=S.busy != "",
-        data_testid=testid,
-        **props,
+    return operator_only(
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            on_click=on_click,
+            loading=S.busy == key,
+            disabled=viewer_locked(S.busy != ""),
+            data_testid=testid,
+            **props,
+        )
     )
 
 
@@ -344,6 +352,7 @@ def _step_actions(s: StepView) -> rx.Component:
                     placeholder="Comment (optional)",
                     width="100%",
                     rows="2",
+                    disabled=~LoomState.can_operate,
                     data_testid="review-comment",
                 ),
                 rx.hstack(
@@ -620,30 +629,40 @@ def _header_actions() -> rx.Component:
                 _action_button("Start", "play", "start", S.start, "start"),
             ),
         ),
-        rx.link(
-            rx.button(rx.icon("eye", size=14), "Preview", variant="soft"), href=preview_href, data_testid="preview"
+        rx.cond(
+            LoomState.can_operate,
+            rx.link(
+                rx.button(rx.icon("eye", size=14), "Preview", variant="soft"), href=preview_href, data_testid="preview"
+            ),
+            operator_only(
+                rx.button(rx.icon("eye", size=14), "Preview", variant="soft", disabled=True, data_testid="preview")
+            ),
         ),
         rx.cond(
             S.inputs.length() > 0,
-            rx.button(
-                rx.icon("pencil", size=14),
-                "Edit inputs",
-                variant="soft",
-                on_click=S.open_inputs("edit"),
-                disabled=S.busy != "",
-                data_testid="edit-inputs",
+            operator_only(
+                rx.button(
+                    rx.icon("pencil", size=14),
+                    "Edit inputs",
+                    variant="soft",
+                    on_click=S.open_inputs("edit"),
+                    disabled=viewer_locked(S.busy != ""),
+                    data_testid="edit-inputs",
+                )
             ),
         ),
         rx.cond(
             S.status == "running",
-            rx.button(
-                rx.icon("square", size=14),
-                "Cancel",
-                color_scheme="red",
-                variant="soft",
-                on_click=S.set_cancel_open(True),
-                disabled=S.busy != "",
-                data_testid="cancel",
+            operator_only(
+                rx.button(
+                    rx.icon("square", size=14),
+                    "Cancel",
+                    color_scheme="red",
+                    variant="soft",
+                    on_click=S.set_cancel_open(True),
+                    disabled=viewer_locked(S.busy != ""),
+                    data_testid="cancel",
+                )
             ),
         ),
         spacing="2",

@@ -9,8 +9,9 @@ import reflex as rx
 
 from loom_backend.service import WaitingStep
 from loom_ui import format as fmt
+from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import empty_state, page, skeleton_rows
-from loom_ui.state import LiveMixin, LoomState, actor, current, error_text, service
+from loom_ui.state import LiveMixin, LoomState, current, error_text, service
 
 REASONS = {
     "review": ("Awaiting review", "amber", "eye"),
@@ -70,6 +71,8 @@ class InboxState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         try:
             await self._reload()
         except Exception as exc:
@@ -87,12 +90,14 @@ class InboxState(LiveMixin, LoomState):
             self.busy = f"{action}:{key}"
         s = service()
         try:
+            async with self:
+                who = await self._actor()
             if action == "approve":
-                await s.review_step(row.migration_id, row.candidate_id, row.step, True, actor(), None)
+                await s.review_step(row.migration_id, row.candidate_id, row.step, True, who, None)
             elif action == "retry":
-                await s.retry_step(row.migration_id, row.candidate_id, row.step, actor())
+                await s.retry_step(row.migration_id, row.candidate_id, row.step, who)
             elif action == "merged":
-                await s.mark_merged(row.migration_id, row.candidate_id, row.step, actor())
+                await s.mark_merged(row.migration_id, row.candidate_id, row.step, who)
         except Exception as exc:
             async with self:
                 self.busy = ""
@@ -105,15 +110,17 @@ class InboxState(LiveMixin, LoomState):
 
 
 def _action(row: WaitingRow, action: str, label: str, icon: str, **props) -> rx.Component:
-    return rx.button(
-        rx.icon(icon, size=14),
-        label,
-        size="2",
-        on_click=InboxState.act(row.key, action),
-        loading=InboxState.busy == action + ":" + row.key,
-        disabled=InboxState.busy != "",
-        data_testid="inbox-" + action,
-        **props,
+    return operator_only(
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            size="2",
+            on_click=InboxState.act(row.key, action),
+            loading=InboxState.busy == action + ":" + row.key,
+            disabled=viewer_locked(InboxState.busy != ""),
+            data_testid="inbox-" + action,
+            **props,
+        )
     )
 
 

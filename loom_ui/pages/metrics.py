@@ -105,6 +105,8 @@ class MetricsState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         await self._reload()
         await self._count_needs_me()
         self.loading = False
@@ -127,6 +129,8 @@ class MigrationMetricsState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         self.loading = True
         try:
             await self._reload()

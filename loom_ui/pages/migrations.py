@@ -70,6 +70,8 @@ class MigrationsState(LiveMixin, LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         self.announce_curl = fmt.announce_curl(current().settings.public_url)
         try:
             await self._reload()

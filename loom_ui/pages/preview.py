@@ -8,8 +8,9 @@ import reflex as rx
 
 from loom_backend.domain import CandidateStatus, DryRunCandidateRequest, DryRunResult, FileDiffStatus
 from loom_ui import format as fmt
+from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
-from loom_ui.state import LoomState, actor, error_text, service
+from loom_ui.state import LoomState, error_text, service
 
 FILE_STATUS = {
     FileDiffStatus.NEW: ("New", "green"),
@@ -68,10 +69,13 @@ class PreviewState(LoomState):
 
     @rx.event
     async def load(self):
+        if not await self._signed_in():
+            return
         self.loading, self.error, self.steps = True, "", []
         yield
         mid, cid = self.migration_id, self.candidate_id
         try:
+            await self._actor()  # a dry run asks the Migrator to do the work: operators only, as in the API
             self.migration_name = (await service().get_migration(mid, with_candidates=False)).name
             self.candidate_status = (await service().get_candidate(mid, cid)).status.value
             await self._count_needs_me()
@@ -88,7 +92,9 @@ class PreviewState(LoomState):
             self.busy = True
             mid, cid = self.migration_id, self.candidate_id
         try:
-            await service().start_run(mid, cid, {}, actor())
+            async with self:
+                who = await self._actor()
+            await service().start_run(mid, cid, {}, who)
         except Exception as exc:
             async with self:
                 self.busy = False
@@ -209,13 +215,15 @@ def preview_page() -> rx.Component:
             rx.spacer(),
             rx.cond(
                 P.candidate_status == "not_started",
-                rx.button(
-                    rx.icon("play", size=14),
-                    "Start",
-                    on_click=P.start,
-                    loading=P.busy,
-                    disabled=P.busy,
-                    data_testid="preview-start",
+                operator_only(
+                    rx.button(
+                        rx.icon("play", size=14),
+                        "Start",
+                        on_click=P.start,
+                        loading=P.busy,
+                        disabled=viewer_locked(P.busy),
+                        data_testid="preview-start",
+                    )
                 ),
             ),
             align="end",

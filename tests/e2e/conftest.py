@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    E2E_OPERATOR,
     ROOT,
     FakeMigrator,
     Loom,
@@ -39,8 +40,22 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any], loom: Loom) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 1280, "height": 800}, "base_url": loom.url}
+def operator_session(loom: Loom) -> dict[str, Any]:
+    """One sign-in for the whole session: every browser context starts with this operator's cookie."""
+    loom.add_user(E2E_OPERATOR, "operator")
+    return {"cookies": [loom.session_cookie(E2E_OPERATOR)], "origins": []}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(
+    browser_context_args: dict[str, Any], loom: Loom, operator_session: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        **browser_context_args,
+        "viewport": {"width": 1280, "height": 800},
+        "base_url": loom.url,
+        "storage_state": operator_session,
+    }
 
 
 @pytest.fixture(scope="session")

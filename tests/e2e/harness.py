@@ -44,6 +44,9 @@ MIGRATOR_TOKEN = "e2e-migrator-" + "m" * 40
 OPERATOR_TOKEN = "e2e-operator-" + "o" * 40
 MIGRATOR_AUTH = {"Authorization": f"Bearer {MIGRATOR_TOKEN}"}
 OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+# The board's tests sign in as this operator (conftest.py); test_sign_in.py adds its own accounts.
+E2E_OPERATOR = "e2e-operator"
+E2E_PASSWORD = "e2e-correct-horse-battery"
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -98,11 +101,39 @@ class FakeMigrator:
 
 @dataclass
 class Loom:
-    """The running app, and how a test plays the Migrator against it."""
+    """The running app, and how a test plays the Migrator against it (and an admin adding accounts)."""
 
     url: str
     migrator: FakeMigrator
     client: httpx.Client
+    data_dir: Path
+
+    def add_user(self, name: str, role: str, password: str = E2E_PASSWORD) -> None:
+        """An account in the app's own database, as `loom user add` makes one."""
+        from loom_backend.auth import AccessControl, Role
+        from loom_backend.bootstrap import build_auth_store
+        from loom_backend.settings import Settings
+
+        store = build_auth_store(Settings(data_dir=self.data_dir))
+        try:
+            AccessControl(store).add_user(name, Role(role), password)
+        finally:
+            store.engine.dispose()  # type: ignore[attr-defined]
+
+    def session_cookie(self, name: str, password: str = E2E_PASSWORD) -> dict[str, Any]:
+        """Sign in through the API; the `loom_session` cookie as Playwright's storage state holds one."""
+        response = httpx.post(f"{self.url}/api/auth/login", json={"username": name, "password": password})
+        assert response.status_code == 200, response.text
+        return {
+            "name": "loom_session",
+            "value": response.cookies["loom_session"],
+            "domain": "127.0.0.1",
+            "path": "/",
+            "expires": -1,
+            "httpOnly": True,
+            "secure": False,
+            "sameSite": "Lax",
+        }
 
     def announce(
         self,
@@ -237,7 +268,7 @@ def loom_app(
             return client.get("/api/healthz").status_code == 200 and client.get("/").status_code == 200
 
         wait_for(ready, APP_START_TIMEOUT, "the Loom app", interval=0.5)
-        yield Loom(url, migrator, client)
+        yield Loom(url, migrator, client, workdir / "data")
     finally:
         client.close()
         stop(process)

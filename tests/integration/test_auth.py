@@ -264,6 +264,33 @@ async def test_behind_an_authenticating_proxy_its_header_names_the_operator(stor
         assert_refused(await client.get("/api/migrations"), 401)
 
 
+async def test_the_sign_in_form_redirects_to_next_with_the_session_cookie(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    form = {"username": "alice", "password": "correct horse battery", "next": "/migrations/base-image?q=svc"}
+    response = await loom.client.post("/api/auth/login-form", data=form)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/migrations/base-image?q=svc"
+    assert "HttpOnly" in response.headers["set-cookie"]
+    assert (await loom.client.get("/api/auth/me")).json()["name"] == "alice"
+
+
+async def test_a_wrong_password_on_the_sign_in_form_goes_back_to_the_page_without_a_cookie(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    form = {"username": "alice", "password": "wrong password", "next": "/inbox"}
+    response = await loom.client.post("/api/auth/login-form", data=form)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?failed=1&username=alice&next=%2Finbox"
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "inbox", ""])
+async def test_the_sign_in_form_never_redirects_to_another_site(loom: Loom, target: str) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    form = {"username": "alice", "password": "correct horse battery", "next": target}
+    response = await loom.client.post("/api/auth/login-form", data=form)
+    assert response.headers["location"] == "/"
+
+
 # -- the command line -----------------------------------------------------------------------
 
 

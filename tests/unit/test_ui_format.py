@@ -20,6 +20,7 @@ from loom_ui.format import (
     board_query,
     burndown_rows,
     burndown_summary,
+    cookie_value,
     diff_stats,
     duration,
     duration_unit,
@@ -28,6 +29,7 @@ from loom_ui.format import (
     event_label,
     failure_row,
     has_activity,
+    login_href,
     millis,
     overview_counters,
     parse_board_query,
@@ -253,3 +255,21 @@ def test_a_failure_row_links_to_its_candidate_and_names_its_migration() -> None:
     assert row.migration_name == "Upgrade base image"
     assert row.when == "4 min ago"
     assert row.error == "The Migrator gave no reason"
+
+
+def test_cookie_value_finds_one_cookie_among_others_and_survives_junk() -> None:
+    header = 'theme=dark; loom_session=abc-123_x; junk; other="q"'
+    assert cookie_value(header, "loom_session") == "abc-123_x"
+    assert cookie_value(header, "other") == "q"
+    assert cookie_value(header, "missing") == ""
+    assert cookie_value("", "loom_session") == ""
+
+
+def test_login_href_remembers_the_page_to_come_back_to() -> None:
+    assert (
+        login_href("/migrations/base", "q=pay&m.team=core")
+        == "/login?next=%2Fmigrations%2Fbase%3Fq%3Dpay%26m.team%3Dcore"
+    )
+    assert login_href("/inbox") == "/login?next=%2Finbox"
+    assert login_href("/") == "/login"
+    assert login_href("/login", "next=%2Finbox") == "/login"
