@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -148,6 +148,14 @@ class _BodyTooLarge(Exception):
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+def same_origin(request: Request) -> bool:
+    """Browsers name the page a form came from; refusing other sites stops them signing a browser in (login CSRF)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 def local_path(target: str) -> str:
@@ -324,12 +332,15 @@ def create_api(
         },
     )
     async def login_form(
+        request: Request,
         access: Access,
         username: Annotated[str, Form(max_length=128)] = "",
         password: Annotated[str, Form(max_length=1024)] = "",
         next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
     ) -> Response:
         """The sign-in page's plain HTML form: the browser posts it and follows the redirect, cookie set."""
+        if not same_origin(request):
+            raise errors.Forbidden("Sign in from Loom's own sign-in page; this form was posted from another site")
         target = local_path(next_)
         try:
             secret, _ = await asyncio.to_thread(access.login, username, password)

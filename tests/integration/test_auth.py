@@ -291,6 +291,16 @@ async def test_the_sign_in_form_never_redirects_to_another_site(loom: Loom, targ
     assert response.headers["location"] == "/"
 
 
+async def test_the_sign_in_form_refuses_a_post_from_another_site(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    form = {"username": "alice", "password": "correct horse battery", "next": "/"}
+    response = await loom.client.post("/api/auth/login-form", data=form, headers={"Origin": "https://evil.example"})
+    assert_refused(response, 403)
+    assert "set-cookie" not in response.headers
+    same_site = await loom.client.post("/api/auth/login-form", data=form, headers={"Origin": "http://loom"})
+    assert same_site.status_code == 303
+
+
 # -- the command line -----------------------------------------------------------------------
 
 
