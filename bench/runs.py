@@ -3,11 +3,17 @@
 The Migrator is a real HTTP server in this process that answers each dispatch with 202 and
 at once calls back `completed`. Loom's Runs (validated updates, the read model written through
 activities into SQLite) are compared with a bare temporalio workflow doing the same
-dispatch-and-wait by HTTP (a signal per callback, no persistence), on the same server and
-in the same process. Prints runs/s, steps/s, p50/p95 callback-to-next-dispatch latency and
-the Loom/bare ratio. Targets (issue "Runs on Temporal"): ratio >= 0.7, p95 < 250 ms.
+dispatch-and-wait by HTTP (a signal per callback, no persistence), on the same server.
+Prints runs/s, steps/s, p50/p95 callback-to-next-dispatch latency and the Loom/bare ratio.
+Targets (issue "Runs on Temporal"): ratio >= 0.7, p95 < 250 ms.
 
-    .venv/bin/python bench/runs.py [--runs 200] [--steps 5]
+`--via http` (the default) measures Loom as Migrators see it: a `python -m loom_backend.cli api`
+subprocess on the same Temporal server (its own worker, SQLite file and task queue), the
+Migration announced and each callback posted to `POST /api/event/{runId}` with a Migrator
+token, each Run started with `POST .../start` and an operator token. `--via engine` drives
+the engine and a worker in this process instead (no HTTP, no auth, no second process).
+
+    .venv/bin/python bench/runs.py [--runs 200] [--steps 5] [--concurrency 20] [--via http|engine]
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ with workflow.unsafe.imports_passed_through():
     import argparse
     import asyncio
     import itertools
+    import os
+    import secrets
     import statistics
+    import subprocess
     import tempfile
     import time
     import uuid
@@ -234,6 +243,122 @@ async def bench_loom(
     return figures(seconds, runs, steps, migrator.latencies)
 
 
+async def bench_loom_http(
+    client: Client,
+    migrator: InstantMigrator,
+    url: str,
+    address: str,
+    data_dir: Path,
+    runs: int,
+    steps: int,
+    concurrency: int,
+) -> Figures:
+    """Loom behind its HTTP API in its own process: announce, start and callbacks all over HTTP with tokens."""
+    migrator_token, operator_token = (f"loom_{kind}_{secrets.token_urlsafe(32)}" for kind in "mo")
+    api_dir = data_dir / "loom-api"
+    api_dir.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOM_") and k != "MIGRATOR_URL"}
+    env.update(
+        LOOM_BOOTSTRAP_TOKENS=f"migrator:bench={migrator_token},operator:bench:admin={operator_token}",
+        LOOM_TEMPORAL_ADDRESS=address,
+        LOOM_DATA_DIR=str(api_dir),
+        LOOM_TEMPORAL_TASK_QUEUE=f"bench-api-{uuid.uuid4().hex[:8]}",
+        LOOM_DEMO="false",
+    )
+    base = f"http://127.0.0.1:{port}"
+    log_path = api_dir / "loom-api.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "loom_backend.cli", "api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=200, keepalive_expiry=4.0)
+    as_migrator = {"Authorization": f"Bearer {migrator_token}"}
+    as_operator = {"Authorization": f"Bearer {operator_token}"}
+    try:
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=httpx.Timeout(30.0)) as api:
+            for _ in range(300):
+                if server.poll() is not None:
+                    raise RuntimeError(f"the Loom app exited with {server.returncode}: {log_path.read_text()[-2000:]}")
+                try:
+                    if (await api.get("/api/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the Loom app did not come up in 30 s")
+
+            migration_id = f"bench-{uuid.uuid4().hex[:8]}"
+            step_names = [f"step-{i}" for i in range(steps)]
+            announcement = {
+                "id": migration_id,
+                "name": "Bench",
+                "description": "Bench",
+                "steps": [{"name": name, "migratorApp": "bench"} for name in step_names],
+                "candidates": [{"id": f"svc-{i:04d}", "kind": "service"} for i in range(runs)],
+                "migratorUrl": url,
+            }
+            (await api.post("/api/registry/announce", json=announcement, headers=as_migrator)).raise_for_status()
+
+            refused: list[str] = []
+
+            async def complete(dispatch: DispatchStepRequest) -> None:
+                """Post the callback as a Migrator would: a 5xx or a lost connection is tried again."""
+                body = {"stepName": dispatch.step_name, "candidateId": dispatch.candidate.id, "status": "completed"}
+                for attempt in range(5):
+                    try:
+                        response = await api.post(f"/api/event/{dispatch.callback_id}", json=body, headers=as_migrator)
+                    except httpx.HTTPError as exc:
+                        refused.append(f"{dispatch.callback_id} {dispatch.step_name}: {exc!r}")
+                    else:
+                        if response.status_code == 202:
+                            return
+                        refused.append(
+                            f"{dispatch.callback_id} {dispatch.step_name}: {response.status_code} {response.text}"
+                        )
+                        if response.status_code < 500:
+                            return
+                    await asyncio.sleep(0.5 * 2**attempt)
+
+            migrator.reset(step_names, complete)
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(candidate_id: str) -> None:
+                async with gate:
+                    path = f"/api/migrations/{migration_id}/candidates/{candidate_id}/start"
+                    (await api.post(path, json={"inputs": {}}, headers=as_operator)).raise_for_status()
+                    await client.get_workflow_handle(f"{migration_id}__{candidate_id}").result()
+
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(asyncio.gather(*(one(f"svc-{i:04d}") for i in range(runs))), 600)
+            finally:
+                for line in refused[:20]:
+                    print("  callback not accepted:", line, flush=True)
+                if refused:
+                    print(f"  {len(refused)} callback attempt(s) not accepted", flush=True)
+            seconds = time.perf_counter() - started
+            events = await api.get(f"/api/migrations/{migration_id}/events", params={"limit": 1}, headers=as_operator)
+            events.raise_for_status()
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+    errors = [line for line in log_path.read_text(errors="replace").splitlines() if "Traceback" in line]
+    assert not errors, f"the Loom app logged {len(errors)} tracebacks; see {log_path}"
+    expected_events = runs * (2 + 2 * steps)
+    assert events.json()["total"] == expected_events, f"{events.json()['total']} events, expected {expected_events}"
+    return figures(seconds, runs, steps, migrator.latencies)
+
+
 async def bench_bare(
     client: Client, migrator: InstantMigrator, url: str, runs: int, steps: int, concurrency: int
 ) -> Figures:
@@ -294,6 +419,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=0, help="Runs in flight at once; 0 starts all at once")
+    parser.add_argument(
+        "--via", choices=["http", "engine"], default="http", help="Loom's callbacks through its HTTP API or the engine"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
@@ -311,11 +439,16 @@ async def main() -> None:
                 concurrency = args.concurrency or args.runs
                 print(
                     f"{args.runs} Runs x {args.steps} Steps, at most {concurrency} in flight, "
-                    "embedded Temporal dev server (SQLite, WAL)"
+                    f"Loom via {args.via}, embedded Temporal dev server (SQLite, WAL)"
                 )
                 bare = await bench_bare(client, migrator, url, args.runs, args.steps, concurrency)
                 show("bare", bare)
-                loom = await bench_loom(client, migrator, url, data_dir, args.runs, args.steps, concurrency)
+                if args.via == "http":
+                    loom = await bench_loom_http(
+                        client, migrator, url, address, data_dir, args.runs, args.steps, concurrency
+                    )
+                else:
+                    loom = await bench_loom(client, migrator, url, data_dir, args.runs, args.steps, concurrency)
                 show("loom", loom)
                 ratio = loom.steps_per_s / bare.steps_per_s
                 print(
