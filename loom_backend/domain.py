@@ -397,6 +397,15 @@ class StepEvent(WireModel):
     created_at: datetime
 
 
+class RunChange(BaseModel):
+    """One change a Run makes to the read model; exactly one part is set. Applied in order, each idempotent."""
+
+    candidate_status: CandidateStatus | None = None
+    step_result: StepResult | None = None
+    event: StepEvent | None = None
+    event_key: str | None = None
+
+
 class EventPage(WireModel):
     events: list[StepEvent]
     total: int

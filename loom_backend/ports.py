@@ -23,6 +23,7 @@ from loom_backend.domain import (
     MigrationManifest,
     MigrationSummary,
     PrometheusSnapshot,
+    RunChange,
     StepEvent,
     StepMetricsResponse,
     StepResult,
@@ -77,6 +78,9 @@ class MigrationStore(Protocol):
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None: ...
 
     def step_results(self, run_id: str) -> list[StepResult]: ...
+
+    def apply_run_changes(self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]) -> None:
+        """A Run's changes to the read model, in order, in one transaction; each is idempotent."""
 
     def append_event(self, event: StepEvent, key: str) -> bool:
         """Append to the event log once per key (activities retry); return False when the key was seen."""

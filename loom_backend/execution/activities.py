@@ -38,13 +38,7 @@ class RunActivities:
         await asyncio.get_running_loop().run_in_executor(self._writes, self._apply, batch)
 
     def _apply(self, batch: PersistBatch) -> None:
-        for write in batch.writes:
-            if write.candidate_status is not None:
-                self._store.set_candidate_status(batch.migration_id, batch.candidate_id, write.candidate_status)
-            if write.step_result is not None:
-                self._store.save_step_result(batch.run_id, batch.migration_id, write.step_result)
-            if write.event is not None and write.event_key is not None:
-                self._store.append_event(write.event, write.event_key)
+        self._store.apply_run_changes(batch.run_id, batch.migration_id, batch.candidate_id, batch.writes)
 
     @activity.defn(name="loom_dispatch_step")
     async def dispatch_step(self, request: DispatchStepRequest) -> None:

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from loom_backend.domain import (
-    CandidateStatus,
-    MigrationManifest,
-    StepEvent,
-    StepResult,
-    StringMap,
-)
+from loom_backend.domain import MigrationManifest, RunChange, StringMap
 
 WORKFLOW_NAME = "LoomRun"
 
@@ -74,20 +68,11 @@ class CancelRequest(BaseModel):
     actor: str
 
 
-class Write(BaseModel):
-    """One change to the read model; exactly one field is set. Applied in order, each idempotent."""
-
-    candidate_status: CandidateStatus | None = None
-    step_result: StepResult | None = None
-    event: StepEvent | None = None
-    event_key: str | None = None
-
-
 class PersistBatch(BaseModel):
     run_id: str
     migration_id: str
     candidate_id: str
-    writes: list[Write]
+    writes: list[RunChange]
 
 
 class StepView(BaseModel):

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         DispatchStepRequest,
         EventType,
         MigrationManifest,
+        RunChange,
         StepDefinition,
         StepEvent,
         StepResult,
@@ -52,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         RunView,
         StepView,
         UpdateInputsInput,
-        Write,
     )
 
 PERSIST_TIMEOUT = timedelta(seconds=30)
@@ -98,7 +98,7 @@ class RunWorkflow:
         self._cancel_actor: str | None = None
         self._closing = False
         self._event_seq = 0
-        self._queue: list[Write] = []
+        self._queue: list[RunChange] = []
         self._queued = 0
         self._flushed = 0
         self._sending: set[asyncio.Future[str | None]] = set()
@@ -109,7 +109,7 @@ class RunWorkflow:
     async def run(self, input: RunInput) -> str:
         try:
             await self._record(
-                Write(candidate_status=CandidateStatus.RUNNING),
+                RunChange(candidate_status=CandidateStatus.RUNNING),
                 *self._event(EventType.RUN_STARTED, actor=self._actor, metadata=self._inputs),
             )
             for name in self._order:
@@ -119,7 +119,7 @@ class RunWorkflow:
             # Let the last dispatch answer first: completing the Run under it would fail the workflow task.
             await self._wait_until(lambda: all(sending.done() for sending in self._sending))
             await self._record(
-                Write(candidate_status=CandidateStatus.COMPLETED),
+                RunChange(candidate_status=CandidateStatus.COMPLETED),
                 *self._event(EventType.RUN_COMPLETED),
             )
         except asyncio.CancelledError:
@@ -129,7 +129,7 @@ class RunWorkflow:
             self._closing = True
             await self._record(
                 *self._event(EventType.RUN_CANCELLED, actor=self._cancel_actor),
-                Write(candidate_status=CandidateStatus.NOT_STARTED),
+                RunChange(candidate_status=CandidateStatus.NOT_STARTED),
             )
             raise
         await self._wait_until(workflow.all_handlers_finished)
@@ -215,7 +215,7 @@ class RunWorkflow:
         actor: str | None = None,
         duration_ms: int | None = None,
         metadata: StringMap | None = None,
-    ) -> tuple[Write]:
+    ) -> tuple[RunChange]:
         self._event_seq += 1
         event = StepEvent(
             run_id=self._manifest.run_id,
@@ -230,11 +230,11 @@ class RunWorkflow:
             created_at=workflow.now(),
         )
         # Deterministic: a retried activity or a replay after a worker crash writes the same key.
-        return (Write(event=event, event_key=f"{workflow.info().run_id}:{self._event_seq}"),)
+        return (RunChange(event=event, event_key=f"{workflow.info().run_id}:{self._event_seq}"),)
 
-    def _result(self, step: _Step) -> Write:
+    def _result(self, step: _Step) -> RunChange:
         assert step.status is not None
-        return Write(
+        return RunChange(
             step_result=StepResult(
                 step_name=step.name,
                 candidate_id=self._manifest.candidate.id,
@@ -247,12 +247,12 @@ class RunWorkflow:
             )
         )
 
-    def _enqueue(self, *writes: Write) -> int:
+    def _enqueue(self, *writes: RunChange) -> int:
         self._queue.extend(writes)
         self._queued += len(writes)
         return self._queued
 
-    async def _persisted(self, *writes: Write) -> None:
+    async def _persisted(self, *writes: RunChange) -> None:
         """For update handlers: queue writes, return once the Run's main loop has written them.
 
         The main loop is the read model's only writer, so the event log keeps the Run's order,
@@ -261,7 +261,7 @@ class RunWorkflow:
         target = self._enqueue(*writes)
         await workflow.wait_condition(lambda: self._flushed >= target)
 
-    async def _record(self, *writes: Write) -> None:
+    async def _record(self, *writes: RunChange) -> None:
         """For the main loop: queue writes and write everything queued."""
         self._enqueue(*writes)
         while self._queue:
@@ -295,7 +295,9 @@ class RunWorkflow:
                 return
             await self._record()
 
-    def _finish(self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: Write) -> list[Write]:
+    def _finish(
+        self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: RunChange
+    ) -> list[RunChange]:
         """Move the Step to a terminal status (merged, completed or failed); the writes that record it."""
         now = workflow.now()
         step.status = status

@@ -33,6 +33,7 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationSummary,
     PrometheusSnapshot,
+    RunChange,
     StepDefinition,
     StepEvent,
     StepMetricsResponse,
@@ -338,11 +339,26 @@ class SqlStore:
 
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
         with self._session() as session:
-            session.execute(
-                update(CANDIDATES)
-                .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
-                .values(status=status.value, updated_at=_now())
-            )
+            self._set_candidate_status(session, migration_id, candidate_id, status)
+
+    @staticmethod
+    def _set_candidate_status(session: Session, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
+        session.execute(
+            update(CANDIDATES)
+            .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
+            .values(status=status.value, updated_at=_now())
+        )
+
+    def apply_run_changes(self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]) -> None:
+        """All of a Run's pending changes in one transaction: one commit instead of one per change."""
+        with self._session() as session:
+            for change in changes:
+                if change.candidate_status is not None:
+                    self._set_candidate_status(session, migration_id, candidate_id, change.candidate_status)
+                if change.step_result is not None:
+                    self._save_step_result(session, run_id, migration_id, change.step_result)
+                if change.event is not None and change.event_key is not None:
+                    self._append_event(session, change.event, change.event_key)
 
     # -- step results and events ------------------------------------------------------------
 
@@ -351,6 +367,10 @@ class SqlStore:
             session.execute(delete(StepResultRow).where(STEP_RESULTS.c.run_id == run_id))
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
+        with self._session() as session:
+            self._save_step_result(session, run_id, migration_id, result)
+
+    def _save_step_result(self, session: Session, run_id: str, migration_id: str, result: StepResult) -> None:
         row = {
             "run_id": run_id,
             "step_name": result.step_name,
@@ -368,8 +388,7 @@ class SqlStore:
             index_elements=["run_id", "step_name"],
             set_={k: statement.excluded[k] for k in row if k not in ("run_id", "step_name")},
         )
-        with self._session() as session:
-            session.execute(statement)
+        session.execute(statement)
 
     def step_results(self, run_id: str) -> list[StepResult]:
         with self._session() as session:
@@ -378,16 +397,19 @@ class SqlStore:
         return sorted(results, key=lambda r: r.started_at or _now())
 
     def append_event(self, event: StepEvent, key: str) -> bool:
+        with self._session() as session:
+            return self._append_event(session, event, key)
+
+    def _append_event(self, session: Session, event: StepEvent, key: str) -> bool:
         row = event.model_dump(exclude={"id", "metadata"}, by_alias=False) | {"key": key, "metadata": event.metadata}
         row["event_type"] = event.event_type.value
         table = STEP_EVENTS
         statement = self._insert(table).values(row).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-        with self._session() as session:
-            inserted = session.execute(statement).first()
-            if inserted is None:
-                return False
-            Rollups(self._dialect).apply(session, inserted.id, row)
-            return True
+        inserted = session.execute(statement).first()
+        if inserted is None:
+            return False
+        Rollups(self._dialect).apply(session, inserted.id, row)
+        return True
 
     def rebuild_rollups(self) -> None:
         """Recompute the metrics rollups from the event log, for events written around append_event (bulk loads)."""
