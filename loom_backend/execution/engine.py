@@ -149,8 +149,12 @@ class TemporalEngine:
                 return
             except RPCError as exc:
                 if _run_is_gone(exc):
-                    raise errors.RunNotFound(run_id) from exc
-                if exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS:
+                    # Under load the server can lose an update it had not accepted yet and answer NOT_FOUND
+                    # ("update not found") for a Run that is still running: only a closed Run is gone.
+                    if attempt == UPDATE_ATTEMPTS or not await self.is_running(run_id):
+                        log.info("Update %s for Run %s refused: %s", update, run_id, exc.message)
+                        raise errors.RunNotFound(run_id) from exc
+                elif exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS:
                     raise
                 # "Workflow not ready": the Run's workflow task in flight failed (say a Step's dispatch
                 # answered while the Run was completing it), so the server dropped the update. Send it again.
