@@ -353,6 +353,9 @@ async def bench_loom_http(
             server.kill()
             server.wait(5)
     errors = [line for line in log_path.read_text(errors="replace").splitlines() if "Traceback" in line]
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "refused:" in line:
+            print("  app:", line[-240:])
     assert not errors, f"the Loom app logged {len(errors)} tracebacks; see {log_path}"
     expected_events = runs * (2 + 2 * steps)
     assert events.json()["total"] == expected_events, f"{events.json()['total']} events, expected {expected_events}"

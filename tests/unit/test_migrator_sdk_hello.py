@@ -30,9 +30,10 @@ def hello(loom: FakeLoom, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return importlib.reload(examples.hello_migrator)
 
 
-def test_the_docs_include_the_hello_migrator_verbatim_in_under_40_lines() -> None:
+@pytest.mark.parametrize("page", ["docs/write-a-migrator.md", "README.md"])
+def test_the_docs_include_the_hello_migrator_verbatim_in_under_40_lines(page: str) -> None:
     source = (REPO_ROOT / "examples" / "hello_migrator.py").read_text()
-    docs = (REPO_ROOT / "docs" / "write-a-migrator.md").read_text()
+    docs = (REPO_ROOT / page).read_text()
     included = docs.split("<!-- hello-migrator:start -->\n```python\n", 1)[1].split("```\n<!-- hello-migrator:end -->")[
         0
     ]
