@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
     if args.command == "db":
         from loom_backend.bootstrap import build_store
@@ -187,6 +188,31 @@ def _serve_api(settings: Settings, host: str, port: int) -> int:
     return 0
 
 
+async def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _start_demo(settings: Settings, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "examples.demo_migrator",
+        "--port",
+        str(settings.demo_port),
+        "--loom-url",
+        f"http://127.0.0.1:{port}",
+        "--data-dir",
+        str(settings.data_dir / "demo"),
+    ]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
 async def _up(settings: Settings) -> int:
     """Start the embedded Temporal server (unless one is configured), the demo Migrator and the app; stop all on exit."""
     from loom_backend.execution.dev_server import embedded_temporal
@@ -200,33 +226,21 @@ async def _up(settings: Settings) -> int:
             env["LOOM_TEMPORAL_ADDRESS"] = address
             print(f"Temporal dev server at {address} (state in {settings.data_dir / 'temporal.db'})")
         port = int(env.get("LOOM_PORT", "3000"))
-        children: list[subprocess.Popen[bytes]] = []
-        if settings.demo and demo_token is not None:
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "examples.demo_migrator",
-                        "--port",
-                        str(settings.demo_port),
-                        "--loom-url",
-                        f"http://127.0.0.1:{port}",
-                        "--data-dir",
-                        str(settings.data_dir / "demo"),
-                    ],
-                    cwd=ROOT,
-                    env={**env, "LOOM_TOKEN": demo_token},
-                )
-            )
         reflex = [sys.executable, "-m", "reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port)]
-        children.append(subprocess.Popen(reflex, cwd=ROOT, env=env))
-        print(f"Loom is starting: the board will be at http://localhost:{port}")
+        children: list[subprocess.Popen[bytes]] = [subprocess.Popen(reflex, cwd=ROOT, env=env)]
+        print(f"Loom is building the board; it will be at http://localhost:{port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        ready = False
         while not stop.is_set() and all(child.poll() is None for child in children):
+            if not ready and await _answers(f"http://127.0.0.1:{port}/api/healthz"):
+                ready = True
+                print(f"Loom is ready: http://localhost:{port}")
+                if settings.demo and demo_token is not None:
+                    # Started once Loom answers, so its first announcement lands instead of retrying.
+                    children.append(_start_demo(settings, port, {**env, "LOOM_TOKEN": demo_token}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1)
         for child in children:
