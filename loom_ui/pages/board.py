@@ -646,10 +646,17 @@ def board_page() -> rx.Component:
                         rx.heading(BoardState.name, size="7", data_testid="migration-name"),
                         rx.text(BoardState.description, size="2", color=rx.color("gray", 11)),
                         spacing="1",
+                        flex="1",
+                        min_width="0",
                     ),
-                    rx.spacer(),
                     rx.link(
-                        rx.button(rx.icon("download", size=14), "Download CSV", variant="soft", color_scheme="gray"),
+                        rx.button(
+                            rx.icon("download", size=14),
+                            "Download CSV",
+                            variant="soft",
+                            color_scheme="gray",
+                            white_space="nowrap",
+                        ),
                         href="/api/migrations/" + BoardState.migration_id + "/candidates.csv",
                         # A file from the API, not a page: the browser fetches it rather than the client router.
                         custom_attrs={"reloadDocument": True, "download": True},
