@@ -329,6 +329,12 @@ class RunWorkflow:
     def _status_text(step: _Step) -> str:
         return step.status.value if step.status else "not started"
 
+    def _require_status(self, name: str, status: StepStatus, only: str) -> None:
+        """Refuse an operator action unless the Run waits on this Step in the given status."""
+        step = self._current_step(name)
+        if step.status is not status:
+            raise StepNotInStateError(f"Step {step.name!r} is {self._status_text(step)}; only {only}")
+
     # --- updates: Migrator callbacks ------------------------------------------------------
 
     @workflow.update(name=STEP_EVENT_UPDATE)
@@ -385,11 +391,7 @@ class RunWorkflow:
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
-        step = self._current_step(request.step_name)
-        if step.status is not StepStatus.FAILED:
-            raise StepNotInStateError(
-                f"Step {step.name!r} is {self._status_text(step)}; only a failed Step can be retried"
-            )
+        self._require_status(request.step_name, StepStatus.FAILED, "a failed Step can be retried")
 
     @workflow.update(name=REVIEW_STEP_UPDATE)
     async def review_step(self, request: ReviewStepInput) -> None:
@@ -405,11 +407,9 @@ class RunWorkflow:
 
     @review_step.validator
     def _validate_review_step(self, request: ReviewStepInput) -> None:
-        step = self._current_step(request.step_name)
-        if step.status is not StepStatus.AWAITING_REVIEW:
-            raise StepNotInStateError(
-                f"Step {step.name!r} is {self._status_text(step)}; only a Step awaiting review can be approved or rejected"
-            )
+        self._require_status(
+            request.step_name, StepStatus.AWAITING_REVIEW, "a Step awaiting review can be approved or rejected"
+        )
 
     @workflow.update(name=MARK_MERGED_UPDATE)
     async def mark_merged(self, request: MarkMergedInput) -> None:
@@ -419,11 +419,7 @@ class RunWorkflow:
 
     @mark_merged.validator
     def _validate_mark_merged(self, request: MarkMergedInput) -> None:
-        step = self._current_step(request.step_name)
-        if step.status is not StepStatus.OPEN:
-            raise StepNotInStateError(
-                f"Step {step.name!r} is {self._status_text(step)}; only a Step with an open PR can be marked merged"
-            )
+        self._require_status(request.step_name, StepStatus.OPEN, "a Step with an open PR can be marked merged")
 
     @workflow.update(name=UPDATE_INPUTS_UPDATE)
     async def update_inputs(self, request: UpdateInputsInput) -> None:
