@@ -36,7 +36,6 @@ app.add_page(
         BoardState.load,
         BoardState.watch,
         MigrationMetricsState.load,
-        MigrationMetricsState.watch,
     ],
 )
 app.add_page(

@@ -136,6 +136,10 @@ class LiveMixin(rx.State, mixin=True):
     async def _reload(self) -> None:
         """Read what the page shows from the service; called under the state lock."""
 
+    async def _reload_live(self) -> None:
+        """What the watch loop reloads when the page's marker moved; a page with panels adds theirs."""
+        await self._reload()
+
     async def _refresh_nav(self) -> None:
         """Recount the navigation's Needs me badge; called under the state lock."""
 
@@ -162,7 +166,7 @@ class LiveMixin(rx.State, mixin=True):
                     return
                 if page_marker is not None and new_page_marker != page_marker:
                     with contextlib.suppress(Exception):
-                        await self._reload()
+                        await self._reload_live()
                 if everything is not None and new_everything != everything:
                     with contextlib.suppress(Exception):
                         await self._refresh_nav()

@@ -12,7 +12,7 @@ from loom_backend.domain import CandidateStatus, CandidateView, Migration
 from loom_ui import format as fmt
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
 from loom_ui.components.status import status_badge
-from loom_ui.pages.metrics import metrics_panel
+from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
 from loom_ui.state import LiveMixin, LoomState, MetaPair, error_text, service
 
 PAGE_SIZE = 50
@@ -115,6 +115,12 @@ class BoardState(LiveMixin, LoomState):
             attention=self.filter_attention,
             metadata={m.key: m.value for m in self.filter_meta},
         )
+
+    async def _reload_live(self) -> None:
+        """One watch loop for the board and its metrics panel: both follow the same Migration."""
+        await self._reload()
+        panel = await self.get_state(MigrationMetricsState)
+        await panel._reload()
 
     async def _reload(self) -> None:
         mid = self.migration_id

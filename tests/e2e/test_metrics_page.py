@@ -172,3 +172,13 @@ def test_the_candidate_history_pages_with_show_more(page: Page, loom: Loom) -> N
     history.get_by_test_id("show-more-events").click()
     expect(history.get_by_test_id("show-more-events")).to_have_count(0)
     assert history.get_by_test_id("event").count() >= 62
+
+
+def test_the_boards_metrics_panel_follows_runs_without_a_reload(page: Page, loom: Loom) -> None:
+    mid = unique_id("live-panel")
+    loom.announce(mid, [{"id": "checkout", "kind": "service"}], TWO_STEPS)
+    page.goto(f"/migrations/{mid}")
+    panel = page.get_by_test_id("metrics-panel")
+    expect(counter(panel, "runs-started")).to_have_text("0")
+    loom.start(mid, "checkout")
+    expect(counter(panel, "runs-started")).to_have_text("1", timeout=5_000)
