@@ -420,9 +420,7 @@ def create_api(
 
     @router.get("/migrations", tags=["migrations"], response_model=ListMigrationsResponse, responses=_errors(401, 403))
     async def list_migrations(service: Service, _: Viewer) -> Any:
-        summaries = await service.list_migrations()
-        migrations = [await service.get_migration(s.id) for s in summaries]
-        return ListMigrationsResponse(migrations=migrations)
+        return ListMigrationsResponse(migrations=await service.all_migrations())
 
     @router.get(
         "/migrations/{migration_id}",

@@ -45,6 +45,9 @@ class MigrationStore(Protocol):
 
     def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration | None: ...
 
+    def all_migrations(self) -> list[Migration]:
+        """Every Migration with its Candidates."""
+
     def list_migrations(self) -> list[MigrationSummary]: ...
 
     def list_candidates(

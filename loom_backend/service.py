@@ -92,6 +92,9 @@ class LoomService:
         await self.get_migration(migration_id, with_candidates=False)
         await self._db(self.store.submit_candidates, migration_id, candidates, self.clock())
 
+    async def all_migrations(self) -> list[Migration]:
+        return await self._db(self.store.all_migrations)
+
     async def list_migrations(self) -> list[MigrationSummary]:
         return await self._db(self.store.list_migrations)
 

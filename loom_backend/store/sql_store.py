@@ -194,6 +194,17 @@ class SqlStore:
                 candidates = _CANDIDATES.validate_python([_candidate_data(r) for r in result.mappings()])
             return _migration(row, candidates)
 
+    def all_migrations(self) -> list[Migration]:
+        """Every Migration with its Candidates, in two queries (the contract's GET /api/migrations)."""
+        with self._session() as session:
+            rows = session.execute(select(MigrationRow).order_by(MIGRATIONS.c.created_at)).scalars().all()
+            by_migration: dict[str, list[dict[str, Any]]] = {}
+            for r in session.execute(
+                select(CANDIDATES).order_by(CANDIDATES.c.migration_id, CANDIDATES.c.position)
+            ).mappings():
+                by_migration.setdefault(r["migration_id"], []).append(_candidate_data(r))
+            return [_migration(row, _CANDIDATES.validate_python(by_migration.get(row.id, []))) for row in rows]
+
     def list_migrations(self) -> list[MigrationSummary]:
         with self._session() as session:
             rows = session.execute(select(MigrationRow).order_by(MIGRATIONS.c.created_at)).scalars().all()
