@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A line per Migrator request (httpx logs each at INFO) drowns what matters and costs CPU on every Step.
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = get_settings()
     if args.command == "db":
         from loom_backend.bootstrap import build_store

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from loom_backend.execution.activities import RunActivities
 from loom_backend.execution.workflow import RunWorkflow
@@ -25,11 +25,16 @@ def build_worker(
 
     The activities are async (the store is called through asyncio.to_thread), so no activity
     executor is needed; the workflow task executor is sized for hundreds of Runs at once.
+
+    The Run runs outside Temporal's workflow sandbox: re-importing modules for each Run and
+    entering the sandbox for every payload took a third of the app's CPU per Step (bench/runs.py).
+    Determinism is still checked: the Run tests replay every history they make in the sandbox.
     """
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RunWorkflow],
+        workflow_runner=UnsandboxedWorkflowRunner(),
         activities=[activities.persist, activities.dispatch_step],
         workflow_task_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-workflow"),
         max_concurrent_activities=max_concurrent_activities,

@@ -18,8 +18,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
 
 from loom_backend.domain import (
     Candidate,
@@ -38,6 +40,7 @@ from loom_backend.execution.dev_server import embedded_temporal, free_port
 from loom_backend.execution.engine import TemporalEngine, connect
 from loom_backend.execution.messages import DispatchPolicy
 from loom_backend.execution.worker import build_worker
+from loom_backend.execution.workflow import RunWorkflow
 from loom_backend.migrator_client import HttpMigratorNotifier
 from loom_backend.settings import Settings
 from loom_backend.store.sql_store import SqlStore
@@ -211,6 +214,26 @@ class Loom:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
 
+    async def replay_in_sandbox(self) -> int:
+        """Replay every Run of this test through Temporal's workflow sandbox; return how many.
+
+        Workers run the Run unsandboxed (the sandbox cost a third of the app's CPU per Step), so this
+        is where a non-deterministic call (time, randomness, I/O) in workflow.py would still fail a test.
+        """
+        histories: list[WorkflowHistory] = []
+        for candidate_id in self.candidates:
+            try:
+                histories.append(
+                    await self.engine.client.get_workflow_handle(self.run_id(candidate_id)).fetch_history()
+                )
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        replayer = Replayer(workflows=[RunWorkflow], data_converter=pydantic_data_converter)  # the default: sandboxed
+        for history in histories:
+            await replayer.replay_workflow(history)
+        return len(histories)
+
     def has_event(self, candidate_id: str, *types: EventType) -> bool:
         return any(e.event_type in types for e in self.events(candidate_id))
 
@@ -268,6 +291,7 @@ def make_loom(
                 yield loom
             finally:
                 await loom.terminate_leftovers()
+            await loom.replay_in_sandbox()
         await notifier.aclose()
 
     return factory
