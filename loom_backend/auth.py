@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
@@ -219,8 +219,40 @@ def parse_provisioned_tokens(spec: str) -> list[ProvisionedToken]:
     return tokens
 
 
+class Recent:
+    """Answers remembered for a few seconds, so a busy Migrator's every callback does not cost its queries.
+
+    Only answers that let a caller in are kept; a revoked token or a changed owner takes effect
+    once its entry expires (or at once, when this process made the change).
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], datetime], size: int = 10_000) -> None:
+        self.lifetime = timedelta(seconds=seconds)
+        self._clock = clock
+        self._size = size
+        self._entries: dict[Any, tuple[datetime, Any]] = {}
+
+    def get(self, key: Any) -> Any | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
+    def put(self, key: Any, value: Any) -> None:
+        if not self.lifetime:
+            return
+        if len(self._entries) >= self._size:
+            self._entries.clear()  # a burst of distinct keys: start over rather than track age
+        self._entries[key] = (self._clock() + self.lifetime, value)
+
+    def forget(self, match: Callable[[Any], bool]) -> None:
+        for key in [k for k in list(self._entries) if match(k)]:
+            self._entries.pop(key, None)
+
+
 class AccessControl:
-    """Authentication and authorization rules over an AuthStore. Synchronous: the HTTP layer runs it in a thread."""
+    """Authentication and authorization rules over an AuthStore.
+
+    Synchronous: the HTTP layer runs it in a thread, except the `recent_*` lookups, which do no I/O.
+    """
 
     def __init__(
         self,
@@ -231,6 +263,7 @@ class AccessControl:
         proxy_role: Role = Role.OPERATOR,
         secure_cookie: bool = False,
         clock: Callable[[], datetime] = _utcnow,
+        remember_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.session_lifetime = timedelta(hours=session_hours)
@@ -238,6 +271,12 @@ class AccessControl:
         self.proxy_role = proxy_role
         self.secure_cookie = secure_cookie
         self.clock = clock
+        self._recent = Recent(remember_seconds, lambda: self.clock())
+
+    @property
+    def remembered_for(self) -> timedelta:
+        """How long an answer that let a caller in is reused without asking the store."""
+        return self._recent.lifetime
 
     # -- accounts and tokens ----------------------------------------------------------------
 
@@ -289,12 +328,21 @@ class AccessControl:
     # -- authentication ---------------------------------------------------------------------
 
     def bearer(self, token: str) -> Principal | None:
-        record = self.store.token_by_digest(token_digest(token)) if token else None
+        digest = token_digest(token)
+        record = self.store.token_by_digest(digest) if token else None
         if record is None or record.revoked_at is not None:
             return None
         if record.kind == TokenKind.MIGRATOR:
-            return Principal(record.name, PrincipalKind.MIGRATOR, None, record.id)
-        return Principal(record.name, PrincipalKind.OPERATOR_TOKEN, record.role, record.id)
+            principal = Principal(record.name, PrincipalKind.MIGRATOR, None, record.id)
+        else:
+            principal = Principal(record.name, PrincipalKind.OPERATOR_TOKEN, record.role, record.id)
+        self._recent.put(("bearer", digest), principal)
+        return principal
+
+    def recent_bearer(self, token: str) -> Principal | None:
+        """What `bearer` answered for this token in the last few seconds; None when it must be asked."""
+        result: Principal | None = self._recent.get(("bearer", token_digest(token)))
+        return result
 
     def login(self, name: str, password: str) -> tuple[str, Principal]:
         """Check the password and open a session; return the session's secret (the cookie) and who signed in."""
@@ -340,6 +388,7 @@ class AccessControl:
         token_id = self._migrator_token(principal)
         before = self.store.ownership(migration_id).token_id
         owner = self.store.claim_migration(migration_id, token_id, self.clock())
+        self._recent.forget(lambda key: key[-1] == migration_id)
         if owner != token_id:
             raise errors.Forbidden(
                 f"Migration {migration_id!r} belongs to another Migrator token; announce it with the token "
@@ -349,6 +398,7 @@ class AccessControl:
 
     def release_migration(self, principal: Principal, migration_id: str) -> None:
         self.store.release_migration(migration_id, self._migrator_token(principal))
+        self._recent.forget(lambda key: key[-1] == migration_id)
 
     def check_migration(self, principal: Principal, migration_id: str) -> None:
         """Only the owning token may submit Candidates or post events; an unknown Migration is left to the service."""
@@ -362,6 +412,20 @@ class AccessControl:
             )
         if ownership.token_id != token_id:
             raise errors.Forbidden(f"Migration {migration_id!r} belongs to another Migrator token")
+        self._recent.put(("owner", token_id, migration_id), True)
+
+    def recently_allowed(self, principal: Principal, migration_id: str) -> bool:
+        """Whether `check_migration` let this token at this Migration in the last few seconds."""
+        return self._recent.get(("owner", principal.token_id, migration_id)) is True
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        """The key requests to this Migration's Migrator are signed with (see AuthStore.signing_key)."""
+        key: bytes | None = self._recent.get(("signing_key", migration_id))
+        if key is None:
+            key = self.store.signing_key(migration_id)
+            if key is not None:
+                self._recent.put(("signing_key", migration_id), key)
+        return key
 
     @staticmethod
     def _migrator_token(principal: Principal) -> str:

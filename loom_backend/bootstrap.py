@@ -73,6 +73,7 @@ def build_access(settings: Settings, auth_store: AuthStore) -> AccessControl:
         proxy_header=settings.auth_proxy_header,
         proxy_role=settings.auth_proxy_default_role,
         secure_cookie=settings.secure_cookies,
+        remember_seconds=settings.auth_remember_seconds,
     )
     if settings.bootstrap_tokens is not None:
         provisioned = parse_provisioned_tokens(settings.bootstrap_tokens.get_secret_value())
@@ -121,7 +122,7 @@ async def running(
             notifier = HttpMigratorNotifier(
                 timeout_seconds=settings.dispatch_timeout_seconds,
                 url_policy=MigratorUrlPolicy(settings.migrator_url_allow),
-                signing_keys=auth_store.signing_key,
+                signing_keys=access.signing_key,
             )
             stack.push_async_callback(notifier.aclose)
         if engine is None:

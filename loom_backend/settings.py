@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     )
     auth_proxy_default_role: Role = Field(Role.OPERATOR, description="Role of a proxy user without a Loom account.")
     session_hours: float = Field(12.0, gt=0, description="How long a sign-in lasts.")
+    auth_remember_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a valid token, a Migration's owner and its signing key are remembered between "
+        "queries; a token revoked with the CLI stops working within this time. 0 asks the database every time.",
+    )
     bootstrap_tokens: SecretStr | None = Field(
         None,
         description="Tokens to make valid at start: migrator:NAME=TOKEN and operator:NAME:ROLE=TOKEN, comma-separated "

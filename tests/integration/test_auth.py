@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from loom_backend import cli
+from loom_backend import cli, errors
 from loom_backend.api import SESSION_COOKIE, create_api
 from loom_backend.auth import AccessControl, Role, TokenKind
-from loom_backend.domain import DryRunResult
+from loom_backend.domain import DryRunResult, MigrationAnnouncement
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings
 from loom_backend.store.auth_store import SqlAuthStore
@@ -193,11 +193,78 @@ async def test_events_are_scoped_to_the_owner_and_name_a_matching_candidate(loom
 
 async def test_a_revoked_token_is_401_and_its_migration_goes_to_the_next_token_that_announces(loom: Loom) -> None:
     record = next(t for t in loom.access.store.list_tokens() if t.name == loom.credentials.migrator)
-    assert loom.access.store.revoke_token(record.id, datetime.now(UTC))
+    assert (await loom.call(*MIGRATOR_ROUTES[0], loom.credentials.migrator_token)).status_code == 200
+    assert loom.access.store.revoke_token(record.id, datetime.now(UTC))  # as `loom token revoke` does, elsewhere
+    # This process remembers the token's answer for a few seconds; once they pass, the token is refused.
+    assert (await loom.call(*MIGRATOR_ROUTES[0], loom.credentials.migrator_token)).status_code == 200
+    later = datetime.now(UTC) + loom.access.remembered_for + timedelta(seconds=1)
+    loom.access.clock = lambda: later
     assert_refused(await loom.call(*MIGRATOR_ROUTES[0], loom.credentials.migrator_token), 401)
     successor = loom.token(TokenKind.MIGRATOR, loom.credentials.migrator)
     assert (await loom.call(*MIGRATOR_ROUTES[0], successor)).status_code == 200
     assert (await loom.call(*MIGRATOR_ROUTES[1], successor)).status_code == 204
+
+
+class CountingAuthStore(SqlAuthStore):
+    """Counts the lookups a Migrator's callbacks would otherwise make on every request."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.lookups: list[str] = []
+
+    def token_by_digest(self, digest: str) -> Any:
+        self.lookups.append("token")
+        return super().token_by_digest(digest)
+
+    def ownership(self, migration_id: str) -> Any:
+        self.lookups.append("ownership")
+        return super().ownership(migration_id)
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        self.lookups.append("signing_key")
+        return super().signing_key(migration_id)
+
+
+def test_answers_that_let_a_migrator_in_are_remembered_for_seconds_and_an_owner_change_applies_at_once(
+    store: SqlStore,
+) -> None:
+    now = datetime.now(UTC)
+    auth_store = CountingAuthStore(store.engine)
+    access = AccessControl(auth_store, clock=lambda: now, remember_seconds=5)
+    old, old_secret = access.create_token(TokenKind.MIGRATOR, "base-image")
+    new, new_secret = access.create_token(TokenKind.MIGRATOR, "base-image")
+    store.announce(MigrationAnnouncement.model_validate(announcement()), now)
+    principal = access.bearer(old_secret)
+    assert principal is not None and access.claim_migration(principal, MIGRATION)
+    access.check_migration(principal, MIGRATION)
+
+    assert access.recent_bearer(old_secret) == principal
+    assert access.recently_allowed(principal, MIGRATION)
+    assert access.recent_bearer(new_secret) is None  # never asked: only answers that were given are remembered
+    assert access.signing_key(MIGRATION) == access.signing_key(MIGRATION) == bytes.fromhex(old.digest)
+    assert auth_store.lookups.count("signing_key") == 1
+
+    auth_store.revoke_token(old.id, now)
+    assert access.recent_bearer(old_secret) == principal  # revoked elsewhere: remembered a few seconds more
+    now += timedelta(seconds=6)
+    assert access.recent_bearer(old_secret) is None and access.bearer(old_secret) is None
+
+    successor = access.bearer(new_secret)
+    assert successor is not None and access.claim_migration(successor, MIGRATION)
+    assert not access.recently_allowed(principal, MIGRATION)
+    assert access.signing_key(MIGRATION) == bytes.fromhex(new.digest)  # forgotten at the claim, not in 5 s
+    with pytest.raises(errors.Forbidden):
+        access.check_migration(principal, MIGRATION)
+
+
+def test_remember_seconds_zero_asks_the_store_every_time(store: SqlStore) -> None:
+    auth_store = CountingAuthStore(store.engine)
+    access = AccessControl(auth_store, remember_seconds=0)
+    _, secret = access.create_token(TokenKind.MIGRATOR, "base-image")
+    assert access.bearer(secret) is not None
+    assert access.recent_bearer(secret) is None
+    assert access.bearer(secret) is not None
+    assert auth_store.lookups == ["token", "token"]
 
 
 # -- signing in -----------------------------------------------------------------------------
