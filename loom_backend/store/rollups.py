@@ -10,9 +10,24 @@ one that depends on two events, a review's wait, is applied as the difference th
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import cache, cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Date, Table, case, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    Table,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,17 +53,22 @@ RUN_EVENTS = (EventType.RUN_STARTED, EventType.RUN_COMPLETED)
 STEP_EVENTS = (EventType.STEP_COMPLETED, EventType.STEP_RETRIED, EventType.REVIEW_APPROVED, EventType.REVIEW_REJECTED)
 REVIEWS = (EventType.REVIEW_APPROVED.value, EventType.REVIEW_REJECTED.value)
 AWAITING_REVIEW = StepStatus.AWAITING_REVIEW.value
+RUN_TIMES = {EventType.RUN_STARTED: "started_at", EventType.RUN_COMPLETED: "completed_at"}
+INSERT_DURATION = insert(DURATIONS)
 
 
 class Rollups:
-    """The rollups of one database dialect; every method works inside the caller's session."""
+    """The rollups of one database dialect; every method works inside the caller's session or connection.
+
+    `apply` runs with every new event, so its statements are built once and run with each event's values.
+    """
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
 
     # -- one new event -------------------------------------------------------------------------
 
-    def apply(self, session: Session, event_id: int, row: dict[str, Any]) -> None:
+    def apply(self, session: Session | Connection, event_id: int, row: dict[str, Any]) -> None:
         """Add an event that was just inserted (never one whose key was already there)."""
         event_type, status, step = row["event_type"], row["status"], row["step_name"]
         succeeded, failed = status in SUCCEEDED, status == FAILED
@@ -74,14 +94,13 @@ class Rollups:
             counts = {"completions": 1, "succeeded": int(succeeded), "failures": int(failed), "timed": int(timed)}
             self._add(session, STEPS, _step_key(row), counts)
             if timed:
-                session.execute(
-                    insert(DURATIONS).values(
-                        event_id=event_id,
-                        migration_id=row["migration_id"],
-                        step_name=step,
-                        duration_ms=row["duration_ms"],
-                    )
-                )
+                durations = {
+                    "event_id": event_id,
+                    "migration_id": row["migration_id"],
+                    "step_name": step,
+                    "duration_ms": row["duration_ms"],
+                }
+                session.execute(INSERT_DURATION, durations)
         elif event_type == EventType.STEP_RETRIED:
             self._add(session, STEPS, _step_key(row), {"retries": 1})
         elif event_type in REVIEWS or (event_type == EventType.STEP_UPDATED and status == AWAITING_REVIEW):
@@ -92,26 +111,31 @@ class Rollups:
             if event_type in REVIEWS or reviews or wait:
                 self._add(session, STEPS, _step_key(row), {"reviews": reviews, "review_wait_ms": wait})
 
-    def _add(self, session: Session, table: Table, key: dict[str, Any], counts: dict[str, int]) -> None:
+    def _add(self, session: Session | Connection, table: Table, key: dict[str, Any], counts: dict[str, int]) -> None:
         """Upsert one row, adding to its counters; atomic per row, so concurrent Runs never lose a count."""
-        statement = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table).values(key | counts)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(key), set_={k: table.c[k] + statement.excluded[k] for k in counts}
-        )
-        session.execute(statement)
+        session.execute(_upsert_adding(self.dialect, table, tuple(key), tuple(counts)), key | counts)
 
-    def _run(self, session: Session, row: dict[str, Any]) -> None:
-        column = "started_at" if row["event_type"] == EventType.RUN_STARTED else "completed_at"
-        statement = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(RUNS).values(
-            run_id=row["run_id"], migration_id=row["migration_id"], **{column: row["created_at"]}
-        )
-        new, old = statement.excluded[column], RUNS.c[column]
-        session.execute(
-            statement.on_conflict_do_update(
+    def _run(self, session: Session | Connection, row: dict[str, Any]) -> None:
+        column = RUN_TIMES[row["event_type"]]
+        values = {"run_id": row["run_id"], "migration_id": row["migration_id"], column: row["created_at"]}
+        session.execute(self._upsert_run_times[column], values)
+        session.execute(self._one_run_duration, {"run": row["run_id"]})
+
+    @cached_property
+    def _upsert_run_times(self) -> dict[str, Any]:
+        """Per column, an upsert that keeps the later of the stored time and the event's."""
+        upserts = {}
+        for column in RUN_TIMES.values():
+            statement = _insert(self.dialect, RUNS)
+            new, old = statement.excluded[column], RUNS.c[column]
+            upserts[column] = statement.on_conflict_do_update(
                 index_elements=["run_id"], set_={column: case((old.is_(None) | (new > old), new), else_=old)}
             )
-        )
-        session.execute(self._run_durations().where(RUNS.c.run_id == row["run_id"]))
+        return upserts
+
+    @cached_property
+    def _one_run_duration(self) -> Any:
+        return self._run_durations().where(RUNS.c.run_id == bindparam("run"))
 
     def _run_durations(self) -> Any:
         return (
@@ -120,7 +144,9 @@ class Rollups:
             .values(duration_ms=self._whole_ms(RUNS.c.completed_at, RUNS.c.started_at))
         )
 
-    def _review_waits(self, session: Session, run_id: str, step: str, without: int | None) -> tuple[int, int]:
+    def _review_waits(
+        self, session: Session | Connection, run_id: str, step: str, without: int | None
+    ) -> tuple[int, int]:
         """How many of one Run's reviews of a Step have a wait, and their total, leaving out one event."""
         review = EVENTS.alias("review")
         waits = (
@@ -264,6 +290,19 @@ class Rollups:
         if self.dialect == "postgresql":
             return cast(func.timezone("UTC", column), Date)
         return func.substr(column, 1, 10)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+@cache
+def _upsert_adding(dialect: str, table: Table, keys: tuple[str, ...], counts: tuple[str, ...]) -> Any:
+    """Insert a row of `keys` and `counts`, or add the counts to the row already there."""
+    statement = _insert(dialect, table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={k: table.c[k] + statement.excluded[k] for k in counts}
+    )
 
 
 def _sum(condition: Any) -> Any:

@@ -8,11 +8,26 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, String, Table, cast, delete, event, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    cast,
+    delete,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
@@ -91,6 +106,7 @@ class SqlStore:
         self.url = url
         self.engine = create_db_engine(url)
         self._dialect = self.engine.dialect.name
+        self._rollups = Rollups(self._dialect)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -111,7 +127,7 @@ class SqlStore:
             yield session
 
     def _insert(self, table: Any) -> Any:
-        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+        return _insert(self._dialect, table)
 
     # -- migrations and candidates ----------------------------------------------------------
 
@@ -349,27 +365,29 @@ class SqlStore:
             return CandidateStatus(row.status) if row is not None else None
 
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
-        with self._session() as session:
-            self._set_candidate_status(session, migration_id, candidate_id, status)
+        with self.engine.begin() as connection:
+            self._set_candidate_status(connection, migration_id, candidate_id, status)
 
     @staticmethod
-    def _set_candidate_status(session: Session, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
-        session.execute(
-            update(CANDIDATES)
-            .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
-            .values(status=status.value, updated_at=_now())
-        )
+    def _set_candidate_status(
+        connection: Connection, migration_id: str, candidate_id: str, status: CandidateStatus
+    ) -> None:
+        params = {"status": status.value, "updated_at": _now(), "b_migration_id": migration_id, "b_id": candidate_id}
+        connection.execute(_SET_CANDIDATE_STATUS, params)
 
     def apply_run_changes(self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]) -> None:
-        """All of a Run's pending changes in one transaction: one commit instead of one per change."""
-        with self._session() as session:
+        """All of a Run's pending changes in one transaction: one commit instead of one per change.
+
+        The hot write path of every Run, so it runs prebuilt statements on the bare Connection.
+        """
+        with self.engine.begin() as connection:
             for change in changes:
                 if change.candidate_status is not None:
-                    self._set_candidate_status(session, migration_id, candidate_id, change.candidate_status)
+                    self._set_candidate_status(connection, migration_id, candidate_id, change.candidate_status)
                 if change.step_result is not None:
-                    self._save_step_result(session, run_id, migration_id, change.step_result)
+                    self._save_step_result(connection, run_id, migration_id, change.step_result)
                 if change.event is not None and change.event_key is not None:
-                    self._append_event(session, change.event, change.event_key)
+                    self._append_event(connection, change.event, change.event_key)
 
     # -- step results and events ------------------------------------------------------------
 
@@ -378,10 +396,10 @@ class SqlStore:
             session.execute(delete(StepResultRow).where(STEP_RESULTS.c.run_id == run_id))
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
-        with self._session() as session:
-            self._save_step_result(session, run_id, migration_id, result)
+        with self.engine.begin() as connection:
+            self._save_step_result(connection, run_id, migration_id, result)
 
-    def _save_step_result(self, session: Session, run_id: str, migration_id: str, result: StepResult) -> None:
+    def _save_step_result(self, connection: Connection, run_id: str, migration_id: str, result: StepResult) -> None:
         row = {
             "run_id": run_id,
             "step_name": result.step_name,
@@ -394,12 +412,7 @@ class SqlStore:
             "updated_at": result.updated_at,
             "completed_at": result.completed_at,
         }
-        statement = self._insert(STEP_RESULTS).values(row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["run_id", "step_name"],
-            set_={k: statement.excluded[k] for k in row if k not in ("run_id", "step_name")},
-        )
-        session.execute(statement)
+        connection.execute(_upsert_step_result(self._dialect), row)
 
     def step_results(self, run_id: str) -> list[StepResult]:
         with self._session() as session:
@@ -408,24 +421,33 @@ class SqlStore:
         return sorted(results, key=lambda r: r.started_at or _now())
 
     def append_event(self, event: StepEvent, key: str) -> bool:
-        with self._session() as session:
-            return self._append_event(session, event, key)
+        with self.engine.begin() as connection:
+            return self._append_event(connection, event, key)
 
-    def _append_event(self, session: Session, event: StepEvent, key: str) -> bool:
-        row = event.model_dump(exclude={"id", "metadata"}, by_alias=False) | {"key": key, "metadata": event.metadata}
-        row["event_type"] = event.event_type.value
-        table = STEP_EVENTS
-        statement = self._insert(table).values(row).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-        inserted = session.execute(statement).first()
-        if inserted is None:
+    def _append_event(self, connection: Connection, event: StepEvent, key: str) -> bool:
+        row = {
+            "run_id": event.run_id,
+            "migration_id": event.migration_id,
+            "candidate_id": event.candidate_id,
+            "step_name": event.step_name,
+            "event_type": event.event_type.value,
+            "status": event.status,
+            "actor": event.actor,
+            "duration_ms": event.duration_ms,
+            "created_at": event.created_at,
+            "key": key,
+            "metadata": event.metadata,
+        }
+        event_id = connection.execute(_insert_event(self._dialect), row).scalar()
+        if event_id is None:
             return False
-        Rollups(self._dialect).apply(session, inserted.id, row)
+        self._rollups.apply(connection, event_id, row)
         return True
 
     def rebuild_rollups(self) -> None:
         """Recompute the metrics rollups from the event log, for events written around append_event (bulk loads)."""
         with self._session() as session:
-            Rollups(self._dialect).rebuild(session)
+            self._rollups.rebuild(session)
 
     def list_events(
         self,
@@ -560,6 +582,40 @@ class SqlStore:
     def candidate_metadata_keys(self, migration_id: str) -> list[str]:
         with self._session() as session:
             return self._metrics.metadata_keys(session, migration_id)
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+# The Runs' writes run these with each row's values; building them per call cost more CPU than the write.
+_SET_CANDIDATE_STATUS = update(CANDIDATES).where(
+    CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id")
+)
+_STEP_RESULT_UPDATES = (
+    "migration_id",
+    "candidate_id",
+    "status",
+    "metadata",
+    "pr_url",
+    "started_at",
+    "updated_at",
+    "completed_at",
+)
+
+
+@cache
+def _upsert_step_result(dialect: str) -> Any:
+    statement = _insert(dialect, STEP_RESULTS)
+    return statement.on_conflict_do_update(
+        index_elements=["run_id", "step_name"], set_={k: statement.excluded[k] for k in _STEP_RESULT_UPDATES}
+    )
+
+
+@cache
+def _insert_event(dialect: str) -> Any:
+    """Inserts nothing, and so returns no id, when the key is already there: a retried batch adds nothing."""
+    return _insert(dialect, STEP_EVENTS).on_conflict_do_nothing(index_elements=["key"]).returning(STEP_EVENTS.c.id)
 
 
 def _scoped(table: Any, migration_id: str | None) -> list[Any]:

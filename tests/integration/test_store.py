@@ -13,6 +13,7 @@ from loom_backend.domain import (
     CandidateStatus,
     EventType,
     MigrationAnnouncement,
+    RunChange,
     StepEvent,
     StepResult,
     StepStatus,
@@ -180,6 +181,45 @@ def test_step_results_upsert_by_step_and_reset_forgets_them(store: SqlStore) -> 
     assert [r.status for r in store.step_results("base-image__a")] == [StepStatus.OPEN]
     store.reset_run("base-image__a")
     assert store.step_results("base-image__a") == []
+
+
+def test_a_retried_batch_of_run_changes_writes_each_row_once(store: SqlStore) -> None:
+    store.announce(announcement(["a"]), NOW)
+    run = "base-image__a"
+
+    def event(event_type: EventType, at: datetime, **fields) -> StepEvent:
+        return StepEvent(
+            run_id=run, migration_id="base-image", candidate_id="a", event_type=event_type, created_at=at, **fields
+        )
+
+    done = NOW + timedelta(seconds=30)
+    first = [
+        RunChange(candidate_status=CandidateStatus.RUNNING),
+        RunChange(event=event(EventType.RUN_STARTED, NOW, actor="ana"), event_key="w:1"),
+        RunChange(step_result=StepResult(step_name="bump", candidate_id="a", status=StepStatus.IN_PROGRESS)),
+        RunChange(event=event(EventType.STEP_DISPATCHED, NOW, step_name="bump"), event_key="w:2"),
+    ]
+    merged = StepResult(
+        step_name="bump", candidate_id="a", status=StepStatus.MERGED, pr_url="http://x/pr/1", completed_at=done
+    )
+    last = [
+        RunChange(step_result=merged),
+        RunChange(
+            event=event(EventType.STEP_COMPLETED, done, step_name="bump", status="merged", duration_ms=30_000),
+            event_key="w:3",
+        ),
+        RunChange(candidate_status=CandidateStatus.COMPLETED),
+        RunChange(event=event(EventType.RUN_COMPLETED, done), event_key="w:4"),
+    ]
+    for batch in (first, first, last, last):
+        store.apply_run_changes(run, "base-image", "a", batch)
+    assert store.get_candidate("base-image", "a").status == CandidateStatus.COMPLETED
+    assert store.step_results(run) == [merged]
+    assert store.list_events("base-image").total == 4
+    overview = store.metrics_overview("base-image")
+    assert (overview.runs_started, overview.runs_completed, overview.median_run_duration_ms) == (1, 1, 30_000)
+    [bump] = store.step_metrics("base-image").steps
+    assert (bump.count, bump.succeeded, bump.p50_duration_ms) == (1, 1, 30_000)
 
 
 def test_event_log_appends_each_key_once_and_pages_newest_first(store: SqlStore) -> None:
