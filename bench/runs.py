@@ -442,7 +442,7 @@ async def main() -> None:
                 concurrency = args.concurrency or args.runs
                 print(
                     f"{args.runs} Runs x {args.steps} Steps, at most {concurrency} in flight, "
-                    f"Loom via {args.via}, embedded Temporal dev server (SQLite, WAL)"
+                    f"Loom via {args.via}, embedded Temporal dev server (SQLite, WAL), {type(asyncio.get_running_loop()).__module__}"
                 )
                 bare = await bench_bare(client, migrator, url, args.runs, args.steps, concurrency)
                 show("bare", bare)
@@ -465,6 +465,8 @@ async def main() -> None:
 if __name__ == "__main__":
     # Import this file as the module `runs`, so the sandbox can re-import the bare workflow by name.
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import uvloop
     from runs import main as _main
 
-    asyncio.run(_main())
+    # The Loom app runs on uvloop (uvicorn picks it), so the baseline and the Migrator do too.
+    uvloop.run(_main())
