@@ -239,8 +239,17 @@ def create_api(
 
         get_access = current_access
 
-    Service = Annotated[LoomService, Depends(get_service)]
-    Access = Annotated[AccessControl, Depends(get_access)]
+    resolve_access = get_access
+
+    # Async, so FastAPI calls them on the event loop: a plain function would cost a thread hop per request.
+    async def the_service() -> LoomService:
+        return get_service()
+
+    async def the_access() -> AccessControl:
+        return resolve_access()
+
+    Service = Annotated[LoomService, Depends(the_service)]
+    Access = Annotated[AccessControl, Depends(the_access)]
 
     async def migrator_principal(request: Request, access: Access) -> Principal:
         token = _bearer(request)

@@ -420,11 +420,14 @@ class AccessControl:
 
     def signing_key(self, migration_id: str) -> bytes | None:
         """The key requests to this Migration's Migrator are signed with (see AuthStore.signing_key)."""
+        key = self.store.signing_key(migration_id)
+        if key is not None:
+            self._recent.put(("signing_key", migration_id), key)
+        return key
+
+    def recent_signing_key(self, migration_id: str) -> bytes | None:
+        """What `signing_key` answered for this Migration in the last few seconds; None when it must be asked."""
         key: bytes | None = self._recent.get(("signing_key", migration_id))
-        if key is None:
-            key = self.store.signing_key(migration_id)
-            if key is not None:
-                self._recent.put(("signing_key", migration_id), key)
         return key
 
     @staticmethod

@@ -119,10 +119,17 @@ async def running(
         if access is None:
             access = await asyncio.to_thread(build_access, settings, auth_store)
         if notifier is None:
+            known = access
+
+            async def signing_key(migration_id: str) -> bytes | None:
+                return known.recent_signing_key(migration_id) or await asyncio.to_thread(
+                    known.signing_key, migration_id
+                )
+
             notifier = HttpMigratorNotifier(
                 timeout_seconds=settings.dispatch_timeout_seconds,
                 url_policy=MigratorUrlPolicy(settings.migrator_url_allow),
-                signing_keys=access.signing_key,
+                signing_keys=signing_key,
             )
             stack.push_async_callback(notifier.aclose)
         if engine is None:

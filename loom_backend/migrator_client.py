@@ -6,9 +6,8 @@ addresses the URL policy allows, checked with fresh DNS answers right before the
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pydantic
@@ -19,7 +18,7 @@ from loom_backend.signing import sign
 from loom_backend.url_allow import MigratorUrlPolicy, UrlRefused
 
 log = logging.getLogger("loom")
-SigningKeys = Callable[[str], bytes | None]
+SigningKeys = Callable[[str], Awaitable[bytes | None]]
 
 MAX_ERROR_TEXT = 500
 # Below the idle timeout of common Migrator servers (uvicorn 5 s, Node 5 s, nginx 75 s).
@@ -84,7 +83,7 @@ class HttpMigratorNotifier:
     async def _signed(self, migration_id: str, body: bytes) -> dict[str, str]:
         """Content type and, when the Migration has an owning token, Loom's signature; unsigned requests get 401s."""
         headers = {"content-type": "application/json"}
-        key = await asyncio.to_thread(self._signing_keys, migration_id) if self._signing_keys else None
+        key = await self._signing_keys(migration_id) if self._signing_keys else None
         if key is not None:
             headers.update(sign(key, body))
         elif self._signing_keys is not None:

@@ -241,7 +241,8 @@ def test_answers_that_let_a_migrator_in_are_remembered_for_seconds_and_an_owner_
     assert access.recent_bearer(old_secret) == principal
     assert access.recently_allowed(principal, MIGRATION)
     assert access.recent_bearer(new_secret) is None  # never asked: only answers that were given are remembered
-    assert access.signing_key(MIGRATION) == access.signing_key(MIGRATION) == bytes.fromhex(old.digest)
+    assert access.recent_signing_key(MIGRATION) is None
+    assert access.signing_key(MIGRATION) == access.recent_signing_key(MIGRATION) == bytes.fromhex(old.digest)
     assert auth_store.lookups.count("signing_key") == 1
 
     auth_store.revoke_token(old.id, now)
@@ -252,7 +253,8 @@ def test_answers_that_let_a_migrator_in_are_remembered_for_seconds_and_an_owner_
     successor = access.bearer(new_secret)
     assert successor is not None and access.claim_migration(successor, MIGRATION)
     assert not access.recently_allowed(principal, MIGRATION)
-    assert access.signing_key(MIGRATION) == bytes.fromhex(new.digest)  # forgotten at the claim, not in 5 s
+    assert access.recent_signing_key(MIGRATION) is None  # forgotten at the claim, not in 5 s
+    assert access.signing_key(MIGRATION) == bytes.fromhex(new.digest)
     with pytest.raises(errors.Forbidden):
         access.check_migration(principal, MIGRATION)
 

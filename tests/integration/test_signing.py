@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -146,7 +147,12 @@ def test_the_verifier_forgets_signatures_only_after_they_would_be_stale() -> Non
 async def real_loom(
     store: SqlStore, access: AccessControl, credentials: Credentials
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HttpMigratorNotifier]]:
-    notifier = HttpMigratorNotifier(timeout_seconds=5, signing_keys=SqlAuthStore(store.engine).signing_key)
+    auth_store = SqlAuthStore(store.engine)
+
+    async def signing_key(migration_id: str) -> bytes | None:
+        return await asyncio.to_thread(auth_store.signing_key, migration_id)
+
+    notifier = HttpMigratorNotifier(timeout_seconds=5, signing_keys=signing_key)
     service = LoomService(store, FakeEngine(), notifier)
     app = create_api(lambda: service, get_access=lambda: access)
     transport = httpx.ASGITransport(app=app)
