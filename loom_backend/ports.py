@@ -82,8 +82,13 @@ class MigrationStore(Protocol):
 
     def step_results(self, run_id: str) -> list[StepResult]: ...
 
-    def apply_run_changes(self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]) -> None:
-        """A Run's changes to the read model, in order, in one transaction; each is idempotent."""
+    def apply_run_changes(
+        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
+    ) -> None:
+        """A Run's changes to the read model, in order, in one transaction; each is idempotent.
+
+        With `once`, nothing is written when the batch's last event is already in the log.
+        """
 
     def append_event(self, event: StepEvent, key: str) -> bool:
         """Append to the event log once per key (activities retry); return False when the key was seen."""

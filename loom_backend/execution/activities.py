@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loom_backend.domain import DispatchStepRequest
-from loom_backend.execution.messages import PersistBatch
+from loom_backend.execution.messages import DispatchInput, PersistBatch
 from loom_backend.migrator_client import DispatchRejected
 from loom_backend.ports import MigrationStore, MigratorNotifier
 
@@ -37,14 +36,23 @@ class RunActivities:
         """Apply the Run's changes to the read model in order; every write is idempotent, so retries are safe."""
         await asyncio.get_running_loop().run_in_executor(self._writes, self._apply, batch)
 
-    def _apply(self, batch: PersistBatch) -> None:
-        self._store.apply_run_changes(batch.run_id, batch.migration_id, batch.candidate_id, batch.writes)
+    def _apply(self, batch: PersistBatch, once: bool = False) -> None:
+        self._store.apply_run_changes(batch.run_id, batch.migration_id, batch.candidate_id, batch.writes, once)
 
     @activity.defn(name="loom_dispatch_step")
-    async def dispatch_step(self, request: DispatchStepRequest) -> None:
-        """POST the Step to its Migrator; a 4xx is final, anything else is retried by the Run's policy."""
+    async def dispatch_step(self, dispatch: DispatchInput) -> None:
+        """Write the Run's pending changes, then POST the Step to its Migrator.
+
+        The writes ride along so a Step costs the Run one activity, not a local one and another; they
+        go first, so the read model shows the Step in progress before the Migrator can call back. A
+        later attempt writes them only if no earlier one did. A 4xx is final; anything else is retried
+        by the Run's policy.
+        """
+        if dispatch.writes.writes:
+            once = activity.info().attempt > 1
+            await asyncio.get_running_loop().run_in_executor(self._writes, self._apply, dispatch.writes, once)
         try:
-            await self._notifier.dispatch_step(request)
+            await self._notifier.dispatch_step(dispatch.request)
         except DispatchRejected as exc:
             raise ApplicationError(str(exc), type="MigratorRejected", non_retryable=True) from exc
         except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from loom_backend.domain import MigrationManifest, RunChange, StringMap
+from loom_backend.domain import DispatchStepRequest, MigrationManifest, RunChange, StringMap
 
 WORKFLOW_NAME = "LoomRun"
 
@@ -73,6 +73,13 @@ class PersistBatch(BaseModel):
     migration_id: str
     candidate_id: str
     writes: list[RunChange]
+
+
+class DispatchInput(BaseModel):
+    """A Step's dispatch and the Run's writes that must reach the read model before the Migrator hears of it."""
+
+    request: DispatchStepRequest
+    writes: PersistBatch
 
 
 class StepView(BaseModel):

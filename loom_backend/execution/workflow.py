@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from loom_backend.domain import (
@@ -45,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         UPDATE_INPUTS_UPDATE,
         WORKFLOW_NAME,
         CancelRequest,
+        DispatchInput,
         MarkMergedInput,
         PersistBatch,
         RetryStepInput,
@@ -76,6 +78,24 @@ class _Step:
         return self.definition.name
 
 
+@dataclass
+class _InFlight:
+    """A dispatch the Migrator has not answered yet, and the writes it carries to the read model."""
+
+    sending: asyncio.Future[str | None]
+    step: _Step
+    dispatches: int
+    writes: list[RunChange]
+
+    def writes_pending(self) -> bool:
+        """True until its writes are surely in the read model: the activity succeeded or the Migrator called back."""
+        return (
+            not self.sending.done()
+            and self.step.status is StepStatus.IN_PROGRESS
+            and self.step.dispatches == self.dispatches
+        )
+
+
 class StepNotInStateError(ApplicationError):
     """Raised by validators; the caller sees its message, the Run's history never sees the update."""
 
@@ -101,14 +121,15 @@ class RunWorkflow:
         self._queue: list[RunChange] = []
         self._queued = 0
         self._flushed = 0
-        self._sending: set[asyncio.Future[str | None]] = set()
+        self._awaited = 0
+        self._in_flight: list[_InFlight] = []
 
     # --- the Run ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RunInput) -> str:
         try:
-            await self._record(
+            self._enqueue(  # written with the first dispatch
                 RunChange(candidate_status=CandidateStatus.RUNNING),
                 *self._event(EventType.RUN_STARTED, actor=self._actor, metadata=self._inputs),
             )
@@ -117,7 +138,7 @@ class RunWorkflow:
             self._current = None
             self._closing = True
             # Let the last dispatch answer first: completing the Run under it would fail the workflow task.
-            await self._wait_until(lambda: all(sending.done() for sending in self._sending))
+            await self._wait_until(lambda: all(d.sending.done() for d in self._in_flight))
             await self._record(
                 RunChange(candidate_status=CandidateStatus.COMPLETED),
                 *self._event(EventType.RUN_COMPLETED),
@@ -127,6 +148,13 @@ class RunWorkflow:
             # Run still owes the read model, so the Candidate goes back to not_started for sure.
             self._current = None
             self._closing = True
+            # A dispatch still in flight may write after the cleanup: cancel it and wait until it is over.
+            for in_flight in self._in_flight:
+                in_flight.sending.cancel()
+            await workflow.wait_condition(lambda: all(d.sending.done() for d in self._in_flight))
+            for in_flight in reversed(self._in_flight):
+                if in_flight.sending.cancelled() or in_flight.sending.result() is not None:
+                    self._queue[:0] = in_flight.writes  # it may not have written them: again, first (idempotent)
             await self._record(
                 *self._event(EventType.RUN_CANCELLED, actor=self._cancel_actor),
                 RunChange(candidate_status=CandidateStatus.NOT_STARTED),
@@ -146,6 +174,8 @@ class RunWorkflow:
             await self._wait_until(lambda: step.status is not StepStatus.FAILED)
 
     async def _dispatch(self, step: _Step) -> None:
+        if self._flushed < self._awaited:
+            await self._record()  # an operator waits on these writes: they go now, not after the Migrator answers
         now = workflow.now()
         step.status = StepStatus.IN_PROGRESS
         step.metadata = {}
@@ -153,12 +183,15 @@ class RunWorkflow:
         step.started_at = step.updated_at = now
         step.completed_at = None
         step.dispatches += 1
-        await self._record(
+        self._enqueue(
             self._result(step),
             *self._event(
                 EventType.STEP_DISPATCHED, step, status=step.status, metadata={"attempt": str(step.dispatches)}
             ),
         )
+        # Everything queued goes with the dispatch activity; later writes wait until it has written these.
+        writes, self._queue = self._queue, []
+        self._flushed += len(writes)
         request = DispatchStepRequest(
             migration_id=self._manifest.migration_id,
             step_name=step.name,
@@ -170,26 +203,27 @@ class RunWorkflow:
             migrator_url=self._manifest.migrator_url,
             type=step.definition.type,
         )
-        dispatches = step.dispatches
-        sending = asyncio.ensure_future(self._send(request))
-        self._sending.add(sending)
+        in_flight = _InFlight(asyncio.ensure_future(self._send(request, writes)), step, step.dispatches, writes)
+        self._in_flight.append(in_flight)
+        sending = in_flight.sending
         # A callback can come before the dispatch's own answer (or while it is still retrying):
         # whichever comes first moves the Step on.
         await self._wait_until(lambda: sending.done() or step.status is not StepStatus.IN_PROGRESS)
         if not sending.done():
             return
-        self._sending.discard(sending)
+        self._in_flight.remove(in_flight)
         error = sending.result()
-        if error is not None and step.status is StepStatus.IN_PROGRESS and step.dispatches == dispatches:
-            self._enqueue(*self._finish(step, StepStatus.FAILED, {"error": error}))
+        if error is not None and step.status is StepStatus.IN_PROGRESS and step.dispatches == in_flight.dispatches:
+            # The activity may have failed before it wrote: its writes go again (idempotent), then the failure.
+            self._enqueue(*writes, *self._finish(step, StepStatus.FAILED, {"error": error}))
 
-    async def _send(self, request: DispatchStepRequest) -> str | None:
+    async def _send(self, request: DispatchStepRequest, writes: list[RunChange]) -> str | None:
         """Dispatch with the Run's retry policy; the last error's text, or None once the Migrator took it."""
         policy = self._policy
         try:
             await workflow.execute_activity_method(
                 RunActivities.dispatch_step,
-                request,
+                DispatchInput(request=request, writes=self._batch(writes)),
                 start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 5),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=policy.initial_interval_seconds),
@@ -197,6 +231,8 @@ class RunWorkflow:
                     maximum_attempts=policy.max_attempts,
                     non_retryable_error_types=["MigratorRejected"],
                 ),
+                # On Cancel the cleanup waits for an attempt in flight, so its writes cannot land after it.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
         except ActivityError as exc:
             cause = exc.cause
@@ -253,13 +289,22 @@ class RunWorkflow:
         return self._queued
 
     async def _persisted(self, *writes: RunChange) -> None:
-        """For update handlers: queue writes, return once the Run's main loop has written them.
+        """For operator actions: queue writes, return once the Run's main loop has written them.
 
-        The main loop is the read model's only writer, so the event log keeps the Run's order,
-        and a callback's writes go out in one batch with the next Step's dispatch.
+        The main loop is the read model's only writer, so the event log keeps the Run's order.
+        Migrator callbacks only queue theirs: they go out with the next Step's dispatch.
         """
         target = self._enqueue(*writes)
+        self._awaited = max(self._awaited, target)
         await workflow.wait_condition(lambda: self._flushed >= target)
+
+    def _batch(self, writes: list[RunChange]) -> PersistBatch:
+        return PersistBatch(
+            run_id=self._manifest.run_id,
+            migration_id=self._manifest.migration_id,
+            candidate_id=self._manifest.candidate.id,
+            writes=writes,
+        )
 
     async def _record(self, *writes: RunChange) -> None:
         """For the main loop: queue writes and write everything queued."""
@@ -269,12 +314,7 @@ class RunWorkflow:
             try:
                 await workflow.execute_local_activity_method(
                     RunActivities.persist,
-                    PersistBatch(
-                        run_id=self._manifest.run_id,
-                        migration_id=self._manifest.migration_id,
-                        candidate_id=self._manifest.candidate.id,
-                        writes=batch,
-                    ),
+                    self._batch(batch),
                     start_to_close_timeout=PERSIST_TIMEOUT,
                     retry_policy=PERSIST_RETRY,
                 )
@@ -286,11 +326,16 @@ class RunWorkflow:
     async def _wait_until(self, condition: Callable[[], bool]) -> None:
         """Wait for the condition, writing what update handlers queue meanwhile.
 
-        When the condition holds, queued writes stay queued: the main loop's next write takes them
-        along, so a Step's completion and the next Step's dispatch cost one activity, not two.
+        When the condition holds, queued writes stay queued: the next dispatch takes them along, so
+        a Step's completion and the next Step's dispatch cost one activity. Queued writes wait while
+        a dispatch in flight may not have written the ones it carries, so the log keeps the Run's order.
         """
+
+        def may_write() -> bool:
+            return bool(self._queue) and not any(d.writes_pending() for d in self._in_flight)
+
         while True:
-            await workflow.wait_condition(lambda: condition() or bool(self._queue))
+            await workflow.wait_condition(lambda: condition() or may_write())
             if condition():
                 return
             await self._record()
@@ -346,15 +391,16 @@ class RunWorkflow:
         step.metadata.update(event.metadata)
         if "prUrl" in event.metadata:
             step.pr_url = event.metadata["prUrl"]
+        # Accepted once it is in the Run's history; the read model follows within milliseconds.
         if event.status in (StepStatus.OPEN, StepStatus.AWAITING_REVIEW):
             step.status = event.status
             step.updated_at = now
-            await self._persisted(
+            self._enqueue(
                 self._result(step),
                 *self._event(EventType.STEP_UPDATED, step, status=event.status, metadata=event.metadata),
             )
         else:
-            await self._persisted(*self._finish(step, event.status, event.metadata))
+            self._enqueue(*self._finish(step, event.status, event.metadata))
 
     @step_event.validator
     def _validate_step_event(self, event: StepStatusEvent) -> None:
@@ -425,7 +471,8 @@ class RunWorkflow:
     async def update_inputs(self, request: UpdateInputsInput) -> None:
         # From the next dispatch on, Steps see the new values merged over the discovered metadata.
         self._inputs.update(request.inputs)
-        await self._persisted(*self._event(EventType.INPUTS_UPDATED, actor=request.actor, metadata=request.inputs))
+        # Not awaited: the service saved the inputs already, and a dispatch in flight may hold the event back.
+        self._enqueue(*self._event(EventType.INPUTS_UPDATED, actor=request.actor, metadata=request.inputs))
 
     @update_inputs.validator
     def _validate_update_inputs(self, request: UpdateInputsInput) -> None:

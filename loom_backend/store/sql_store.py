@@ -375,12 +375,19 @@ class SqlStore:
         params = {"status": status.value, "updated_at": _now(), "b_migration_id": migration_id, "b_id": candidate_id}
         connection.execute(_SET_CANDIDATE_STATUS, params)
 
-    def apply_run_changes(self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]) -> None:
+    def apply_run_changes(
+        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
+    ) -> None:
         """All of a Run's pending changes in one transaction: one commit instead of one per change.
 
+        `once`: skip the whole batch when its last event is already in the log, i.e. an earlier attempt
+        wrote it; rewriting its Step results could undo what the Run wrote since.
         The hot write path of every Run, so it runs prebuilt statements on the bare Connection.
         """
         with self.engine.begin() as connection:
+            last_key = next((c.event_key for c in reversed(changes) if c.event_key is not None), None)
+            if once and last_key is not None and connection.execute(_EVENT_WITH_KEY, {"key": last_key}).first():
+                return
             for change in changes:
                 if change.candidate_status is not None:
                     self._set_candidate_status(connection, migration_id, candidate_id, change.candidate_status)
@@ -592,6 +599,7 @@ def _insert(dialect: str, table: Table) -> Any:
 _SET_CANDIDATE_STATUS = update(CANDIDATES).where(
     CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id")
 )
+_EVENT_WITH_KEY = select(STEP_EVENTS.c.id).where(STEP_EVENTS.c.key == bindparam("key"))
 _STEP_RESULT_UPDATES = (
     "migration_id",
     "candidate_id",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from starlette.responses import Response
 
 from loom_backend import errors
 from loom_backend.domain import (
@@ -336,3 +339,93 @@ async def test_actions_on_a_run_that_does_not_exist_raise_run_not_found(make_loo
         with pytest.raises(errors.CandidateNotRunning):
             await loom.engine.cancel_run(missing, "dave")
         assert not await loom.engine.is_running(missing)
+
+
+# -- the writes a dispatch carries to the read model -----------------------------------------------------
+
+
+async def test_cancel_while_the_migrator_holds_the_dispatch_writes_the_cleanup_last(make_loom, migrator) -> None:
+    """The dispatch activity writes the Step's in_progress before it POSTs: the cleanup must not come first."""
+    async with make_loom() as loom:
+        original, release = migrator.dispatch_step, asyncio.Event()
+
+        async def hold(request):
+            await release.wait()
+            return await original(request)
+
+        migrator.dispatch_step = hold
+        try:
+            run = await loom.start(CID)
+            await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
+            cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
+            await asyncio.sleep(0.3)
+            assert not cancelling.done()  # the cleanup waits for the attempt in flight
+            release.set()
+            await cancelling
+        finally:
+            release.set()
+            migrator.dispatch_step = original
+        assert loom.candidate_status(CID) is CandidateStatus.NOT_STARTED
+        assert loom.event_kinds(CID) == [
+            ("run_started", None, None),
+            ("step_dispatched", "disable-prune", "in_progress"),
+            ("run_cancelled", None, None),
+        ]
+
+
+async def test_a_dispatch_retried_after_the_migrator_called_back_does_not_undo_the_callback(
+    make_loom, migrator
+) -> None:
+    """Attempt 1 reaches the Migrator, which calls back `open` and then answers 503; attempt 2 must not
+    write the Step's in_progress over the open PR."""
+    async with make_loom() as loom:
+        original = migrator.dispatch_step
+
+        async def open_then_fail_once(request):
+            if migrator.attempts == 0:
+                migrator.attempts += 1
+                await loom.engine.step_event(
+                    loom.run_id(CID), callback("disable-prune", "open", prUrl="https://git/pr/3")
+                )
+                return Response("restarting", status_code=503)
+            return await original(request)
+
+        migrator.dispatch_step = open_then_fail_once
+        try:
+            run = await loom.start(CID)
+            await loom.dispatched("disable-prune")  # attempt 2, answered 202
+        finally:
+            migrator.dispatch_step = original
+        result = loom.results(CID)["disable-prune"]
+        assert (result.status, result.pr_url) == (StepStatus.OPEN, "https://git/pr/3")
+        await loom.engine.step_event(run, callback("disable-prune", "merged"))
+        await loom.dispatched("review")
+        assert loom.event_kinds(CID) == [
+            ("run_started", None, None),
+            ("step_dispatched", "disable-prune", "in_progress"),
+            ("step_updated", "disable-prune", "open"),
+            ("step_completed", "disable-prune", "merged"),
+            ("step_dispatched", "review", "in_progress"),
+        ]
+
+
+async def test_inputs_changed_while_the_first_dispatch_is_held_are_logged_after_it(make_loom, migrator) -> None:
+    async with make_loom() as loom:
+        original, release = migrator.dispatch_step, asyncio.Event()
+
+        async def hold(request):
+            await release.wait()
+            return await original(request)
+
+        migrator.dispatch_step = hold
+        try:
+            run = await loom.start(CID, {"image": "v2"})
+            await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
+            await loom.engine.update_inputs(run, {"image": "v3"}, "erin")  # answers while the Migrator holds
+            release.set()
+            await loom.dispatched("disable-prune")
+        finally:
+            release.set()
+            migrator.dispatch_step = original
+        await eventually(lambda: loom.has_event(CID, EventType.INPUTS_UPDATED))
+        assert [k[0] for k in loom.event_kinds(CID)] == ["run_started", "step_dispatched", "inputs_updated"]
