@@ -74,6 +74,14 @@ with workflow.unsafe.imports_passed_through():
 
 # --- the bare baseline: dispatch by HTTP, wait for a signal, nothing persisted ----------------
 
+# Requests in flight per HTTP client, as Loom's HttpMigratorNotifier bounds them: the baseline's dispatches
+# and the Migrator's callbacks get the same bound (httpcore's pool costs O(connections^2) past it).
+IN_FLIGHT = 64
+
+
+def bounded_limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT, keepalive_expiry=4.0)
+
 
 class BareInput(BaseModel):
     run_id: str
@@ -89,10 +97,14 @@ class BareCallback(BaseModel):
 class BareActivities:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
 
     @activity.defn(name="bare_dispatch")
     async def dispatch(self, request: DispatchStepRequest) -> None:
-        response = await self._http.post(f"{request.migrator_url}/dispatch-step", json=request.model_dump(mode="json"))
+        async with self._turns:
+            response = await self._http.post(
+                f"{request.migrator_url}/dispatch-step", json=request.model_dump(mode="json")
+            )
         response.raise_for_status()
 
 
@@ -276,7 +288,8 @@ async def bench_loom_http(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=200, keepalive_expiry=4.0)
+    limits = bounded_limits()
+    turns = asyncio.Semaphore(IN_FLIGHT)
     as_migrator = {"Authorization": f"Bearer {migrator_token}"}
     as_operator = {"Authorization": f"Bearer {operator_token}"}
     try:
@@ -312,7 +325,10 @@ async def bench_loom_http(
                 body = {"stepName": dispatch.step_name, "candidateId": dispatch.candidate.id, "status": "completed"}
                 for attempt in range(5):
                     try:
-                        response = await api.post(f"/api/event/{dispatch.callback_id}", json=body, headers=as_migrator)
+                        async with turns:
+                            response = await api.post(
+                                f"/api/event/{dispatch.callback_id}", json=body, headers=as_migrator
+                            )
                     except httpx.HTTPError as exc:
                         refused.append(f"{dispatch.callback_id} {dispatch.step_name}: {exc!r}")
                     else:
@@ -331,7 +347,9 @@ async def bench_loom_http(
             async def one(candidate_id: str) -> None:
                 async with gate:
                     path = f"/api/migrations/{migration_id}/candidates/{candidate_id}/start"
-                    (await api.post(path, json={"inputs": {}}, headers=as_operator)).raise_for_status()
+                    async with turns:
+                        response = await api.post(path, json={"inputs": {}}, headers=as_operator)
+                    response.raise_for_status()
                     await client.get_workflow_handle(f"{migration_id}__{candidate_id}").result()
 
             started = time.perf_counter()
@@ -373,7 +391,7 @@ async def bench_bare(
         await handle.signal("bare_step_done", BareCallback(step_name=dispatch.step_name))
 
     migrator.reset(names, complete)
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
+    limits = bounded_limits()
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0)) as http:
         worker = Worker(
             client,

@@ -6,6 +6,7 @@ addresses the URL policy allows, checked with fresh DNS answers right before the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -39,11 +40,13 @@ def _excerpt(response: httpx.Response) -> str:
 
 
 class HttpMigratorNotifier:
-    """One shared connection pool for every dispatch, sized for bursts of hundreds of Runs.
+    """One shared connection pool for every dispatch, with at most `max_in_flight` requests at once.
 
-    httpx's default pool (100 connections, 5 s pool timeout) times out when hundreds of
-    dispatches start at once, so the pool is larger and waiting for a connection is bounded
-    by the dispatch timeout rather than by httpx's default.
+    More requests wait their turn here (bounded by the timeout) rather than in httpx's pool:
+    httpcore scans every connection for every idle one on each request, and closes idle ones past
+    max_keepalive_connections, so hundreds of connections cost more CPU than the dispatches
+    themselves (bench/runs.py with 200 Runs at once: 46% of the app's CPU, half the throughput).
+    Every connection may stay open, so none is closed and reopened under load.
 
     Idle connections are dropped after KEEPALIVE_EXPIRY_SECONDS, under the 5 s after which
     uvicorn and Node servers close them: reusing a connection the Migrator is closing fails
@@ -54,22 +57,34 @@ class HttpMigratorNotifier:
     def __init__(
         self,
         timeout_seconds: float = 10.0,
-        max_connections: int = 400,
-        max_keepalive_connections: int = 100,
+        max_in_flight: int = 64,
         client: httpx.AsyncClient | None = None,
         url_policy: MigratorUrlPolicy | None = None,
         signing_keys: SigningKeys | None = None,
     ) -> None:
         self.url_policy = url_policy or MigratorUrlPolicy()
         self._signing_keys = signing_keys
+        self._timeout = timeout_seconds
+        self._turns = asyncio.Semaphore(max_in_flight)
         self._client = client or httpx.AsyncClient(
             limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_keepalive_connections,
+                max_connections=max_in_flight,
+                max_keepalive_connections=max_in_flight,
                 keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
             ),
-            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds), pool=timeout_seconds),
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
         )
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST once a turn is free; waiting for it counts against the timeout, as a full pool's wait would."""
+        try:
+            await asyncio.wait_for(self._turns.acquire(), self._timeout)
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout(f"{url}: no free connection within {self._timeout:.0f} s") from exc
+        try:
+            return await self._client.post(url, content=body, headers=headers)
+        finally:
+            self._turns.release()
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -98,9 +113,7 @@ class HttpMigratorNotifier:
             raise DispatchRejected(str(exc)) from exc
         body = request.model_dump_json(by_alias=True).encode()
         try:
-            response = await self._client.post(
-                url, content=body, headers=await self._signed(request.migration_id, body)
-            )
+            response = await self._post(url, body, await self._signed(request.migration_id, body))
         except httpx.HTTPError as exc:
             raise DispatchFailed(f"Migrator at {request.migrator_url} could not be reached: {exc!r}") from exc
         if response.is_success:
@@ -115,9 +128,7 @@ class HttpMigratorNotifier:
         await self.check_url(migrator_url)
         body = request.model_dump_json(by_alias=True).encode()
         try:
-            response = await self._client.post(
-                url, content=body, headers=await self._signed(request.migration_id, body)
-            )
+            response = await self._post(url, body, await self._signed(request.migration_id, body))
         except httpx.HTTPError as exc:
             raise errors.MigratorUnavailable(
                 f"The Migrator at {migrator_url} could not be reached for a dry run ({exc!r}); "

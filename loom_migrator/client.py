@@ -80,7 +80,8 @@ class LoomClient:
             self._http = httpx.AsyncClient(
                 headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
                 timeout=httpx.Timeout(self.timeout, pool=30.0),
-                limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+                # Every connection may stay open: past max_keepalive_connections httpcore closes and reopens them.
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
             )
             self._loop = loop
         return self._http

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,3 +116,28 @@ async def test_dry_run_failures_say_the_migrator_is_unavailable(migrator, notifi
 async def test_dry_run_against_a_migrator_that_is_down_says_so(notifier) -> None:
     with pytest.raises(errors.MigratorUnavailable, match="could not be reached"):
         await notifier.dry_run(f"http://127.0.0.1:{free_port()}", DRY_RUN)
+
+
+async def test_requests_past_max_in_flight_wait_for_a_free_turn() -> None:
+    release, received = asyncio.Event(), 0
+
+    async def hold(request: Request) -> Response:
+        nonlocal received
+        received += 1
+        await release.wait()
+        return Response(status_code=202)
+
+    port = free_port()
+    dispatch = DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{port}"})
+    async with serve(Starlette(routes=[Route("/dispatch-step", hold, methods=["POST"])]), port):
+        notifier = HttpMigratorNotifier(timeout_seconds=5.0, max_in_flight=2)
+        try:
+            sending = [asyncio.ensure_future(notifier.dispatch_step(dispatch)) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            assert received == 2  # the third waits for a turn, not for a connection in httpx's pool
+            release.set()
+            await asyncio.gather(*sending)
+            assert received == 3
+        finally:
+            release.set()
+            await notifier.aclose()
