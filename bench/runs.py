@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from loom_backend.execution.dev_server import embedded_temporal, free_port
     from loom_backend.execution.engine import TemporalEngine, connect
     from loom_backend.execution.worker import build_worker
-    from loom_backend.migrator_client import HttpMigratorNotifier
+    from loom_backend.migrator_client import MAX_IN_FLIGHT, HttpMigratorNotifier
     from loom_backend.settings import Settings
     from loom_backend.store.sql_store import SqlStore
 
@@ -76,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Requests in flight per HTTP client, as Loom's HttpMigratorNotifier bounds them: the baseline's dispatches
 # and the Migrator's callbacks get the same bound (httpcore's pool costs O(connections^2) past it).
-IN_FLIGHT = 64
+IN_FLIGHT = MAX_IN_FLIGHT
 
 
 def bounded_limits() -> httpx.Limits:

@@ -24,6 +24,8 @@ SigningKeys = Callable[[str], Awaitable[bytes | None]]
 MAX_ERROR_TEXT = 500
 # Below the idle timeout of common Migrator servers (uvicorn 5 s, Node 5 s, nginx 75 s).
 KEEPALIVE_EXPIRY_SECONDS = 4.0
+# Requests to Migrators at once; a Migrator answers a dispatch at once (202), so a few dozen keep up.
+MAX_IN_FLIGHT = 64
 
 
 class DispatchFailed(Exception):
@@ -57,7 +59,7 @@ class HttpMigratorNotifier:
     def __init__(
         self,
         timeout_seconds: float = 10.0,
-        max_in_flight: int = 64,
+        max_in_flight: int = MAX_IN_FLIGHT,
         client: httpx.AsyncClient | None = None,
         url_policy: MigratorUrlPolicy | None = None,
         signing_keys: SigningKeys | None = None,

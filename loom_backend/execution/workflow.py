@@ -87,13 +87,10 @@ class _InFlight:
     dispatches: int
     writes: list[RunChange]
 
-    def writes_pending(self) -> bool:
-        """True until its writes are surely in the read model: the activity succeeded or the Migrator called back."""
-        return (
-            not self.sending.done()
-            and self.step.status is StepStatus.IN_PROGRESS
-            and self.step.dispatches == self.dispatches
-        )
+    def unconfirmed(self) -> bool:
+        """Its writes may be missing from the read model: no attempt succeeded and the Migrator never called back."""
+        succeeded = self.sending.done() and not self.sending.cancelled() and self.sending.result() is None
+        return not succeeded and self.step.status is StepStatus.IN_PROGRESS and self.step.dispatches == self.dispatches
 
 
 class StepNotInStateError(ApplicationError):
@@ -153,7 +150,7 @@ class RunWorkflow:
                 in_flight.sending.cancel()
             await workflow.wait_condition(lambda: all(d.sending.done() for d in self._in_flight))
             for in_flight in reversed(self._in_flight):
-                if in_flight.sending.cancelled() or in_flight.sending.result() is not None:
+                if in_flight.unconfirmed():
                     self._queue[:0] = in_flight.writes  # it may not have written them: again, first (idempotent)
             await self._record(
                 *self._event(EventType.RUN_CANCELLED, actor=self._cancel_actor),
@@ -332,7 +329,7 @@ class RunWorkflow:
         """
 
         def may_write() -> bool:
-            return bool(self._queue) and not any(d.writes_pending() for d in self._in_flight)
+            return bool(self._queue) and not any(d.unconfirmed() for d in self._in_flight)
 
         while True:
             await workflow.wait_condition(lambda: condition() or may_write())

@@ -429,3 +429,36 @@ async def test_inputs_changed_while_the_first_dispatch_is_held_are_logged_after_
             migrator.dispatch_step = original
         await eventually(lambda: loom.has_event(CID, EventType.INPUTS_UPDATED))
         assert [k[0] for k in loom.event_kinds(CID)] == ["run_started", "step_dispatched", "inputs_updated"]
+
+
+async def test_cancel_after_an_open_callback_keeps_the_open_pr_though_the_dispatch_then_fails(
+    make_loom, migrator
+) -> None:
+    async with make_loom() as loom:
+        original, release = migrator.dispatch_step, asyncio.Event()
+
+        async def open_hold_then_fail(request):
+            await loom.engine.step_event(loom.run_id(CID), callback("disable-prune", "open", prUrl="https://git/pr/5"))
+            await release.wait()
+            return Response("restarting", status_code=503)
+
+        migrator.dispatch_step = open_hold_then_fail
+        try:
+            run = await loom.start(CID)
+            await eventually(lambda: loom.has_event(CID, EventType.STEP_UPDATED))
+            cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
+            await asyncio.sleep(0.2)
+            release.set()
+            await cancelling
+        finally:
+            release.set()
+            migrator.dispatch_step = original
+        result = loom.results(CID)["disable-prune"]
+        assert (result.status, result.pr_url) == (StepStatus.OPEN, "https://git/pr/5")
+        assert loom.candidate_status(CID) is CandidateStatus.NOT_STARTED
+        assert [k[0] for k in loom.event_kinds(CID)] == [
+            "run_started",
+            "step_dispatched",
+            "step_updated",
+            "run_cancelled",
+        ]
