@@ -2,8 +2,11 @@
 
 Migrator callbacks and operator actions arrive as updates with validators, so an action that
 does not fit the Step's status is refused synchronously (the engine turns that into a 409)
-and never enters the Run's history. Every change reaches the read model through the
-persist activity, in the order the Run made it, with an idempotency key per event.
+and never enters the Run's history. Every change reaches the read model in the order the Run
+made it, with an idempotency key per event: carried by the next Step's dispatch activity (so a
+Step costs one activity), or through the persist local activity when the Run waits instead.
+A Migrator's callback is answered once it is in the Run's history; an operator's action once
+its writes are in the read model.
 """
 
 from __future__ import annotations
