@@ -30,12 +30,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +51,7 @@ from loom_backend.domain import (  # noqa: E402
     run_id,
 )
 from loom_backend.store.sql_store import SqlStore  # noqa: E402
+from tests.postgres import fresh_database  # noqa: E402
 
 MIGRATION = "base-image"
 STEPS = ["bump", "build", "test", "merge", "deploy"]
@@ -275,22 +275,6 @@ def postgres_baseline(url: str, work: list[Batch]) -> tuple[float, float]:
         return timed(work, in_transaction)
 
 
-@contextmanager
-def fresh_postgres(url: str) -> Iterator[str]:
-    """A new database on the server for one measurement, dropped afterwards whatever happens."""
-    base = make_url(url).set(drivername="postgresql+psycopg")
-    name = f"loom_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def report(label: str, n: int, loom_times: tuple[float, float, str], bare: tuple[float, float]) -> None:
     wall, cpu, digest = loom_times
     bare_wall, bare_cpu = bare
@@ -313,9 +297,9 @@ def main() -> None:
         prepare(bare_url, work).engine.dispose()
         report("SQLite", len(work), measured, sqlite_baseline(make_url(bare_url).database or "", work))
     if args.postgres:
-        with fresh_postgres(args.postgres) as url:
+        with fresh_database(args.postgres, prefix="loom_bench") as url:
             measured = loom(url, work)
-        with fresh_postgres(args.postgres) as url:
+        with fresh_database(args.postgres, prefix="loom_bench") as url:
             prepare(url, work).engine.dispose()
             report("PostgreSQL", len(work), measured, postgres_baseline(url, work))
 

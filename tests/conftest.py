@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from loom_backend.auth import AccessControl
 from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
 from tests.credentials import Credentials, new_credentials
+from tests.postgres import fresh_database
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL")
 DATABASES = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
@@ -37,17 +36,8 @@ TABLES = (
 def postgres_url() -> Iterator[str]:
     """A fresh database on the configured server for this test session; an unreachable server fails loudly."""
     assert POSTGRES_URL, "LOOM_TEST_POSTGRES_URL is not set"
-    base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
-    name = f"loom_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.responses import Response
@@ -344,27 +346,33 @@ async def test_actions_on_a_run_that_does_not_exist_raise_run_not_found(make_loo
 # -- the writes a dispatch carries to the read model -----------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def dispatches_held(migrator) -> AsyncIterator[asyncio.Event]:
+    """The Migrator holds every dispatch until the event is set, then answers as usual."""
+    original, release = migrator.dispatch_step, asyncio.Event()
+
+    async def hold(request):
+        await release.wait()
+        return await original(request)
+
+    migrator.dispatch_step = hold
+    try:
+        yield release
+    finally:
+        release.set()
+        migrator.dispatch_step = original
+
+
 async def test_cancel_while_the_migrator_holds_the_dispatch_writes_the_cleanup_last(make_loom, migrator) -> None:
     """The dispatch activity writes the Step's in_progress before it POSTs: the cleanup must not come first."""
-    async with make_loom() as loom:
-        original, release = migrator.dispatch_step, asyncio.Event()
-
-        async def hold(request):
-            await release.wait()
-            return await original(request)
-
-        migrator.dispatch_step = hold
-        try:
-            run = await loom.start(CID)
-            await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
-            cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
-            await asyncio.sleep(0.3)
-            assert not cancelling.done()  # the cleanup waits for the attempt in flight
-            release.set()
-            await cancelling
-        finally:
-            release.set()
-            migrator.dispatch_step = original
+    async with make_loom() as loom, dispatches_held(migrator) as release:
+        run = await loom.start(CID)
+        await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
+        cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
+        await asyncio.sleep(0.3)
+        assert not cancelling.done()  # the cleanup waits for the attempt in flight
+        release.set()
+        await cancelling
         assert loom.candidate_status(CID) is CandidateStatus.NOT_STARTED
         assert loom.event_kinds(CID) == [
             ("run_started", None, None),
@@ -410,23 +418,12 @@ async def test_a_dispatch_retried_after_the_migrator_called_back_does_not_undo_t
 
 
 async def test_inputs_changed_while_the_first_dispatch_is_held_are_logged_after_it(make_loom, migrator) -> None:
-    async with make_loom() as loom:
-        original, release = migrator.dispatch_step, asyncio.Event()
-
-        async def hold(request):
-            await release.wait()
-            return await original(request)
-
-        migrator.dispatch_step = hold
-        try:
-            run = await loom.start(CID, {"image": "v2"})
-            await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
-            await loom.engine.update_inputs(run, {"image": "v3"}, "erin")  # answers while the Migrator holds
-            release.set()
-            await loom.dispatched("disable-prune")
-        finally:
-            release.set()
-            migrator.dispatch_step = original
+    async with make_loom() as loom, dispatches_held(migrator) as release:
+        run = await loom.start(CID, {"image": "v2"})
+        await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
+        await loom.engine.update_inputs(run, {"image": "v3"}, "erin")  # answers while the Migrator holds
+        release.set()
+        await loom.dispatched("disable-prune")
         await eventually(lambda: loom.has_event(CID, EventType.INPUTS_UPDATED))
         assert [k[0] for k in loom.event_kinds(CID)] == ["run_started", "step_dispatched", "inputs_updated"]
 
