@@ -36,6 +36,7 @@ $(BUN):
 
 bench: setup
 	$(BIN)/python bench/announce.py
+	$(BIN)/python bench/persist.py
 	$(BIN)/python bench/runs.py
 
 clean:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.e2e.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    E2E_OPERATOR,
     OPERATOR_AUTH,
     Loom,
     fake_migrator_server,
@@ -119,8 +120,10 @@ def main() -> None:
         sync_playwright() as p,
     ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
         wait_for(lambda: loom.client.get("/api/healthz").status_code == 200, 10, "the app")
+        loom.add_user(E2E_OPERATOR, "operator")  # the board asks for a sign-in
+        signed_in = {"cookies": [loom.session_cookie(E2E_OPERATOR)], "origins": []}
+        page = browser.new_context(viewport={"width": 1280, "height": 800}, storage_state=signed_in).new_page()
 
         live = callback_latency(loom, page)
         print(

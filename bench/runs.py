@@ -13,6 +13,10 @@ Migration announced and each callback posted to `POST /api/event/{runId}` with a
 token, each Run started with `POST .../start` and an operator token. `--via engine` drives
 the engine and a worker in this process instead (no HTTP, no auth, no second process).
 
+Both sides get the same HTTP client bound (MAX_IN_FLIGHT requests at once, as Loom's dispatcher)
+and the same event loop (uvloop, which uvicorn gives the Loom app). The bare workflow runs in
+temporalio's default sandbox; Loom's Run does not (its tests replay every history in it).
+
     .venv/bin/python bench/runs.py [--runs 200] [--steps 5] [--concurrency 20] [--via http|engine]
 """
 
