@@ -24,7 +24,8 @@ def build_worker(
     """A worker for the Run workflow and its activities.
 
     The activities are async (the store is called through asyncio.to_thread), so no activity
-    executor is needed; the workflow task executor is sized for hundreds of Runs at once.
+    executor is needed. Workflow tasks run on one thread: they do no I/O, so more threads only
+    fight over the GIL (bench/runs.py with 200 Runs at once: 63-74 Steps/s with 4, 71-77 with 1).
 
     The Run runs outside Temporal's workflow sandbox: re-importing modules for each Run and
     entering the sandbox for every payload took a third of the app's CPU per Step (bench/runs.py).
@@ -36,7 +37,7 @@ def build_worker(
         workflows=[RunWorkflow],
         workflow_runner=UnsandboxedWorkflowRunner(),
         activities=[activities.persist, activities.dispatch_step],
-        workflow_task_executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="loom-workflow"),
+        workflow_task_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-workflow"),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_local_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
