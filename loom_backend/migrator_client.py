@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import httpx
 import pydantic
@@ -24,8 +25,8 @@ SigningKeys = Callable[[str], Awaitable[bytes | None]]
 MAX_ERROR_TEXT = 500
 # Below the idle timeout of common Migrator servers (uvicorn 5 s, Node 5 s, nginx 75 s).
 KEEPALIVE_EXPIRY_SECONDS = 4.0
-# Requests to Migrators at once; a Migrator answers a dispatch at once (202), so a few dozen keep up.
-MAX_IN_FLIGHT = 64
+# Requests to one Migrator at once; it answers a dispatch at once (202), so a few keep up.
+MAX_IN_FLIGHT = 16
 
 
 class DispatchFailed(Exception):
@@ -41,14 +42,23 @@ def _excerpt(response: httpx.Response) -> str:
     return text[:MAX_ERROR_TEXT]
 
 
+@dataclass
+class _Lane:
+    """One Migrator's connection pool, and its turns: requests to it that may be in flight at once."""
+
+    client: httpx.AsyncClient
+    turns: asyncio.Semaphore
+
+
 class HttpMigratorNotifier:
-    """One shared connection pool for every dispatch, with at most `max_in_flight` requests at once.
+    """A small connection pool per Migrator, with at most `max_in_flight` requests to it at once.
 
     More requests wait their turn here (bounded by the timeout) rather than in httpx's pool:
-    httpcore scans every connection for every idle one on each request, and closes idle ones past
-    max_keepalive_connections, so hundreds of connections cost more CPU than the dispatches
-    themselves (bench/runs.py with 200 Runs at once: 46% of the app's CPU, half the throughput).
-    Every connection may stay open, so none is closed and reopened under load.
+    httpcore scans every pooled connection on each request (a readability check per idle one)
+    and closes idle ones past max_keepalive_connections, so with 200 Runs at once a single pool
+    of hundreds of connections took 46% of the app's CPU (bench/runs.py); 16 per Migrator keep
+    up with one that answers at once, as the contract asks. A slow Migrator holds only its own
+    turns. Every connection may stay open, so none is closed and reopened under load.
 
     Idle connections are dropped after KEEPALIVE_EXPIRY_SECONDS, under the 5 s after which
     uvicorn and Node servers close them: reusing a connection the Migrator is closing fails
@@ -67,29 +77,43 @@ class HttpMigratorNotifier:
         self.url_policy = url_policy or MigratorUrlPolicy()
         self._signing_keys = signing_keys
         self._timeout = timeout_seconds
-        self._turns = asyncio.Semaphore(max_in_flight)
-        self._client = client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_in_flight,
-                max_keepalive_connections=max_in_flight,
-                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-            ),
-            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
-        )
+        self._max_in_flight = max_in_flight
+        self._client = client  # tests hand one in; otherwise each Migrator gets its own
+        self._lanes: dict[str, _Lane] = {}
+
+    def _lane(self, url: str) -> _Lane:
+        origin = httpx.URL(url)
+        key = f"{origin.scheme}://{origin.host}:{origin.port}"
+        lane = self._lanes.get(key)
+        if lane is None:
+            client = self._client or httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=self._max_in_flight,
+                    max_keepalive_connections=self._max_in_flight,
+                    keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+                ),
+                timeout=httpx.Timeout(self._timeout, connect=min(5.0, self._timeout)),
+            )
+            lane = self._lanes[key] = _Lane(client, asyncio.Semaphore(self._max_in_flight))
+        return lane
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST once a turn is free; waiting for it counts against the timeout, as a full pool's wait would."""
+        lane = self._lane(url)
         try:
-            await asyncio.wait_for(self._turns.acquire(), self._timeout)
+            await asyncio.wait_for(lane.turns.acquire(), self._timeout)
         except TimeoutError as exc:
             raise httpx.PoolTimeout(f"{url}: no free connection within {self._timeout:.0f} s") from exc
         try:
-            return await self._client.post(url, content=body, headers=headers)
+            return await lane.client.post(url, content=body, headers=headers)
         finally:
-            self._turns.release()
+            lane.turns.release()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients = [lane.client for lane in self._lanes.values() if lane.client is not self._client]
+        self._lanes.clear()
+        for client in [*clients, *([self._client] if self._client else [])]:
+            await client.aclose()
 
     async def check_url(self, migrator_url: str) -> None:
         try:

@@ -141,3 +141,33 @@ async def test_requests_past_max_in_flight_wait_for_a_free_turn() -> None:
         finally:
             release.set()
             await notifier.aclose()
+
+
+async def test_a_migrator_holding_all_its_turns_does_not_hold_up_another() -> None:
+    release = asyncio.Event()
+
+    async def hold(request: Request) -> Response:
+        await release.wait()
+        return Response(status_code=202)
+
+    async def answer(request: Request) -> Response:
+        return Response(status_code=202)
+
+    slow_port, quick_port = free_port(), free_port()
+    slow = DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{slow_port}"})
+    quick = DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{quick_port}"})
+    async with (
+        serve(Starlette(routes=[Route("/dispatch-step", hold, methods=["POST"])]), slow_port),
+        serve(Starlette(routes=[Route("/dispatch-step", answer, methods=["POST"])]), quick_port),
+    ):
+        notifier = HttpMigratorNotifier(timeout_seconds=5.0, max_in_flight=2)
+        try:
+            held = [asyncio.ensure_future(notifier.dispatch_step(slow)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            await asyncio.wait_for(notifier.dispatch_step(quick), 2.0)
+            assert not any(h.done() for h in held)
+            release.set()
+            await asyncio.gather(*held)
+        finally:
+            release.set()
+            await notifier.aclose()
