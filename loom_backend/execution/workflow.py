@@ -92,7 +92,8 @@ class _InFlight:
 
     def unconfirmed(self) -> bool:
         """Its writes may be missing from the read model: no attempt succeeded and the Migrator never called back."""
-        succeeded = self.sending.done() and not self.sending.cancelled() and self.sending.result() is None
+        sending = self.sending
+        succeeded = sending.done() and not sending.cancelled() and not sending.exception() and sending.result() is None
         return not succeeded and self.step.status is StepStatus.IN_PROGRESS and self.step.dispatches == self.dispatches
 
 
