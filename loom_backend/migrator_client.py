@@ -110,9 +110,9 @@ class HttpMigratorNotifier:
             lane.turns.release()
 
     async def aclose(self) -> None:
-        clients = [lane.client for lane in self._lanes.values() if lane.client is not self._client]
+        clients = {lane.client for lane in self._lanes.values()} | ({self._client} if self._client else set())
         self._lanes.clear()
-        for client in [*clients, *([self._client] if self._client else [])]:
+        for client in clients:
             await client.aclose()
 
     async def check_url(self, migrator_url: str) -> None:

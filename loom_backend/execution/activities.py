@@ -34,10 +34,12 @@ class RunActivities:
     @activity.defn(name="loom_persist")
     async def persist(self, batch: PersistBatch) -> None:
         """Apply the Run's changes to the read model in order; every write is idempotent, so retries are safe."""
-        await asyncio.get_running_loop().run_in_executor(self._writes, self._apply, batch)
+        await self._write(batch)
 
-    def _apply(self, batch: PersistBatch, once: bool = False) -> None:
-        self._store.apply_run_changes(batch.run_id, batch.migration_id, batch.candidate_id, batch.writes, once)
+    async def _write(self, batch: PersistBatch, once: bool = False) -> None:
+        store = self._store
+        args = (batch.run_id, batch.migration_id, batch.candidate_id, batch.writes, once)
+        await asyncio.get_running_loop().run_in_executor(self._writes, store.apply_run_changes, *args)
 
     @activity.defn(name="loom_dispatch_step")
     async def dispatch_step(self, dispatch: DispatchInput) -> None:
@@ -49,8 +51,7 @@ class RunActivities:
         by the Run's policy.
         """
         if dispatch.writes.writes:
-            once = activity.info().attempt > 1
-            await asyncio.get_running_loop().run_in_executor(self._writes, self._apply, dispatch.writes, once)
+            await self._write(dispatch.writes, once=activity.info().attempt > 1)
         try:
             await self._notifier.dispatch_step(dispatch.request)
         except DispatchRejected as exc:

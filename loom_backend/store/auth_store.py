@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from loom_backend.auth import Ownership, Role, TokenKind, TokenRecord, UserRecord
-from loom_backend.store.tables import ApiTokenRow, MigrationOwnerRow, MigrationRow, SessionRow, UserRow
+from loom_backend.store.tables import ApiTokenRow, MigrationOwnerRow, MigrationRow, SessionRow, UserRow, insert_on
 
 USERS: Table = UserRow.__table__  # type: ignore[attr-defined]
 TOKENS: Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
@@ -57,7 +56,7 @@ class SqlAuthStore:
             yield session
 
     def _insert(self, table: Table) -> Any:
-        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+        return insert_on(self._dialect, table)
 
     # -- accounts ---------------------------------------------------------------------------
 

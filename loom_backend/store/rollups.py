@@ -28,7 +28,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from loom_backend.domain import EventType, StepStatus
@@ -39,6 +38,7 @@ from loom_backend.store.tables import (
     MetricsStepDurationRow,
     MetricsStepRow,
     StepEventRow,
+    insert_on,
 )
 
 EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
@@ -126,7 +126,7 @@ class Rollups:
         """Per column, an upsert that keeps the later of the stored time and the event's."""
         upserts = {}
         for column in RUN_TIMES.values():
-            statement = _insert(self.dialect, RUNS)
+            statement = insert_on(self.dialect, RUNS)
             new, old = statement.excluded[column], RUNS.c[column]
             upserts[column] = statement.on_conflict_do_update(
                 index_elements=["run_id"], set_={column: case((old.is_(None) | (new > old), new), else_=old)}
@@ -292,14 +292,10 @@ class Rollups:
         return func.substr(column, 1, 10)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 @cache
 def _upsert_adding(dialect: str, table: Table, keys: tuple[str, ...], counts: tuple[str, ...]) -> Any:
     """Insert a row of `keys` and `counts`, or add the counts to the row already there."""
-    statement = _insert(dialect, table)
+    statement = insert_on(dialect, table)
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_={k: table.c[k] + statement.excluded[k] for k in counts}
     )

@@ -28,7 +28,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
@@ -59,7 +58,7 @@ from loom_backend.domain import (
 )
 from loom_backend.store.metrics import MetricsQueries
 from loom_backend.store.rollups import Rollups
-from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow
+from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow, insert_on
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
 CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
@@ -127,7 +126,7 @@ class SqlStore:
             yield session
 
     def _insert(self, table: Any) -> Any:
-        return _insert(self._dialect, table)
+        return insert_on(self._dialect, table)
 
     # -- migrations and candidates ----------------------------------------------------------
 
@@ -385,9 +384,10 @@ class SqlStore:
         The hot write path of every Run, so it runs prebuilt statements on the bare Connection.
         """
         with self.engine.begin() as connection:
-            last_key = next((c.event_key for c in reversed(changes) if c.event_key is not None), None)
-            if once and last_key is not None and connection.execute(_EVENT_WITH_KEY, {"key": last_key}).first():
-                return
+            if once:
+                last_key = next((c.event_key for c in reversed(changes) if c.event_key is not None), None)
+                if last_key is not None and connection.execute(_EVENT_WITH_KEY, {"key": last_key}).first():
+                    return
             for change in changes:
                 if change.candidate_status is not None:
                     self._set_candidate_status(connection, migration_id, candidate_id, change.candidate_status)
@@ -591,10 +591,6 @@ class SqlStore:
             return self._metrics.metadata_keys(session, migration_id)
 
 
-def _insert(dialect: str, table: Table) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 # The Runs' writes run these with each row's values; building them per call cost more CPU than the write.
 _SET_CANDIDATE_STATUS = update(CANDIDATES).where(
     CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id")
@@ -614,7 +610,7 @@ _STEP_RESULT_UPDATES = (
 
 @cache
 def _upsert_step_result(dialect: str) -> Any:
-    statement = _insert(dialect, STEP_RESULTS)
+    statement = insert_on(dialect, STEP_RESULTS)
     return statement.on_conflict_do_update(
         index_elements=["run_id", "step_name"], set_={k: statement.excluded[k] for k in _STEP_RESULT_UPDATES}
     )
@@ -623,7 +619,7 @@ def _upsert_step_result(dialect: str) -> Any:
 @cache
 def _insert_event(dialect: str) -> Any:
     """Inserts nothing, and so returns no id, when the key is already there: a retried batch adds nothing."""
-    return _insert(dialect, STEP_EVENTS).on_conflict_do_nothing(index_elements=["key"]).returning(STEP_EVENTS.c.id)
+    return insert_on(dialect, STEP_EVENTS).on_conflict_do_nothing(index_elements=["key"]).returning(STEP_EVENTS.c.id)
 
 
 def _scoped(table: Any, migration_id: str | None) -> list[Any]:

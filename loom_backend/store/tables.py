@@ -9,7 +9,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Date, DateTime, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 
@@ -219,3 +232,8 @@ class MigrationOwnerRow(SQLModel, table=True):
     migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
     token_id: str = Field(sa_column=Column(String(32), nullable=False, index=True))
     claimed_at: datetime = _time()
+
+
+def insert_on(dialect: str, table: Table) -> Any:
+    """An INSERT in the database's own dialect, so ON CONFLICT clauses can follow (SQLite and PostgreSQL)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
