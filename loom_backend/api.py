@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loom_backend import errors
 from loom_backend.auth import AccessControl, Identity, LoginRequest, Principal, Role
 from loom_backend.domain import (
-    RUN_ID_SEPARATOR,
     Burndown,
     CandidatePage,
     CandidateStatus,
@@ -46,6 +45,7 @@ from loom_backend.domain import (
     StepStatusEvent,
     SubmitCandidatesRequest,
     UpdateInputsRequest,
+    parse_run_id,
 )
 from loom_backend.service import MAX_FAILURES, MAX_TIMELINE_DAYS, LoomService
 
@@ -415,13 +415,15 @@ def create_api(
         service: Service,
     ) -> dict[str, str]:
         """A Migrator's callback about one Step of a Run."""
-        suffix = RUN_ID_SEPARATOR + body.candidate_id
-        if not run_id.endswith(suffix) or len(run_id) == len(suffix):
+        try:
+            migration_id, candidate_id = parse_run_id(run_id)
+        except ValueError:
+            migration_id = candidate_id = ""
+        if candidate_id != body.candidate_id:
             raise errors.InvalidInput(
                 f"Run {run_id!r} is not a Run of Candidate {body.candidate_id!r}; post to /api/event/<callbackId>",
                 field="candidateId",
             )
-        migration_id = run_id[: -len(suffix)]
         if not access.recently_allowed(principal, migration_id):
             await asyncio.to_thread(access.check_migration, principal, migration_id)
         await service.step_event(run_id, body)

@@ -7,6 +7,7 @@ so a field renamed here is renamed everywhere. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -35,7 +36,19 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _check_migration_id(value: str) -> str:
+    """A Run id is '{migrationId}__{candidateId}', split at its first '__': the Migration's part must hold none."""
+    if RUN_ID_SEPARATOR in value or value.endswith("_"):
+        raise ValueError(
+            f"must not contain {RUN_ID_SEPARATOR!r} nor end with '_': a Run id is "
+            f"'<migrationId>{RUN_ID_SEPARATOR}<candidateId>', so the Migration's id must end where "
+            f"the first {RUN_ID_SEPARATOR!r} begins (use '-' instead)"
+        )
+    return value
+
+
 Slug = Annotated[str, AfterValidator(_check_slug)]
+MigrationSlug = Annotated[str, AfterValidator(_check_slug), AfterValidator(_check_migration_id)]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 ShortText = Annotated[str, Field(max_length=10_000)]
 StringMap = dict[str, str]
@@ -44,6 +57,17 @@ StringMap = dict[str, str]
 def run_id(migration_id: str, candidate_id: str) -> str:
     """The Run of a Candidate has a stable id: each Candidate runs at most once per Migration."""
     return f"{migration_id}{RUN_ID_SEPARATOR}{candidate_id}"
+
+
+def parse_run_id(the_run: str) -> tuple[str, str]:
+    """(migration id, candidate id) of a Run id, split at the first separator; ValueError when malformed.
+
+    Unambiguous because a Migration id holds no separator and does not end with '_' (MigrationSlug).
+    """
+    migration_id, separator, candidate_id = the_run.partition(RUN_ID_SEPARATOR)
+    if not separator or not migration_id or not candidate_id:
+        raise ValueError(f"{the_run!r} is not a Run id: expected '<migrationId>{RUN_ID_SEPARATOR}<candidateId>'")
+    return migration_id, candidate_id
 
 
 class CandidateStatus(StrEnum):
@@ -62,7 +86,7 @@ class StepStatus(StrEnum):
 
     @property
     def succeeded(self) -> bool:
-        return self in (StepStatus.MERGED, StepStatus.COMPLETED)
+        return self in SUCCEEDED_STEP_STATUSES
 
     @property
     def waiting(self) -> bool:
@@ -175,7 +199,7 @@ Candidates = Annotated[
 class MigrationAnnouncement(WireModel):
     """What a Migrator posts on start-up to register or update its Migration."""
 
-    id: Slug
+    id: MigrationSlug
     name: Annotated[str, Field(min_length=1, max_length=256)]
     description: ShortText
     overview: list[ShortText] = Field(default_factory=list)
@@ -232,10 +256,7 @@ class CandidateView(Candidate):
 
     @property
     def needs_attention(self) -> bool:
-        return self.status == CandidateStatus.RUNNING and self.current_step_status in (
-            StepStatus.FAILED,
-            StepStatus.AWAITING_REVIEW,
-        )
+        return self.status == CandidateStatus.RUNNING and self.current_step_status in ATTENTION_STEP_STATUSES
 
 
 class CandidatePage(WireModel):
@@ -425,6 +446,151 @@ def merged_metadata(candidate: Candidate, inputs: StringMap) -> Candidate:
 
 def missing_inputs(required: list[InputDefinition], inputs: StringMap) -> list[str]:
     return [i.name for i in required if not inputs.get(i.name, "").strip()]
+
+
+# -- rules: what may happen to a Run, its Steps and a Migration's Candidates ----------------------
+#
+# Plain functions of the models above, so the workflow, the store, the service and the pages
+# ask the same rule instead of re-deriving it; unit-tested without Temporal or a database.
+
+SUCCEEDED_STEP_STATUSES = frozenset({StepStatus.MERGED, StepStatus.COMPLETED})
+# A person must act: an operator's review, or a Retry (or Cancel) of a failed Step.
+ATTENTION_STEP_STATUSES = frozenset({StepStatus.FAILED, StepStatus.AWAITING_REVIEW})
+# The callbacks the Step a Run waits on takes, by its status; a Step in another status takes none.
+# A Step awaiting review moves to completed only by an operator's approval.
+CALLBACKS_BY_STEP_STATUS: Mapping[StepStatus, frozenset[StepStatus]] = {
+    StepStatus.IN_PROGRESS: CALLBACK_STEP_STATUSES,
+    StepStatus.OPEN: CALLBACK_STEP_STATUSES,
+    StepStatus.AWAITING_REVIEW: frozenset({StepStatus.FAILED}),
+}
+
+
+class StepAction(StrEnum):
+    """What an operator can do to a Step of a running Run."""
+
+    RETRY = "retry"
+    APPROVE = "approve"
+    REJECT = "reject"
+    MARK_MERGED = "mark_merged"
+
+
+# The one status of the Step in which each action fits, and how a refusal says so.
+ACTION_STEP_STATUS: Mapping[StepAction, StepStatus] = {
+    StepAction.RETRY: StepStatus.FAILED,
+    StepAction.APPROVE: StepStatus.AWAITING_REVIEW,
+    StepAction.REJECT: StepStatus.AWAITING_REVIEW,
+    StepAction.MARK_MERGED: StepStatus.OPEN,
+}
+_ACTION_ONLY: Mapping[StepAction, str] = {
+    StepAction.RETRY: "a failed Step can be retried",
+    StepAction.APPROVE: "a Step awaiting review can be approved or rejected",
+    StepAction.REJECT: "a Step awaiting review can be approved or rejected",
+    StepAction.MARK_MERGED: "a Step with an open PR can be marked merged",
+}
+
+
+class RunPosition(BaseModel):
+    """What the Step rules need to know of a Run: its id and Candidate, each Step's status, the Step it waits on."""
+
+    run_id: str
+    candidate_id: str
+    steps: dict[str, StepStatus | None]
+    waiting_on: str | None = None
+
+
+def step_status_text(status: StepStatus | None) -> str:
+    return status.value if status else "not started"
+
+
+def action_fits(action: StepAction, step_status: StepStatus | None) -> bool:
+    """Whether an operator action fits a Step in this status (the Run must also be waiting on that Step)."""
+    return step_status == ACTION_STEP_STATUS[action]
+
+
+def _not_waiting_refusal(position: RunPosition, step_name: str) -> str | None:
+    """A Run takes callbacks and actions only for a Step it has, and only for the one it waits on."""
+    if step_name not in position.steps:
+        return f"Run {position.run_id!r} has no Step named {step_name!r}"
+    if position.waiting_on != step_name:
+        where = f"it is on Step {position.waiting_on!r}" if position.waiting_on else "it is not waiting on any Step"
+        return f"Run {position.run_id!r} is not waiting on Step {step_name!r}; {where}"
+    return None
+
+
+def callback_refusal(position: RunPosition, event: StepStatusEvent) -> str | None:
+    """Why a Migrator's callback does not apply to the Run, or None when it does (a repeat applies, as a no-op)."""
+    if event.candidate_id != position.candidate_id:
+        return (
+            f"The callback is for Candidate {event.candidate_id!r} but Run {position.run_id!r} "
+            f"runs Candidate {position.candidate_id!r}"
+        )
+    if event.step_name in position.steps and position.steps[event.step_name] == event.status:
+        return None  # the same callback again: already applied
+    refusal = _not_waiting_refusal(position, event.step_name)
+    if refusal is not None:
+        return refusal
+    status = position.steps[event.step_name]
+    if status is not None and event.status in CALLBACKS_BY_STEP_STATUS.get(status, frozenset()):
+        return None
+    if status == StepStatus.AWAITING_REVIEW:
+        return f"Step {event.step_name!r} awaits an operator's review; only an approval moves it to completed"
+    return (
+        f"Step {event.step_name!r} is {step_status_text(status)}; a {event.status.value!r} callback does not apply"
+        + (" (retry the Step first)" if status == StepStatus.FAILED else "")
+    )
+
+
+def action_refusal(position: RunPosition, action: StepAction, step_name: str) -> str | None:
+    """Why an operator action does not fit the Run's Step, or None when it does."""
+    refusal = _not_waiting_refusal(position, step_name)
+    if refusal is not None:
+        return refusal
+    status = position.steps[step_name]
+    if action_fits(action, status):
+        return None
+    return f"Step {step_name!r} is {step_status_text(status)}; only {_ACTION_ONLY[action]}"
+
+
+def available_actions(candidate_status: CandidateStatus, step_status: StepStatus | None) -> frozenset[StepAction]:
+    """The actions a page offers on a Step: only while the Candidate's Run is running, by the Step's status."""
+    if candidate_status != CandidateStatus.RUNNING:
+        return frozenset()
+    return frozenset(a for a in StepAction if action_fits(a, step_status))
+
+
+def current_step_index(statuses: Sequence[StepStatus]) -> int | None:
+    """Of a Run's Steps in the order they started: the first that has not succeeded, else the last."""
+    if not statuses:
+        return None
+    return next((i for i, s in enumerate(statuses) if s not in SUCCEEDED_STEP_STATUSES), len(statuses) - 1)
+
+
+def current_step(results: Sequence[StepResult]) -> StepResult | None:
+    """The Step a Run is on, of its results in the order they started; None before any Step started."""
+    index = current_step_index([r.status for r in results])
+    return None if index is None else results[index]
+
+
+class CandidateMerge(BaseModel):
+    """What re-discovery does to a Migration's Candidates."""
+
+    upsert: list[tuple[int, Candidate]]  # (position in the discovery, Candidate): added, or replacing a not_started one
+    delete: list[str]  # not_started Candidates the discovery no longer lists
+    keep: list[str]  # Candidates with a Run (running or completed): kept as they are, listed or not
+
+
+def merge_rediscovered(existing: Mapping[str, CandidateStatus], incoming: Sequence[Candidate]) -> CandidateMerge:
+    """Re-discovery replaces not_started Candidates and drops absent ones; a Candidate with a Run is kept."""
+    incoming_ids = {c.id for c in incoming}
+    return CandidateMerge(
+        upsert=[
+            (position, c)
+            for position, c in enumerate(incoming)
+            if existing.get(c.id, CandidateStatus.NOT_STARTED) == CandidateStatus.NOT_STARTED
+        ],
+        delete=[cid for cid, s in existing.items() if s == CandidateStatus.NOT_STARTED and cid not in incoming_ids],
+        keep=[cid for cid, s in existing.items() if s != CandidateStatus.NOT_STARTED],
+    )
 
 
 # -- metrics and history (read from the event log and the read model) ---------------------------

@@ -75,8 +75,8 @@ class MigrationStore(Protocol):
 
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
 
-    def reset_run(self, run_id: str) -> None:
-        """Forget the step results of a previous Run before the Candidate runs again."""
+    def reset_run(self, migration_id: str, candidate_id: str) -> None:
+        """Forget the step results of the Candidate's previous Run (in this Migration only) before it runs again."""
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None: ...
 

@@ -160,7 +160,6 @@ class LoomService:
         status = await self._db(self.store.claim_candidate, migration_id, candidate_id, inputs)
         if status is not None:
             raise errors.CandidateAlreadyStarted(candidate_id, status.value)
-        the_run = run_id(migration_id, candidate_id)
         manifest = MigrationManifest(
             migration_id=migration_id,
             migrator_url=migration.migrator_url,
@@ -169,7 +168,7 @@ class LoomService:
             inputs=inputs,
         )
         try:
-            await self._db(self.store.reset_run, the_run)
+            await self._db(self.store.reset_run, migration_id, candidate_id)
             await self.engine.start_run(manifest, actor)
         except BaseException:
             await self._db(self.store.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from loom_backend import errors
-from loom_backend.domain import RUN_ID_SEPARATOR, MigrationManifest, StepStatusEvent, StringMap
+from loom_backend.domain import MigrationManifest, StepStatusEvent, StringMap, parse_run_id
 from loom_backend.execution.messages import (
     CANCEL_REQUESTED_SIGNAL,
     DESCRIBE_QUERY,
@@ -68,7 +68,7 @@ def dispatch_policy(settings: Settings) -> DispatchPolicy:
 
 
 def _candidate_id(run_id: str) -> str:
-    return run_id.split(RUN_ID_SEPARATOR, 1)[-1]
+    return parse_run_id(run_id)[1]
 
 
 def _run_is_gone(exc: RPCError) -> bool:
@@ -104,6 +104,13 @@ class TemporalEngine:
         return self._client.get_workflow_handle(run_id)
 
     async def start_run(self, manifest: MigrationManifest, actor: str) -> None:
+        if parse_run_id(manifest.run_id) != (manifest.migration_id, manifest.candidate.id):
+            # Only a Migration stored before ids were checked can get here: its Run id names another's Run.
+            raise errors.InvalidInput(
+                f"Migration {manifest.migration_id!r} cannot start Runs: its id contains '__' or ends with '_', "
+                f"so Run id {manifest.run_id!r} could be another Migration's; announce it under a new id",
+                field="migrationId",
+            )
         try:
             await self._client.start_workflow(
                 WORKFLOW_NAME,

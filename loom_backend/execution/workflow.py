@@ -28,12 +28,16 @@ with workflow.unsafe.imports_passed_through():
         EventType,
         MigrationManifest,
         RunChange,
+        RunPosition,
+        StepAction,
         StepDefinition,
         StepEvent,
         StepResult,
         StepStatus,
         StepStatusEvent,
         StringMap,
+        action_refusal,
+        callback_refusal,
         merged_metadata,
         steps_for,
     )
@@ -356,30 +360,20 @@ class RunWorkflow:
             *self._event(EventType.STEP_COMPLETED, step, status=status, duration_ms=duration, metadata=metadata),
         ]
 
-    # --- validation -----------------------------------------------------------------------
+    # --- validation: the rules live in the domain --------------------------------------------
 
-    def _step(self, name: str) -> _Step:
-        step = self._steps.get(name)
-        if step is None:
-            raise StepNotInStateError(f"Run {self._manifest.run_id!r} has no Step named {name!r}")
-        return step
-
-    def _current_step(self, name: str) -> _Step:
-        step = self._step(name)
-        if self._current != name:
-            where = f"it is on Step {self._current!r}" if self._current else "it is not waiting on any Step"
-            raise StepNotInStateError(f"Run {self._manifest.run_id!r} is not waiting on Step {name!r}; {where}")
-        return step
+    def _position(self) -> RunPosition:
+        return RunPosition(
+            run_id=self._manifest.run_id,
+            candidate_id=self._manifest.candidate.id,
+            steps={name: step.status for name, step in self._steps.items()},
+            waiting_on=self._current,
+        )
 
     @staticmethod
-    def _status_text(step: _Step) -> str:
-        return step.status.value if step.status else "not started"
-
-    def _require_status(self, name: str, status: StepStatus, only: str) -> None:
-        """Refuse an operator action unless the Run waits on this Step in the given status."""
-        step = self._current_step(name)
-        if step.status is not status:
-            raise StepNotInStateError(f"Step {step.name!r} is {self._status_text(step)}; only {only}")
+    def _refuse(refusal: str | None) -> None:
+        if refusal is not None:
+            raise StepNotInStateError(refusal)
 
     # --- updates: Migrator callbacks ------------------------------------------------------
 
@@ -405,28 +399,7 @@ class RunWorkflow:
 
     @step_event.validator
     def _validate_step_event(self, event: StepStatusEvent) -> None:
-        candidate_id = self._manifest.candidate.id
-        if event.candidate_id != candidate_id:
-            raise StepNotInStateError(
-                f"The callback is for Candidate {event.candidate_id!r} but Run {self._manifest.run_id!r} "
-                f"runs Candidate {candidate_id!r}"
-            )
-        step = self._step(event.step_name)
-        if step.status is event.status:
-            return
-        step = self._current_step(event.step_name)
-        if step.status in (StepStatus.IN_PROGRESS, StepStatus.OPEN):
-            return
-        if step.status is StepStatus.AWAITING_REVIEW:
-            if event.status is StepStatus.FAILED:
-                return
-            raise StepNotInStateError(
-                f"Step {step.name!r} awaits an operator's review; only an approval moves it to completed"
-            )
-        raise StepNotInStateError(
-            f"Step {step.name!r} is {self._status_text(step)}; a {event.status.value!r} callback does not apply"
-            + (" (retry the Step first)" if step.status is StepStatus.FAILED else "")
-        )
+        self._refuse(callback_refusal(self._position(), event))
 
     # --- updates: operator actions --------------------------------------------------------
 
@@ -438,7 +411,7 @@ class RunWorkflow:
 
     @retry_step.validator
     def _validate_retry_step(self, request: RetryStepInput) -> None:
-        self._require_status(request.step_name, StepStatus.FAILED, "a failed Step can be retried")
+        self._refuse(action_refusal(self._position(), StepAction.RETRY, request.step_name))
 
     @workflow.update(name=REVIEW_STEP_UPDATE)
     async def review_step(self, request: ReviewStepInput) -> None:
@@ -454,9 +427,8 @@ class RunWorkflow:
 
     @review_step.validator
     def _validate_review_step(self, request: ReviewStepInput) -> None:
-        self._require_status(
-            request.step_name, StepStatus.AWAITING_REVIEW, "a Step awaiting review can be approved or rejected"
-        )
+        action = StepAction.APPROVE if request.approved else StepAction.REJECT
+        self._refuse(action_refusal(self._position(), action, request.step_name))
 
     @workflow.update(name=MARK_MERGED_UPDATE)
     async def mark_merged(self, request: MarkMergedInput) -> None:
@@ -466,7 +438,7 @@ class RunWorkflow:
 
     @mark_merged.validator
     def _validate_mark_merged(self, request: MarkMergedInput) -> None:
-        self._require_status(request.step_name, StepStatus.OPEN, "a Step with an open PR can be marked merged")
+        self._refuse(action_refusal(self._position(), StepAction.MARK_MERGED, request.step_name))
 
     @workflow.update(name=UPDATE_INPUTS_UPDATE)
     async def update_inputs(self, request: UpdateInputsInput) -> None:

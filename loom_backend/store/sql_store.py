@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
 from loom_backend.domain import (
+    ATTENTION_STEP_STATUSES,
     Burndown,
     Candidate,
     CandidatePage,
@@ -54,6 +55,8 @@ from loom_backend.domain import (
     StepResult,
     StepStatus,
     StringMap,
+    current_step_index,
+    merge_rediscovered,
     run_id,
 )
 from loom_backend.store.metrics import MetricsQueries
@@ -65,7 +68,8 @@ CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
 STEP_RESULTS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
-ATTENTION_STATUSES = (StepStatus.FAILED.value, StepStatus.AWAITING_REVIEW.value)
+ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
+NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
 _INSERT_BATCH = 2_000
 
 
@@ -159,15 +163,17 @@ class SqlStore:
     def _merge_candidates(
         self, session: Session, migration_id: str, candidates: list[Candidate], now: datetime
     ) -> None:
-        """Re-discovery replaces not_started Candidates; ones with a Run are kept, even when absent."""
+        """Apply the domain's re-discovery rule (merge_rediscovered) in one transaction."""
         table = CANDIDATES
-        existing = dict(
-            session.execute(select(table.c.id, table.c.status).where(table.c.migration_id == migration_id)).all()
-        )
-        incoming_ids = {c.id for c in candidates}
-        dropped = [cid for cid, status in existing.items() if status == "not_started" and cid not in incoming_ids]
-        for start in range(0, len(dropped), _INSERT_BATCH):
-            batch = dropped[start : start + _INSERT_BATCH]
+        existing = {
+            cid: CandidateStatus(status)
+            for cid, status in session.execute(
+                select(table.c.id, table.c.status).where(table.c.migration_id == migration_id)
+            ).all()
+        }
+        merge = merge_rediscovered(existing, candidates)
+        for start in range(0, len(merge.delete), _INSERT_BATCH):
+            batch = merge.delete[start : start + _INSERT_BATCH]
             session.execute(delete(table).where(table.c.migration_id == migration_id, table.c.id.in_(batch)))
         rows = [
             {
@@ -178,12 +184,11 @@ class SqlStore:
                 "metadata": c.metadata,
                 "files": [g.model_dump(mode="json") for g in c.files],
                 "steps": [s.model_dump(mode="json", exclude_none=True) for s in c.steps] if c.steps else None,
-                "status": "not_started",
+                "status": NOT_STARTED,
                 "inputs": {},
                 "updated_at": now,
             }
-            for position, c in enumerate(candidates)
-            if existing.get(c.id, "not_started") == "not_started"
+            for position, c in merge.upsert
         ]
         if rows:
             statement = self._insert(table)
@@ -281,7 +286,7 @@ class SqlStore:
         for key, value in (metadata or {}).items():
             conditions.append(table.c.metadata[key].as_string() == value)
         if needs_attention:
-            conditions.append(table.c.status == "running")
+            conditions.append(table.c.status == RUNNING)
             conditions.append(
                 exists().where(
                     STEP_RESULTS.c.migration_id == table.c.migration_id,
@@ -295,14 +300,16 @@ class SqlStore:
                 select(table).where(*conditions).order_by(table.c.position).limit(limit).offset(offset)
             ).mappings()
             candidates = [_candidate(r) for r in rows]
-            progress = self._progress(session, migration_id, [c for c in candidates if c.status != "not_started"])
+            progress = self._progress(
+                session, migration_id, [c for c in candidates if c.status != CandidateStatus.NOT_STARTED]
+            )
         views = [CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {})) for c in candidates]
         return CandidatePage(candidates=views, total=total, limit=limit, offset=offset)
 
     def _progress(
         self, session: Session, migration_id: str, candidates: Sequence[Candidate]
     ) -> dict[str, dict[str, Any]]:
-        """The current Step of each Candidate's Run: the first that has not succeeded, else the last."""
+        """The current Step of each Candidate's Run, by the domain's rule (current_step_index)."""
         if not candidates:
             return {}
         run_ids = [run_id(migration_id, c.id) for c in candidates]
@@ -315,9 +322,10 @@ class SqlStore:
         progress: dict[str, dict[str, Any]] = {}
         for c in candidates:
             results = sorted(by_run.get(run_id(migration_id, c.id), []), key=lambda r: _utc(r["started_at"]) or _now())
-            if not results:
+            index = current_step_index([StepStatus(r["status"]) for r in results])
+            if index is None:
                 continue
-            current = next((r for r in results if r["status"] not in ("merged", "completed")), results[-1])
+            current = results[index]
             pr_url = next((r["pr_url"] for r in reversed(results) if r["pr_url"]), None)
             progress[c.id] = {
                 "current_step": current["step_name"],
@@ -353,9 +361,9 @@ class SqlStore:
                 .where(
                     CANDIDATES.c.migration_id == migration_id,
                     CANDIDATES.c.id == candidate_id,
-                    CANDIDATES.c.status == "not_started",
+                    CANDIDATES.c.status == NOT_STARTED,
                 )
-                .values(status="running", inputs=inputs, updated_at=_now())
+                .values(status=RUNNING, inputs=inputs, updated_at=_now())
                 .returning(CANDIDATES.c.id)
             ).first()
             if claimed is not None:
@@ -398,9 +406,16 @@ class SqlStore:
 
     # -- step results and events ------------------------------------------------------------
 
-    def reset_run(self, run_id: str) -> None:
+    def reset_run(self, migration_id: str, candidate_id: str) -> None:
+        """Scoped by Migration and Candidate, not by Run id alone, so it can never reach another Migration's Run."""
         with self._session() as session:
-            session.execute(delete(StepResultRow).where(STEP_RESULTS.c.run_id == run_id))
+            session.execute(
+                delete(StepResultRow).where(
+                    STEP_RESULTS.c.migration_id == migration_id,
+                    STEP_RESULTS.c.candidate_id == candidate_id,
+                    STEP_RESULTS.c.run_id == run_id(migration_id, candidate_id),
+                )
+            )
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
         with self.engine.begin() as connection:
@@ -631,7 +646,7 @@ def _run_is_active() -> Any:
     return exists().where(
         CANDIDATES.c.migration_id == STEP_RESULTS.c.migration_id,
         CANDIDATES.c.id == STEP_RESULTS.c.candidate_id,
-        CANDIDATES.c.status == "running",
+        CANDIDATES.c.status == RUNNING,
     )
 
 

@@ -169,7 +169,7 @@ async def test_cancel_while_waiting_resets_candidate_to_not_started(make_loom) -
             await loom.engine.step_event(run, callback("disable-prune", "merged"))
 
         # A cancelled Run may start again from the first Step.
-        loom.store.reset_run(run)
+        loom.store.reset_run(loom.migration_id, CID)
         await loom.start(CID)
         await loom.dispatched("disable-prune", count=2)
 

@@ -179,7 +179,7 @@ def test_step_results_upsert_by_step_and_reset_forgets_them(store: SqlStore) -> 
             "base-image__a", "base-image", StepResult(step_name="bump", candidate_id="a", status=status, started_at=NOW)
         )
     assert [r.status for r in store.step_results("base-image__a")] == [StepStatus.OPEN]
-    store.reset_run("base-image__a")
+    store.reset_run("base-image", "a")
     assert store.step_results("base-image__a") == []
 
 
