@@ -183,6 +183,16 @@ def test_step_results_upsert_by_step_and_reset_forgets_them(store: SqlStore) -> 
     assert store.step_results("base-image__a") == []
 
 
+def test_reset_run_never_reaches_another_migrations_run_of_the_same_id(store: SqlStore) -> None:
+    """`acme` / `svc__api` and a Migration `acme__svc` stored before ids were checked share a Run id."""
+    result = StepResult(step_name="bump", candidate_id="svc__api", status=StepStatus.OPEN, started_at=NOW)
+    store.save_step_result("acme__svc__api", "acme", result)
+    store.reset_run("acme__svc", "api")
+    assert [r.status for r in store.step_results("acme__svc__api")] == [StepStatus.OPEN]
+    store.reset_run("acme", "svc__api")
+    assert store.step_results("acme__svc__api") == []
+
+
 def test_a_retried_batch_of_run_changes_writes_each_row_once(store: SqlStore) -> None:
     store.announce(announcement(["a"]), NOW)
     run = "base-image__a"
