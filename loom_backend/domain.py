@@ -582,7 +582,7 @@ class CandidateMerge(BaseModel):
 def merge_rediscovered(existing: Mapping[str, CandidateStatus], incoming: Sequence[Candidate]) -> CandidateMerge:
     """Re-discovery replaces not_started Candidates and drops absent ones; a Candidate with a Run is kept."""
     incoming_ids = {c.id for c in incoming}
-    return CandidateMerge(
+    return CandidateMerge.model_construct(  # built from validated Candidates: no second validation of thousands
         upsert=[
             (position, c)
             for position, c in enumerate(incoming)
