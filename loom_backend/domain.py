@@ -318,6 +318,39 @@ class DispatchStepRequest(WireModel):
     type: str | None = None
 
 
+class DispatchRetry(WireModel):
+    """A Step whose dispatch the Migrator has not taken yet: Loom retries it, and says so on the timeline.
+
+    Kept in the Step result's metadata (under `dispatchRetry*` keys) until the Migrator takes the Step.
+    """
+
+    attempt: int  # the attempt that comes next
+    error: str
+    next_attempt_at: datetime
+
+    def metadata(self) -> StringMap:
+        return {
+            "dispatchRetryAttempt": str(self.attempt),
+            "dispatchRetryError": self.error,
+            "dispatchRetryAt": self.next_attempt_at.isoformat(),
+        }
+
+    @classmethod
+    def of(cls, result: StepResult) -> DispatchRetry | None:
+        """The retry a Step in progress waits for, if any."""
+        m = result.metadata
+        if result.status is not StepStatus.IN_PROGRESS or "dispatchRetryAt" not in m:
+            return None
+        try:
+            return cls(
+                attempt=int(m["dispatchRetryAttempt"]),
+                error=m.get("dispatchRetryError", ""),
+                next_attempt_at=datetime.fromisoformat(m["dispatchRetryAt"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
 class StepStatusEvent(WireModel):
     """A Migrator's callback about one Step, posted to `/api/event/{runId}`."""
 

@@ -27,6 +27,8 @@ MAX_ERROR_TEXT = 500
 KEEPALIVE_EXPIRY_SECONDS = 4.0
 # Requests to one Migrator at once; it answers a dispatch at once (202), so a few keep up.
 MAX_IN_FLIGHT = 16
+# 4xx answers that say "not now" rather than "never": request timeout, too early, too many requests.
+RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 class DispatchFailed(Exception):
@@ -145,7 +147,7 @@ class HttpMigratorNotifier:
         if response.is_success:
             return
         message = f"Migrator at {request.migrator_url} answered {response.status_code}: {_excerpt(response)}"
-        if 400 <= response.status_code < 500:
+        if 400 <= response.status_code < 500 and response.status_code not in RETRYABLE_4XX:
             raise DispatchRejected(message)
         raise DispatchFailed(message)
 

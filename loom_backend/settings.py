@@ -30,8 +30,17 @@ class Settings(BaseSettings):
     run_worker: bool = Field(
         True, description="Run a worker inside the app process; false when `loom worker` processes run apart."
     )
-    dispatch_max_attempts: int = Field(
-        5, description="Attempts to dispatch a Step to a Migrator before the Step is failed."
+    dispatch_retry_seconds: float = Field(
+        6 * 3600,
+        gt=0,
+        description="How long a Run keeps retrying a Migrator that cannot be reached before it fails the Step "
+        "(a 4xx answer fails it at once).",
+    )
+    dispatch_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two dispatch attempts; waits double from 1 s up to this."
+    )
+    dispatch_max_attempts: int | None = Field(
+        None, ge=1, description="Also fail the Step after this many attempts; unset: only the retry window counts."
     )
     dispatch_timeout_seconds: float = Field(10.0, description="HTTP timeout of one dispatch or dry-run call.")
     public_url: str = Field("http://localhost:3000", description="The URL operators and Migrators reach Loom at.")

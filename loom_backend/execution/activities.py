@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from loom_backend.execution.messages import DispatchInput, PersistBatch
+from loom_backend.execution.messages import (
+    MIGRATOR_REJECTED,
+    MIGRATOR_UNAVAILABLE,
+    READ_MODEL_UNAVAILABLE,
+    DispatchInput,
+    PersistBatch,
+)
 from loom_backend.migrator_client import DispatchRejected
 from loom_backend.ports import MigrationStore, MigratorNotifier
 
@@ -47,14 +53,23 @@ class RunActivities:
 
         The writes ride along so a Step costs the Run one activity, not a local one and another; they
         go first, so the read model shows the Step in progress before the Migrator can call back. A
-        later attempt writes them only if no earlier one did. A 4xx is final; anything else is retried
-        by the Run's policy.
+        later attempt writes them only if no earlier one did. Each failure says whose it was: the Run
+        retries a Migrator that is away, fails the Step on a 4xx, and never blames the Migrator for
+        Loom's own database (the Migrator is not called until the writes are in).
         """
         if dispatch.writes.writes:
-            await self._write(dispatch.writes, once=activity.info().attempt > 1)
+            try:
+                await self._write(dispatch.writes, once=dispatch.attempt > 1 or activity.info().attempt > 1)
+            except Exception as exc:
+                activity.logger.warning("Loom's database could not be written before a dispatch: %r", exc)
+                raise ApplicationError(
+                    f"Loom's database could not be written ({type(exc).__name__}: {exc})",
+                    type=READ_MODEL_UNAVAILABLE,
+                    non_retryable=True,
+                ) from exc
         try:
             await self._notifier.dispatch_step(dispatch.request)
         except DispatchRejected as exc:
-            raise ApplicationError(str(exc), type="MigratorRejected", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=MIGRATOR_REJECTED, non_retryable=True) from exc
         except Exception as exc:
-            raise ApplicationError(str(exc) or repr(exc), type="MigratorUnavailable") from exc
+            raise ApplicationError(str(exc) or repr(exc), type=MIGRATOR_UNAVAILABLE, non_retryable=True) from exc

@@ -120,21 +120,60 @@ async def embedded_temporal(
     data_dir = data_dir or settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "temporal.log"
+    command = server_command(port, data_dir, namespace)
+    process = await _spawn(command, log_path)
+    try:
+        await _wait_until_ready(process, address, namespace, startup_timeout, log_path)
+    except BaseException:
+        await _stop(process)
+        raise
+    log.info("Embedded Temporal server listening on %s (state in %s)", address, data_dir / "temporal.db")
+    current = [process]
+    supervisor = asyncio.create_task(_keep_alive(current, command, address, namespace, startup_timeout, log_path))
+    try:
+        yield address
+    finally:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        await _stop(current[0])
+
+
+async def _spawn(command: list[str], log_path: Path) -> asyncio.subprocess.Process:
     with open(log_path, "ab") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            *server_command(port, data_dir, namespace),
+        return await asyncio.create_subprocess_exec(
+            *command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
             # Its own session: a Ctrl-C in the terminal reaches Loom, which stops the server last.
             start_new_session=True,
         )
-    try:
-        await _wait_until_ready(process, address, namespace, startup_timeout, log_path)
-        log.info("Embedded Temporal server listening on %s (state in %s)", address, data_dir / "temporal.db")
-        yield address
-    finally:
-        await _stop(process)
+
+
+async def _keep_alive(
+    current: list[asyncio.subprocess.Process],
+    command: list[str],
+    address: str,
+    namespace: str,
+    startup_timeout: float,
+    log_path: Path,
+) -> None:
+    """Start the server again whenever it dies: its state is in its SQLite file, so the Runs go on where they were."""
+    failures = 0
+    while True:
+        code = await current[0].wait()
+        log.error("The embedded Temporal server exited with code %s; starting it again (see %s)", code, log_path)
+        await asyncio.sleep(min(2**failures - 1, 30))
+        current[0] = await _spawn(command, log_path)
+        try:
+            await _wait_until_ready(current[0], address, namespace, startup_timeout, log_path)
+        except TemporalServerError as exc:
+            failures += 1
+            log.error("%s", exc)
+            continue
+        failures = 0
+        log.warning("The embedded Temporal server is back on %s", address)
 
 
 async def _wait_until_ready(

@@ -62,6 +62,8 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
 
 def dispatch_policy(settings: Settings) -> DispatchPolicy:
     return DispatchPolicy(
+        retry_window_seconds=settings.dispatch_retry_seconds,
+        maximum_interval_seconds=settings.dispatch_backoff_max_seconds,
         max_attempts=settings.dispatch_max_attempts,
         timeout_seconds=settings.dispatch_timeout_seconds,
     )

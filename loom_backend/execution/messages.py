@@ -26,12 +26,21 @@ STEP_NOT_IN_STATE = "StepNotInState"
 
 
 class DispatchPolicy(BaseModel):
-    """How hard a Run tries to reach a Migrator before it marks the Step failed."""
+    """How long a Run keeps trying to reach a Migrator before it marks the Step failed.
 
-    max_attempts: int = Field(5, ge=1)
+    A Migrator redeploy or an outage of a few hours must not page anyone: attempts back off
+    exponentially up to `maximum_interval_seconds` and go on for `retry_window_seconds`.
+    """
+
+    retry_window_seconds: float = Field(6 * 3600, gt=0)
+    max_attempts: int | None = Field(None, ge=1)  # a hard cap besides the window; None: the window alone
     initial_interval_seconds: float = 1.0
-    maximum_interval_seconds: float = 30.0
+    maximum_interval_seconds: float = 300.0
     timeout_seconds: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after the attempt-th failed attempt: doubling from the initial interval, capped."""
+        return min(self.initial_interval_seconds * 2 ** min(attempt - 1, 30), self.maximum_interval_seconds)
 
 
 class RunInput(BaseModel):
@@ -80,6 +89,13 @@ class DispatchInput(BaseModel):
 
     request: DispatchStepRequest
     writes: PersistBatch
+    attempt: int = 1  # the Run's attempt: a later one writes only if no earlier one did
+
+
+# Type names of the ApplicationErrors the dispatch activity raises, so the Run tells the causes apart.
+MIGRATOR_REJECTED = "MigratorRejected"
+MIGRATOR_UNAVAILABLE = "MigratorUnavailable"
+READ_MODEL_UNAVAILABLE = "ReadModelUnavailable"
 
 
 class StepView(BaseModel):

@@ -19,11 +19,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from loom_backend.domain import (
         CandidateStatus,
+        DispatchRetry,
         DispatchStepRequest,
         EventType,
         MigrationManifest,
@@ -46,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_REQUESTED_SIGNAL,
         DESCRIBE_QUERY,
         MARK_MERGED_UPDATE,
+        MIGRATOR_REJECTED,
+        READ_MODEL_UNAVAILABLE,
         RETRY_STEP_UPDATE,
         REVIEW_STEP_UPDATE,
         STEP_EVENT_UPDATE,
@@ -87,18 +91,41 @@ class _Step:
 
 @dataclass
 class _InFlight:
-    """A dispatch the Migrator has not answered yet, and the writes it carries to the read model."""
+    """A dispatch the Migrator has not taken yet, and the writes it carries to the read model."""
 
-    sending: asyncio.Future[str | None]
     step: _Step
     dispatches: int
     writes: list[RunChange]
+    written: bool = False  # an attempt got past the writes: they are in the read model
+    sending: asyncio.Future[str | None] = field(init=False)
+
+    def needed(self) -> bool:
+        """The Step still waits on this dispatch: no callback, Retry or Cancel moved it on."""
+        return self.step.status is StepStatus.IN_PROGRESS and self.step.dispatches == self.dispatches
 
     def unconfirmed(self) -> bool:
-        """Its writes may be missing from the read model: no attempt succeeded and the Migrator never called back."""
+        """Its writes may be missing from the read model: no attempt got past them and the Migrator never called back."""
         sending = self.sending
         succeeded = sending.done() and not sending.cancelled() and not sending.exception() and sending.result() is None
-        return not succeeded and self.step.status is StepStatus.IN_PROGRESS and self.step.dispatches == self.dispatches
+        return not (succeeded or self.written) and self.needed()
+
+
+def _failure(exc: ActivityError) -> tuple[str | None, str]:
+    """Whose fault a failed dispatch attempt was (the activity's error type), and what happened."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type, cause.message
+    if isinstance(cause, ActivityTimeoutError):
+        return None, "the dispatch got no answer in time (the worker may have stopped)"
+    return None, str(cause or exc)
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class StepNotInStateError(ApplicationError):
@@ -208,7 +235,8 @@ class RunWorkflow:
             migrator_url=self._manifest.migrator_url,
             type=step.definition.type,
         )
-        in_flight = _InFlight(asyncio.ensure_future(self._send(request, writes)), step, step.dispatches, writes)
+        in_flight = _InFlight(step, step.dispatches, writes)
+        in_flight.sending = asyncio.ensure_future(self._send(request, in_flight))
         self._in_flight.append(in_flight)
         sending = in_flight.sending
         # A callback can come before the dispatch's own answer (or while it is still retrying):
@@ -222,28 +250,64 @@ class RunWorkflow:
             # The activity may have failed before it wrote: its writes go again (idempotent), then the failure.
             self._enqueue(*writes, *self._finish(step, StepStatus.FAILED, {"error": error}))
 
-    async def _send(self, request: DispatchStepRequest, writes: list[RunChange]) -> str | None:
-        """Dispatch with the Run's retry policy; the last error's text, or None once the Migrator took it."""
+    async def _send(self, request: DispatchStepRequest, in_flight: _InFlight) -> str | None:
+        """Dispatch until the Migrator takes the Step: None then, or the error that fails the Step.
+
+        Attempts back off exponentially (capped) for the policy's window, so a Migrator redeploy or an
+        outage of hours needs no operator, and the read model shows each retry. Loom's own database
+        being unwritable is waited out without counting against the Migrator. A callback ends the
+        retries: the Migrator has the Step.
+        """
         policy = self._policy
-        try:
-            await workflow.execute_activity_method(
-                RunActivities.dispatch_step,
-                DispatchInput(request=request, writes=self._batch(writes)),
-                start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 5),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=policy.initial_interval_seconds),
-                    maximum_interval=timedelta(seconds=policy.maximum_interval_seconds),
-                    maximum_attempts=policy.max_attempts,
-                    non_retryable_error_types=["MigratorRejected"],
-                ),
-                # On Cancel the cleanup waits for an attempt in flight, so its writes cannot land after it.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
-        except ActivityError as exc:
-            cause = exc.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
-            return f"Dispatch to the Migrator failed after {policy.max_attempts} attempt(s): {message}"
-        return None
+        started = workflow.now()
+        attempt = failures = 0
+        while True:
+            attempt += 1
+            try:
+                await workflow.execute_activity_method(
+                    RunActivities.dispatch_step,
+                    DispatchInput(
+                        request=request,
+                        writes=self._batch([] if in_flight.written else in_flight.writes),
+                        attempt=attempt,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 5),
+                    retry_policy=RetryPolicy(maximum_attempts=1),  # the Run retries: it knows whose fault it was
+                    # On Cancel the cleanup waits for an attempt in flight, so its writes cannot land after it.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+            except ActivityError as exc:
+                kind, message = _failure(exc)
+                if kind == MIGRATOR_REJECTED:
+                    return message
+                if kind == READ_MODEL_UNAVAILABLE:
+                    workflow.logger.warning("Run %s waits for Loom's database: %s", self._manifest.run_id, message)
+                    delay = policy.backoff(attempt)
+                else:
+                    in_flight.written = in_flight.written or kind is not None  # the activity got past its writes
+                    failures += 1
+                    waited = (workflow.now() - started).total_seconds()
+                    delay = policy.backoff(failures)
+                    if waited + delay > policy.retry_window_seconds or failures == policy.max_attempts:
+                        return (
+                            f"Dispatch to the Migrator failed: unreachable for {_duration_text(waited)} "
+                            f"({failures} attempt(s)); last error: {message}"
+                        )
+                    if in_flight.needed():
+                        retry = DispatchRetry(
+                            attempt=failures + 1,
+                            error=message,
+                            next_attempt_at=workflow.now() + timedelta(seconds=delay),
+                        )
+                        self._enqueue(self._result(in_flight.step, retry.metadata()))
+                try:
+                    await workflow.wait_condition(lambda: not in_flight.needed(), timeout=timedelta(seconds=delay))
+                    return None  # a callback moved the Step on while Loom waited: the Migrator has it
+                except TimeoutError:
+                    continue
+            if failures and in_flight.needed():
+                self._enqueue(self._result(in_flight.step))  # the retry notice goes
+            return None
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -273,14 +337,14 @@ class RunWorkflow:
         # Deterministic: a retried activity or a replay after a worker crash writes the same key.
         return (RunChange(event=event, event_key=f"{workflow.info().run_id}:{self._event_seq}"),)
 
-    def _result(self, step: _Step) -> RunChange:
+    def _result(self, step: _Step, notice: StringMap | None = None) -> RunChange:
         assert step.status is not None
         return RunChange(
             step_result=StepResult(
                 step_name=step.name,
                 candidate_id=self._manifest.candidate.id,
                 status=step.status,
-                metadata=dict(step.metadata),
+                metadata={**step.metadata, **(notice or {})},
                 pr_url=step.pr_url,
                 started_at=step.started_at,
                 updated_at=step.updated_at,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -264,6 +265,7 @@ def make_loom(
         candidates: list[Candidate] | None = None,
         dispatch: DispatchPolicy = TEST_DISPATCH,
         notifier_timeout: float = 2.0,
+        activities_store: Any = None,
     ) -> AsyncIterator[Loom]:
         steps = steps or DEFAULT_STEPS
         candidates = candidates or [
@@ -283,7 +285,7 @@ def make_loom(
         )
         task_queue = f"runs-{uuid.uuid4().hex}"
         notifier = HttpMigratorNotifier(timeout_seconds=notifier_timeout)
-        worker = build_worker(temporal_client, task_queue, RunActivities(sql_store, notifier))
+        worker = build_worker(temporal_client, task_queue, RunActivities(activities_store or sql_store, notifier))
         engine = TemporalEngine(temporal_client, task_queue, dispatch=dispatch, cancel_timeout_seconds=10)
         loom = Loom(sql_store, engine, migrator, migration_id, steps, {c.id: c for c in candidates})
         async with worker:

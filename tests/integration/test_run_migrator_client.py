@@ -90,6 +90,15 @@ async def test_dispatch_answered_5xx_is_worth_retrying_and_4xx_is_not(migrator, 
         await notifier.dispatch_step(request)
 
 
+async def test_a_migrator_saying_not_now_with_429_or_408_is_worth_retrying(migrator, notifier) -> None:
+    url, script = migrator
+    request = DISPATCH.model_copy(update={"migrator_url": url})
+    for status in (429, 408):
+        script.status, script.body = status, "slow down"
+        with pytest.raises(DispatchFailed, match=f"{status}: slow down"):
+            await notifier.dispatch_step(request)
+
+
 async def test_dispatch_to_a_migrator_that_is_down_is_worth_retrying(notifier) -> None:
     with pytest.raises(DispatchFailed, match="could not be reached"):
         await notifier.dispatch_step(DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{free_port()}"}))

@@ -381,11 +381,11 @@ async def test_cancel_while_the_migrator_holds_the_dispatch_writes_the_cleanup_l
         ]
 
 
-async def test_a_dispatch_retried_after_the_migrator_called_back_does_not_undo_the_callback(
+async def test_a_dispatch_that_failed_after_the_migrator_called_back_is_not_retried_nor_undoes_the_callback(
     make_loom, migrator
 ) -> None:
-    """Attempt 1 reaches the Migrator, which calls back `open` and then answers 503; attempt 2 must not
-    write the Step's in_progress over the open PR."""
+    """Attempt 1 reaches the Migrator, which calls back `open` and then answers 503: the Migrator has the
+    Step, so the Run sends no second attempt, and nothing writes the Step's in_progress over the open PR."""
     async with make_loom() as loom:
         original = migrator.dispatch_step
 
@@ -401,13 +401,14 @@ async def test_a_dispatch_retried_after_the_migrator_called_back_does_not_undo_t
         migrator.dispatch_step = open_then_fail_once
         try:
             run = await loom.start(CID)
-            await loom.dispatched("disable-prune")  # attempt 2, answered 202
+            await eventually(lambda: loom.has_event(CID, EventType.STEP_UPDATED))
+            await loom.engine.step_event(run, callback("disable-prune", "merged"))
+            await loom.dispatched("review")
         finally:
             migrator.dispatch_step = original
+        assert loom.migrator.of(loom.migration_id, "disable-prune") == []  # no second attempt reached it
         result = loom.results(CID)["disable-prune"]
-        assert (result.status, result.pr_url) == (StepStatus.OPEN, "https://git/pr/3")
-        await loom.engine.step_event(run, callback("disable-prune", "merged"))
-        await loom.dispatched("review")
+        assert (result.status, result.pr_url) == (StepStatus.MERGED, "https://git/pr/3")
         assert loom.event_kinds(CID) == [
             ("run_started", None, None),
             ("step_dispatched", "disable-prune", "in_progress"),
