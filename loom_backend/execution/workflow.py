@@ -203,6 +203,7 @@ class RunWorkflow:
             migrator_app=step.definition.migrator_app,
             migrator_url=self._manifest.migrator_url,
             type=step.definition.type,
+            dispatch_id=f"{workflow.info().run_id}:{step.name}:{step.dispatches}",
         )
         in_flight = _InFlight(asyncio.ensure_future(self._send(request, writes)), step, step.dispatches, writes)
         self._in_flight.append(in_flight)
