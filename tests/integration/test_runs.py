@@ -19,8 +19,9 @@ from loom_backend.domain import (
     StepStatus,
     StepStatusEvent,
 )
+from tests.harness import eventually
 from tests.integration.run_fixtures import *  # noqa: F403  (the fixtures)
-from tests.integration.run_fixtures import Loom, eventually
+from tests.integration.run_fixtures import Loom
 
 CID = "checkout"
 
@@ -369,8 +370,9 @@ async def test_cancel_while_the_migrator_holds_the_dispatch_writes_the_cleanup_l
         run = await loom.start(CID)
         await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
         cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
-        await asyncio.sleep(0.3)
+        await loom.dispatch_cancel_requested(CID)
         assert not cancelling.done()  # the cleanup waits for the attempt in flight
+        assert not loom.has_event(CID, EventType.RUN_CANCELLED)
         release.set()
         await cancelling
         assert loom.candidate_status(CID) is CandidateStatus.NOT_STARTED
@@ -444,7 +446,7 @@ async def test_cancel_after_an_open_callback_keeps_the_open_pr_though_the_dispat
             run = await loom.start(CID)
             await eventually(lambda: loom.has_event(CID, EventType.STEP_UPDATED))
             cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
-            await asyncio.sleep(0.2)
+            await loom.dispatch_cancel_requested(CID)
             release.set()
             await cancelling
         finally:
