@@ -461,3 +461,31 @@ async def test_cancel_after_an_open_callback_keeps_the_open_pr_though_the_dispat
             "step_updated",
             "run_cancelled",
         ]
+
+
+async def test_a_dispatch_retried_by_the_engine_keeps_its_id_and_a_retry_of_the_step_gets_a_new_one(
+    make_loom, migrator
+) -> None:
+    """Dispatch is at-least-once: the id is what lets a Migrator tell a repeat from a new attempt."""
+    async with make_loom() as loom:
+        original, sent = migrator.dispatch_step, []
+
+        async def refuse_the_first(request):
+            sent.append((await request.json())["dispatchId"])
+            if len(sent) == 1:
+                return Response("restarting", status_code=503)
+            return await original(request)
+
+        migrator.dispatch_step = refuse_the_first
+        try:
+            run = await loom.start(CID)
+            first = await loom.dispatched("disable-prune")
+        finally:
+            migrator.dispatch_step = original
+        assert sent == [first.dispatch_id, first.dispatch_id]
+        await loom.engine.step_event(run, callback("disable-prune", "failed"))
+        await loom.engine.retry_step(run, "disable-prune", "carol")
+        second = await loom.dispatched("disable-prune", count=2)
+        assert first.dispatch_id and first.dispatch_id.endswith(":disable-prune:1")
+        assert second.dispatch_id and second.dispatch_id.endswith(":disable-prune:2")
+        assert first.dispatch_id.split(":")[0] == second.dispatch_id.split(":")[0]  # the same Run
