@@ -316,6 +316,8 @@ class DispatchStepRequest(WireModel):
     migrator_app: str
     migrator_url: str
     type: str | None = None
+    # The same on every retry of one Step attempt, new for a Retry: a Migrator drops repeats by it.
+    dispatch_id: str | None = None
 
 
 class DispatchRetry(WireModel):

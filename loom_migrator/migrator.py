@@ -8,6 +8,7 @@ import logging
 import os
 import string
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -37,6 +38,8 @@ from loom_migrator.server import ThreadedServer
 log = logging.getLogger("loom_migrator")
 
 MANUAL_REVIEW = "manual-review"
+# How many accepted dispatch ids a Migrator remembers to drop Loom's repeats (Loom retries within minutes).
+REMEMBERED_DISPATCHES = 10_000
 
 StepHandler = Callable[[StepContext], Awaitable[None]]
 DryRunOutput = Iterable[FileDiff | None] | StepDryRunResult | None
@@ -134,6 +137,7 @@ class Migrator:
         self._dry_runs: dict[str, DryRunFunction] = {}
         self._discovery: Discovery | None = None
         self._running: dict[tuple[str, str], tuple[asyncio.Task[None], StepContext]] = {}
+        self._accepted: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self.announced = threading.Event()
         self.router = self._build_router()
@@ -291,17 +295,34 @@ class Migrator:
 
     # ---- running Steps --------------------------------------------------------------------
 
-    def dispatch(self, request: DispatchStepRequest) -> bool:
-        """Start the Step's handler in the background; False when that Step of that Run is already underway.
+    def already_accepted(self, request: DispatchStepRequest) -> bool:
+        """True when a dispatch with this id was accepted before: Loom retried a call whose answer got lost."""
+        return request.dispatch_id is not None and request.dispatch_id in self._accepted
 
-        A repeat of a dispatch Loom already made (its own retry of a call whose answer got lost) must
-        not run the handler twice; a Retry after the Step reported its final status must run it again.
+    def _remember(self, dispatch_id: str | None) -> None:
+        if dispatch_id is None:
+            return
+        self._accepted[dispatch_id] = None
+        self._accepted.move_to_end(dispatch_id)
+        while len(self._accepted) > REMEMBERED_DISPATCHES:
+            self._accepted.popitem(last=False)
+
+    def dispatch(self, request: DispatchStepRequest) -> bool:
+        """Start the Step's handler in the background; False for a repeat, or when that Step of that Run is underway.
+
+        A repeat of a dispatch Loom already made (its own retry of a call whose answer got lost) carries
+        the same dispatch id and must not run the handler twice, even after it finished; a Retry (a new
+        id) after the Step reported its final status must run it again.
         """
+        if self.already_accepted(request):
+            log.info("Dispatch %r was accepted before; ignoring the repeat", request.dispatch_id)
+            return False
         key = (request.callback_id, request.step_name)
         previous = self._running.get(key)
         if previous is not None and not previous[0].done() and not previous[1].finished:
             log.info("Step %r of Run %r is already running; ignoring the repeated dispatch", *key[::-1])
             return False
+        self._remember(request.dispatch_id)
         ctx = StepContext(request, self.client)
         task = self._spawn(self.run_step(ctx))
         self._running[key] = (task, ctx)
@@ -388,6 +409,8 @@ class Migrator:
                 dispatched = DispatchStepRequest.model_validate_json(body)
             except ValidationError as exc:
                 return _invalid(exc)
+            if self.already_accepted(dispatched):
+                return JSONResponse({"status": "already_accepted"}, status_code=202)
             started = self.dispatch(dispatched)
             return JSONResponse({"status": "accepted" if started else "already_running"}, status_code=202)
 

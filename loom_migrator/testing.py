@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -217,8 +218,12 @@ class FakeLoom:
         step: StepDefinition,
         candidate: Candidate,
         inputs: Mapping[str, str] | None = None,
+        dispatch_id: str | None = None,
     ) -> httpx.Response:
-        """POST /dispatch-step with what Loom sends: inputs merged into the Candidate's metadata."""
+        """POST /dispatch-step with what Loom sends: inputs merged into the Candidate's metadata.
+
+        Each call is a new dispatch (a fresh id) unless `dispatch_id` repeats one, as Loom's own retries do.
+        """
         request = DispatchStepRequest(
             migration_id=migration_id,
             step_name=step.name,
@@ -229,6 +234,7 @@ class FakeLoom:
             event_name=f"step-{step.name}",
             migrator_app=step.migrator_app,
             migrator_url=migrator_url,
+            dispatch_id=dispatch_id or uuid.uuid4().hex,
         )
         return self.post_signed(f"{migrator_url}/dispatch-step", request.model_dump_json().encode())
 

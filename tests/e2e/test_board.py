@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import ARTIFACTS, ROOT, Loom, unique_id
+from tests.e2e.conftest import ARTIFACTS, Loom, unique_id
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +79,7 @@ def test_a_candidate_goes_from_not_started_to_completed_live(page: Page, loom: L
     expect(page.get_by_test_id("candidate-status")).to_have_text("Running")
     expect(step(page, "bump-image")).to_have_attribute("data-status", "in_progress")
     dispatch = loom.migrator.wait_dispatch(mid, "checkout", "bump-image")
-    assert dispatch["candidate"]["metadata"]["targetImage"] == "registry.acme/base:2.0"
+    assert dispatch.candidate.metadata["targetImage"] == "registry.acme/base:2.0"
 
     pr = "https://github.com/acme/checkout/pull/7"
     loom.callback(mid, "checkout", "bump-image", "open", prUrl=pr)
@@ -95,9 +94,7 @@ def test_a_candidate_goes_from_not_started_to_completed_live(page: Page, loom: L
     loom.callback(mid, "checkout", "review", "awaiting_review")
     expect(card(running, "checkout")).to_have_attribute("data-attention", "review")
     expect(card(running, "checkout").get_by_test_id("step-status")).to_have_text("Awaiting review")
-    shot(page, "board")
-    (ROOT / "docs").mkdir(exist_ok=True)
-    shutil.copy(ARTIFACTS / "board.png", ROOT / "docs" / "board.png")
+    shot(page, "board")  # test-artifacts/board.png; the README's docs/board.png is refreshed from it by hand
 
     card(page, "checkout").get_by_test_id("candidate-link").click()
     expect(step(page, "review")).to_have_attribute("data-status", "awaiting_review")

@@ -1,24 +1,18 @@
-"""Fixtures for Run tests: one real Temporal dev server per session, a real HTTP fake Migrator,
+"""Fixtures for Run tests: the session's real Temporal dev server, the real HTTP fake Migrator,
 a real SQLite store and a worker on a fresh task queue per test."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from temporalio.api.enums.v1 import EventType as TemporalEventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -37,7 +31,6 @@ from loom_backend.domain import (
     steps_for,
 )
 from loom_backend.execution.activities import RunActivities
-from loom_backend.execution.dev_server import embedded_temporal, free_port
 from loom_backend.execution.engine import TemporalEngine, connect
 from loom_backend.execution.messages import DispatchPolicy
 from loom_backend.execution.worker import build_worker
@@ -45,6 +38,7 @@ from loom_backend.execution.workflow import RunWorkflow
 from loom_backend.migrator_client import HttpMigratorNotifier
 from loom_backend.settings import Settings
 from loom_backend.store.sql_store import SqlStore
+from tests.harness import FakeMigrator, eventually
 
 # What a test module imports with `from ... import *`: the fixtures.
 __all__ = ["make_loom", "migrator", "migrator_server", "sql_store", "temporal_client"]
@@ -55,71 +49,14 @@ TEST_DISPATCH = DispatchPolicy(
 )
 
 
-@dataclass
-class FakeMigrator:
-    """A real HTTP Migrator that records dispatches; tests answer them through the engine, as a Migrator would."""
-
-    url: str = ""
-    dispatches: list[DispatchStepRequest] = field(default_factory=list)
-    attempts: int = 0
-    answer: int = 202
-    answer_text: str = "accepted"
-
-    def reset(self) -> None:
-        self.dispatches.clear()
-        self.attempts = 0
-        self.answer = 202
-        self.answer_text = "accepted"
-
-    async def dispatch_step(self, request: Request) -> Response:
-        self.attempts += 1
-        if self.answer >= 300:
-            return Response(self.answer_text, status_code=self.answer)
-        self.dispatches.append(DispatchStepRequest.model_validate(await request.json()))
-        return JSONResponse({"accepted": True}, status_code=self.answer)
-
-    def of(self, migration_id: str, step_name: str | None = None) -> list[DispatchStepRequest]:
-        return [d for d in self.dispatches if d.migration_id == migration_id and step_name in (None, d.step_name)]
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Starlette, port: int) -> AsyncIterator[None]:
-    """Serve an ASGI app on 127.0.0.1:port in the running event loop."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture(scope="session")
-async def temporal_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Client]:
-    data_dir = tmp_path_factory.mktemp("temporal")
-    settings = Settings(data_dir=data_dir)
-    async with embedded_temporal(settings, port=free_port(), data_dir=data_dir) as address:
-        yield await connect(settings, address)
+async def temporal_client(temporal_address: str) -> Client:
+    return await connect(Settings(), temporal_address)
 
 
 @pytest.fixture(scope="session")
 async def migrator_server() -> AsyncIterator[FakeMigrator]:
-    migrator = FakeMigrator()
-    port = free_port()
-
-    async def dispatch_step(request: Request) -> Response:
-        return await migrator.dispatch_step(request)  # looked up per call, so a test can replace it
-
-    app = Starlette(routes=[Route("/dispatch-step", dispatch_step, methods=["POST"])])
-    migrator.url = f"http://127.0.0.1:{port}"
-    async with serve(app, port):
+    async with FakeMigrator().serving() as migrator:
         yield migrator
 
 
@@ -166,8 +103,12 @@ class Loom:
 
     async def dispatched(self, step_name: str, count: int = 1, timeout: float = 10.0) -> DispatchStepRequest:
         """Wait for the count-th dispatch of a Step and return it."""
-        await eventually(lambda: len(self.migrator.of(self.migration_id, step_name)) >= count, timeout)
-        return self.migrator.of(self.migration_id, step_name)[count - 1]
+        found = await eventually(
+            lambda: self.migrator.of(self.migration_id, step_name)[count - 1 :],
+            timeout,
+            f"dispatch #{count} of Step {step_name!r}",
+        )
+        return found[0]
 
     def results(self, candidate_id: str) -> dict[str, StepResult]:
         return {r.step_name: r for r in self.store.step_results(self.run_id(candidate_id))}
@@ -196,11 +137,22 @@ class Loom:
 
     async def closed(self, candidate_id: str, timeout: float = 10.0) -> None:
         """Wait until Temporal no longer reports the Run as running."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await self.engine.is_running(self.run_id(candidate_id)):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"Run {self.run_id(candidate_id)} still running after {timeout:.0f} s")
-            await asyncio.sleep(0.02)
+
+        async def closed() -> bool:
+            return not await self.engine.is_running(self.run_id(candidate_id))
+
+        await eventually(closed, timeout, f"Run {self.run_id(candidate_id)} to close")
+
+    async def dispatch_cancel_requested(self, candidate_id: str) -> None:
+        """Wait until the Run, cancelled, has asked its dispatch in flight to stop (and so waits for it)."""
+
+        async def requested() -> bool:
+            history = await self.engine.client.get_workflow_handle(self.run_id(candidate_id)).fetch_history()
+            return any(
+                e.event_type == TemporalEventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED for e in history.events
+            )
+
+        await eventually(requested, what=f"the cancel of Run {self.run_id(candidate_id)} to reach its dispatch")
 
     async def terminate_leftovers(self) -> None:
         """Terminate the Runs a test left running; one that closes on its own meanwhile is fine."""
@@ -237,15 +189,6 @@ class Loom:
 
     def has_event(self, candidate_id: str, *types: EventType) -> bool:
         return any(e.event_type in types for e in self.events(candidate_id))
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 DEFAULT_STEPS = [

@@ -13,7 +13,7 @@ import pytest
 from examples.demo_migrator import MIGRATION_ID, build_demo_migrator, repos
 from examples.demo_migrator.changes import CI_PATHS, branch_for, fails_first_attempt
 from loom_migrator import Backoff
-from tests.integration.live_loom import LiveLoom, step_result, step_status, wait_for
+from tests.harness import LiveLoom, eventually, step_result, step_status
 
 TARGET = "ghcr.io/acme/base:2024.10"
 FAST = Backoff(initial=0.01, max_delay=0.1)
@@ -60,7 +60,9 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             async def migration() -> httpx.Response:
                 return await api.get(f"/api/migrations/{MIGRATION_ID}")
 
-            announced = (await wait_for(migration, lambda r: r.status_code == 200, "the demo announces")).json()
+            announced = (
+                await eventually(migration, 30, "the demo announces", until=lambda r: r.status_code == 200)
+            ).json()
             assert [s["name"] for s in announced["steps"]] == STEPS
             assert [i["name"] for i in announced["requiredInputs"]] == ["targetImage"]
             assert len(announced["candidates"]) == len(repos.CATALOGUE)
@@ -79,7 +81,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
                 return response.json()
 
             async def step_is(name: str, status: str, what: str) -> dict[str, Any]:
-                return await wait_for(steps, lambda s: step_status(s, name) == status, what)
+                return await eventually(steps, 30, what, until=lambda s: step_status(s, name) == status)
 
             bumped = step_result(
                 await step_is("bump-base-image", "merged", "bump-base-image merges"), "bump-base-image"
@@ -110,7 +112,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             )
             assert retried.status_code == 202, retried.text
 
-            done = await wait_for(steps, lambda s: s["status"] == "completed", "the Candidate completes")
+            done = await eventually(steps, 30, "the Candidate completes", until=lambda s: s["status"] == "completed")
             assert {s["stepName"]: s["status"] for s in done["steps"]} == {
                 "bump-base-image": "merged",
                 "verify-staging": "completed",

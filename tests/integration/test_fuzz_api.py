@@ -3,11 +3,12 @@ gets a 5xx, an undeclared status code, or a body off the declared schema."""
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -30,10 +31,25 @@ from tests.integration.test_registry_api import announcement
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def build() -> tuple[Any, Credentials]:
-    """The API on a real SQLite store with one announced Migration it may call, and credentials for it."""
-    path = Path(tempfile.mkdtemp(prefix="loom-fuzz-")) / "loom.db"
-    store = SqlStore(f"sqlite:///{path}")
+@dataclass
+class Backend:
+    """What the API calls per request: filled by the `backend` fixture, so importing this module builds no database."""
+
+    service: LoomService | None = None
+    access: AccessControl | None = None
+    credentials: Credentials | None = None
+
+
+BACKEND = Backend()
+# The schema (one test per operation) is read at collection from an app whose backend the fixture provides.
+APP = create_api(lambda: BACKEND.service, get_access=lambda: BACKEND.access)  # type: ignore[arg-type,return-value]
+schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """A real SQLite store with one announced Migration the API may call, and credentials for it; closed after."""
+    store = SqlStore(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'loom.db'}")
     store.upgrade_schema()
     access = AccessControl(SqlAuthStore(store.engine))
     credentials = new_credentials().grant(access)
@@ -42,20 +58,19 @@ def build() -> tuple[Any, Credentials]:
     assert owner is not None
     access.claim_migration(owner, "base-image")
     store.announce(MigrationAnnouncement.model_validate(announcement(n=5)), datetime.now(UTC))
-    service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])))
-    app = create_api(lambda: service, get_access=lambda: access)
-    return app, credentials
-
-
-# Built at collection, as schemathesis needs the schema to generate one test per operation.
-APP, CREDENTIALS = build()
-schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
+    BACKEND.service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])))
+    BACKEND.access, BACKEND.credentials = access, credentials
+    yield BACKEND
+    BACKEND.service = BACKEND.access = BACKEND.credentials = None
+    store.engine.dispose()
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_no_request_gets_a_5xx_or_an_answer_off_the_schema(case: Any) -> None:
+def test_no_request_gets_a_5xx_or_an_answer_off_the_schema(case: Any, backend: Backend) -> None:
     """Each operation is called as its caller would: Migrator routes with the Migrator token, the rest as an admin."""
+    credentials = backend.credentials
+    assert credentials is not None
     migrator = is_migrator_route(case.method, case.path)
-    headers = CREDENTIALS.migrator_headers if migrator else CREDENTIALS.operator_headers
+    headers = credentials.migrator_headers if migrator else credentials.operator_headers
     case.call_and_validate(headers=headers, checks=CHECKS)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from loom_backend.execution.dev_server import free_port
-from tests.integration.live_loom import ROOT, LiveLoom, clean_env, step_result, step_status, wait_for
+from tests.harness import ROOT, LiveLoom, clean_env, eventually, step_result, step_status
 
 MIGRATION = "hello"
 RUNS = f"/api/migrations/{MIGRATION}/candidates"
@@ -59,7 +59,9 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
             assert hello_migrator.poll() is None, (tmp_path / "hello-migrator.log").read_text()
             return await api.get(f"/api/migrations/{MIGRATION}")
 
-        announced = (await wait_for(migration, lambda r: r.status_code == 200, "the hello Migrator announces")).json()
+        announced = (
+            await eventually(migration, 30, "the hello Migrator announces", until=lambda r: r.status_code == 200)
+        ).json()
         assert [(s["name"], s.get("type")) for s in announced["steps"]] == [
             ("add-greeting", None),
             ("check-readme", "manual-review"),
@@ -91,19 +93,24 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
             assert response.status_code == 200, response.text
             return response.json()
 
-        merged = await wait_for(steps, lambda s: step_status(s, "add-greeting") == "merged", "add-greeting merges")
+        merged = await eventually(
+            steps, 30, "add-greeting merges", until=lambda s: step_status(s, "add-greeting") == "merged"
+        )
         greeting = step_result(merged, "add-greeting")
         assert (greeting.get("prUrl") or greeting["metadata"]["prUrl"]) == "https://git.example/billing/pull/1"
 
-        review = await wait_for(
-            steps, lambda s: step_status(s, "check-readme") == "awaiting_review", "check-readme waits for a review"
+        review = await eventually(
+            steps,
+            30,
+            "check-readme waits for a review",
+            until=lambda s: step_status(s, "check-readme") == "awaiting_review",
         )
         instructions = step_result(review, "check-readme")["metadata"]["instructions"]
         assert instructions == "Read the README of billing: does it say Hello? Then Approve."
         approved = await api.post(f"{RUNS}/billing/steps/check-readme/approve")
         assert approved.status_code == 202, approved.text
 
-        done = await wait_for(steps, lambda s: s["status"] == "completed", "the Run completes")
+        done = await eventually(steps, 30, "the Run completes", until=lambda s: s["status"] == "completed")
         assert {s["stepName"]: s["status"] for s in done["steps"]} == {
             "add-greeting": "merged",
             "check-readme": "completed",

@@ -15,7 +15,7 @@ from loom_backend import errors
 from loom_backend.domain import Candidate, DispatchStepRequest, DryRunRequest, StepDefinition
 from loom_backend.execution.dev_server import free_port
 from loom_backend.migrator_client import DispatchFailed, DispatchRejected, HttpMigratorNotifier
-from tests.integration.run_fixtures import serve
+from tests.harness import eventually, serve
 
 CANDIDATE = Candidate(id="checkout", kind="application", metadata={"team": "payments"})
 DISPATCH = DispatchStepRequest(
@@ -127,7 +127,12 @@ async def test_dry_run_against_a_migrator_that_is_down_says_so(notifier) -> None
         await notifier.dry_run(f"http://127.0.0.1:{free_port()}", DRY_RUN)
 
 
+async def answer(request: Request) -> Response:
+    return Response(status_code=202)
+
+
 async def test_requests_past_max_in_flight_wait_for_a_free_turn() -> None:
+    """While two requests are held, a third to the same Migrator waits, though one to another Migrator goes through."""
     release, received = asyncio.Event(), 0
 
     async def hold(request: Request) -> Response:
@@ -136,13 +141,18 @@ async def test_requests_past_max_in_flight_wait_for_a_free_turn() -> None:
         await release.wait()
         return Response(status_code=202)
 
-    port = free_port()
+    port, quick_port = free_port(), free_port()
     dispatch = DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{port}"})
-    async with serve(Starlette(routes=[Route("/dispatch-step", hold, methods=["POST"])]), port):
+    quick = DISPATCH.model_copy(update={"migrator_url": f"http://127.0.0.1:{quick_port}"})
+    async with (
+        serve(Starlette(routes=[Route("/dispatch-step", hold, methods=["POST"])]), port),
+        serve(Starlette(routes=[Route("/dispatch-step", answer, methods=["POST"])]), quick_port),
+    ):
         notifier = HttpMigratorNotifier(timeout_seconds=5.0, max_in_flight=2)
         try:
             sending = [asyncio.ensure_future(notifier.dispatch_step(dispatch)) for _ in range(3)]
-            await asyncio.sleep(0.3)
+            await eventually(lambda: received == 2, what="two held requests")
+            await asyncio.wait_for(notifier.dispatch_step(quick), 2.0)  # a whole round trip meanwhile
             assert received == 2  # the third waits for a turn, not for a connection in httpx's pool
             release.set()
             await asyncio.gather(*sending)
@@ -153,13 +163,12 @@ async def test_requests_past_max_in_flight_wait_for_a_free_turn() -> None:
 
 
 async def test_a_migrator_holding_all_its_turns_does_not_hold_up_another() -> None:
-    release = asyncio.Event()
+    release, received = asyncio.Event(), 0
 
     async def hold(request: Request) -> Response:
+        nonlocal received
+        received += 1
         await release.wait()
-        return Response(status_code=202)
-
-    async def answer(request: Request) -> Response:
         return Response(status_code=202)
 
     slow_port, quick_port = free_port(), free_port()
@@ -172,7 +181,7 @@ async def test_a_migrator_holding_all_its_turns_does_not_hold_up_another() -> No
         notifier = HttpMigratorNotifier(timeout_seconds=5.0, max_in_flight=2)
         try:
             held = [asyncio.ensure_future(notifier.dispatch_step(slow)) for _ in range(2)]
-            await asyncio.sleep(0.2)
+            await eventually(lambda: received == 2, what="both turns held")
             await asyncio.wait_for(notifier.dispatch_step(quick), 2.0)
             assert not any(h.done() for h in held)
             release.set()

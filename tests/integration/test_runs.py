@@ -19,8 +19,9 @@ from loom_backend.domain import (
     StepStatus,
     StepStatusEvent,
 )
+from tests.harness import eventually
 from tests.integration.run_fixtures import *  # noqa: F403  (the fixtures)
-from tests.integration.run_fixtures import Loom, eventually
+from tests.integration.run_fixtures import Loom
 
 CID = "checkout"
 
@@ -369,8 +370,9 @@ async def test_cancel_while_the_migrator_holds_the_dispatch_writes_the_cleanup_l
         run = await loom.start(CID)
         await eventually(lambda: loom.has_event(CID, EventType.STEP_DISPATCHED))
         cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
-        await asyncio.sleep(0.3)
+        await loom.dispatch_cancel_requested(CID)
         assert not cancelling.done()  # the cleanup waits for the attempt in flight
+        assert not loom.has_event(CID, EventType.RUN_CANCELLED)
         release.set()
         await cancelling
         assert loom.candidate_status(CID) is CandidateStatus.NOT_STARTED
@@ -445,7 +447,7 @@ async def test_cancel_after_an_open_callback_keeps_the_open_pr_though_the_dispat
             run = await loom.start(CID)
             await eventually(lambda: loom.has_event(CID, EventType.STEP_UPDATED))
             cancelling = asyncio.ensure_future(loom.engine.cancel_run(run, "dave"))
-            await asyncio.sleep(0.2)
+            await loom.dispatch_cancel_requested(CID)
             release.set()
             await cancelling
         finally:
@@ -460,3 +462,31 @@ async def test_cancel_after_an_open_callback_keeps_the_open_pr_though_the_dispat
             "step_updated",
             "run_cancelled",
         ]
+
+
+async def test_a_dispatch_retried_by_the_engine_keeps_its_id_and_a_retry_of_the_step_gets_a_new_one(
+    make_loom, migrator
+) -> None:
+    """Dispatch is at-least-once: the id is what lets a Migrator tell a repeat from a new attempt."""
+    async with make_loom() as loom:
+        original, sent = migrator.dispatch_step, []
+
+        async def refuse_the_first(request):
+            sent.append((await request.json())["dispatchId"])
+            if len(sent) == 1:
+                return Response("restarting", status_code=503)
+            return await original(request)
+
+        migrator.dispatch_step = refuse_the_first
+        try:
+            run = await loom.start(CID)
+            first = await loom.dispatched("disable-prune")
+        finally:
+            migrator.dispatch_step = original
+        assert sent == [first.dispatch_id, first.dispatch_id]
+        await loom.engine.step_event(run, callback("disable-prune", "failed"))
+        await loom.engine.retry_step(run, "disable-prune", "carol")
+        second = await loom.dispatched("disable-prune", count=2)
+        assert first.dispatch_id and first.dispatch_id.endswith(":disable-prune:1")
+        assert second.dispatch_id and second.dispatch_id.endswith(":disable-prune:2")
+        assert first.dispatch_id.split(":")[0] == second.dispatch_id.split(":")[0]  # the same Run

@@ -19,6 +19,7 @@ import pytest
 from loom_migrator import (
     Backoff,
     Candidate,
+    DispatchStepRequest,
     DryRunContext,
     FileDiffStatus,
     LoomClient,
@@ -31,6 +32,7 @@ from loom_migrator import (
     file_diff,
 )
 from loom_migrator.testing import FakeLoom
+from tests.harness import wait_for
 
 FAST = Backoff(initial=0.01, factor=2, max_delay=0.05)
 CHECKOUT = Candidate(id="checkout", kind="service", metadata={"team": "payments"})
@@ -145,7 +147,7 @@ def test_announce_retries_on_network_errors_until_loom_starts_listening(caplog: 
     migrator = make_migrator(f"http://127.0.0.1:{port}")
     migrator.step("bump")(_noop)
     with caplog.at_level(logging.WARNING, logger="loom_migrator"), migrator.serve_in_thread():
-        time.sleep(0.3)
+        wait_for(lambda: "ConnectError" in caplog.text, what="a failed announce to be logged")
         assert not migrator.announced.is_set()
         with FakeLoom(port=port, token=TOKEN) as late_loom:
             late_loom.wait_for_announcement()
@@ -157,8 +159,8 @@ def test_announce_stops_on_4xx_and_logs_why(loom: FakeLoom, caplog: pytest.LogCa
     migrator = make_migrator(loom.url)
     migrator.step("bump")(_noop)
     with caplog.at_level(logging.ERROR, logger="loom_migrator"), migrator.serve_in_thread():
+        # Logged as the announce loop returns: nothing can be sent after it.
         loom.wait_for(lambda: "not registered" in caplog.text, what="the refusal to be logged")
-        time.sleep(0.1)
     assert loom.received.attempts == [("announce", 422)]
     assert "HTTP 422: scripted HTTP 422" in caplog.text
 
@@ -203,6 +205,49 @@ def test_repeated_dispatch_of_a_running_step_does_not_start_it_twice(loom: FakeL
         loom.wait_for_event("slow", StepStatus.COMPLETED)
     assert (first.json()["status"], second.json()["status"]) == ("accepted", "already_running")
     assert runs == ["checkout"]
+
+
+def test_a_repeated_dispatch_id_is_answered_202_without_running_the_handler_again(loom: FakeLoom) -> None:
+    """Loom retries a dispatch whose answer got lost with the same id; a Retry of the Step comes with a new one."""
+    migrator = make_migrator(loom.url)
+    runs: list[str] = []
+
+    @migrator.step("bump")
+    async def bump(ctx: StepContext) -> None:
+        runs.append(ctx.request.dispatch_id or "")
+
+    step = migrator.steps[0]
+    with migrator.serve_in_thread():
+        first = loom.dispatch(migrator.migrator_url, migrator.id, step, CHECKOUT, dispatch_id="run-1:bump:1")
+        loom.wait_for_event("bump", StepStatus.COMPLETED)
+        repeat = loom.dispatch(migrator.migrator_url, migrator.id, step, CHECKOUT, dispatch_id="run-1:bump:1")
+        retry = loom.dispatch(migrator.migrator_url, migrator.id, step, CHECKOUT, dispatch_id="run-1:bump:2")
+        loom.wait_for(lambda: len(loom.events_for("checkout")) == 2, what="the Retry's completion")
+    assert [r.status_code for r in (first, repeat, retry)] == [202, 202, 202]
+    assert [r.json()["status"] for r in (first, repeat, retry)] == ["accepted", "already_accepted", "accepted"]
+    assert runs == ["run-1:bump:1", "run-1:bump:2"]
+
+
+def test_a_migrator_remembers_a_bounded_number_of_dispatch_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("loom_migrator.migrator.REMEMBERED_DISPATCHES", 2)
+    migrator = make_migrator("http://127.0.0.1:1")
+    requests = [
+        DispatchStepRequest(
+            migration_id="bump-image",
+            step_name="bump",
+            candidate=CHECKOUT,
+            callback_id="bump-image__checkout",
+            event_name="step-bump",
+            migrator_app="bump-image",
+            migrator_url="http://unused",
+            dispatch_id=f"run-1:bump:{n}",
+        )
+        for n in (1, 2, 3)
+    ]
+    for request in requests:
+        migrator._remember(request.dispatch_id)
+    assert [migrator.already_accepted(r) for r in requests] == [False, True, True]
+    assert not migrator.already_accepted(requests[0].model_copy(update={"dispatch_id": None}))
 
 
 def test_a_step_dispatched_again_as_soon_as_it_reported_failed_runs_again(loom: FakeLoom) -> None:
@@ -349,8 +394,7 @@ def test_a_callback_refused_with_4xx_is_not_retried_and_stops_the_handler(
 
     with caplog.at_level(logging.WARNING, logger="loom_migrator"), migrator.serve_in_thread():
         loom.dispatch(migrator.migrator_url, migrator.id, migrator.steps[0], CHECKOUT)
-        assert finished.wait(5)
-        time.sleep(0.1)
+        assert finished.wait(5)  # the handler stopped at the refused callback: nothing is sent after it
     assert [code for route, code in loom.received.attempts if route == "event"] == [404]
     assert after_refusal == []
     assert "HTTP 404" in caplog.text and "not retrying" in caplog.text
