@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loom_backend.execution.dev_server import _answers, embedded_temporal, free_port
 from loom_backend.settings import Settings
-from tests.integration.run_fixtures import eventually
+from tests.harness import eventually
 
 
 def _server_pids(db_file: Path) -> list[int]:

@@ -10,8 +10,8 @@ from sqlalchemy.exc import OperationalError
 from loom_backend.domain import DispatchRetry, EventType, StepStatus, StepStatusEvent
 from loom_backend.execution.messages import DispatchPolicy
 from loom_backend.store.sql_store import SqlStore
+from tests.harness import eventually
 from tests.integration.run_fixtures import *  # noqa: F403
-from tests.integration.run_fixtures import eventually
 
 CID = "checkout"
 # Doubling from 50 ms, capped at 200 ms: a "long" outage of a few seconds is dozens of attempts.
