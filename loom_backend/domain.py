@@ -729,3 +729,25 @@ class PrometheusSnapshot(WireModel):
     step_outcomes: dict[str, int]
     dispatch_errors: int
     callback_latency: CallbackLatency
+
+
+# -- readiness ----------------------------------------------------------------------------------
+
+
+class ReadinessCheck(WireModel):
+    """One dependency of a Loom process and whether it works right now."""
+
+    name: str  # "database", "temporal", "worker", ...
+    ok: bool
+    detail: str = ""
+
+
+class Readiness(WireModel):
+    """What /api/readyz answers: ready only when every check passed."""
+
+    ready: bool
+    checks: list[ReadinessCheck]
+
+    @classmethod
+    def of(cls, checks: list[ReadinessCheck]) -> Readiness:
+        return cls(ready=all(c.ok for c in checks), checks=checks)

@@ -66,3 +66,11 @@ class Unauthenticated(LoomError):
 
 class Forbidden(LoomError):
     """The caller is known but may not do this: a role too low, or a Migration another token owns."""
+
+
+class ServiceUnavailable(LoomError):
+    """Something Loom depends on (Temporal, its database) is down; the same request may work later."""
+
+    def __init__(self, message: str, retry_after_seconds: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

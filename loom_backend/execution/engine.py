@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    DescribeTaskQueueRequest,
+    GetSystemInfoRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -20,7 +30,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from loom_backend import errors
-from loom_backend.domain import MigrationManifest, StepStatusEvent, StringMap, parse_run_id
+from loom_backend.domain import MigrationManifest, ReadinessCheck, StepStatusEvent, StringMap, parse_run_id
 from loom_backend.execution.messages import (
     CANCEL_REQUESTED_SIGNAL,
     DESCRIBE_QUERY,
@@ -45,6 +55,12 @@ from loom_backend.settings import Settings
 log = logging.getLogger(__name__)
 
 UPDATE_ATTEMPTS = 10
+# How often a process asks Temporal whether it is up, so routes that need it answer 503 at once while it is not.
+PROBE_SECONDS = 2.0
+PROBE_TIMEOUT = timedelta(seconds=1.5)
+# Calls an operator waits on answer within this, or fail as unavailable (the client would retry for ~10 s).
+CALL_TIMEOUT = timedelta(seconds=5)
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
 
 def temporal_address(settings: Settings) -> str:
@@ -73,6 +89,12 @@ def _candidate_id(run_id: str) -> str:
     return parse_run_id(run_id)[1]
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RPCError):
+        return f"{exc.status.name if exc.status else 'error'}: {exc.message}"[:300]
+    return (str(exc) or type(exc).__name__)[:300]
+
+
 def _run_is_gone(exc: RPCError) -> bool:
     """NOT_FOUND, or a Run that already closed: either way the caller should stop sending."""
     return exc.status == RPCStatusCode.NOT_FOUND or "already completed" in exc.message.lower()
@@ -97,10 +119,78 @@ class TemporalEngine:
         self._task_queue = task_queue
         self._dispatch = dispatch or DispatchPolicy()
         self._cancel_timeout = cancel_timeout_seconds
+        self._unreachable: str | None = None  # why Temporal is down, as the last probe or call saw it
 
     @property
     def client(self) -> Client:
         return self._client
+
+    # -- is Temporal there? -------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Ask Temporal every couple of seconds whether it answers; run as a background task of the process."""
+        while True:
+            try:
+                await self._client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=PROBE_TIMEOUT)
+                if self._unreachable is not None:
+                    log.warning("Temporal answers again")
+                self._unreachable = None
+            except Exception as exc:
+                if self._unreachable is None:
+                    log.error("Temporal does not answer: %s", exc)
+                self._unreachable = _reason(exc)
+            await asyncio.sleep(PROBE_SECONDS)
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Fail at once while Temporal is known to be down; turn "cannot reach it" into ServiceUnavailable (503)."""
+        if self._unreachable is not None:
+            raise errors.ServiceUnavailable(
+                f"Temporal is unreachable ({self._unreachable}); Runs resume when it is back — try again shortly"
+            )
+        try:
+            yield
+        except RPCError as exc:
+            if exc.status not in _UNREACHABLE:
+                raise
+            self._unreachable = _reason(exc)
+            raise errors.ServiceUnavailable(
+                f"Temporal is unreachable ({self._unreachable}); Runs resume when it is back — try again shortly"
+            ) from exc
+
+    async def readiness(self) -> list[ReadinessCheck]:
+        """Temporal answers, the namespace exists, and some worker polls the Runs' task queue."""
+        service = self._client.workflow_service
+        namespace = self._client.namespace
+        try:
+            await service.get_system_info(GetSystemInfoRequest(), timeout=PROBE_TIMEOUT)
+        except Exception as exc:
+            return [ReadinessCheck(name="temporal", ok=False, detail=f"Temporal does not answer: {_reason(exc)}")]
+        checks = [ReadinessCheck(name="temporal", ok=True)]
+        try:
+            await service.describe_namespace(DescribeNamespaceRequest(namespace=namespace), timeout=PROBE_TIMEOUT)
+        except Exception as exc:
+            detail = f"namespace {namespace!r} is not usable: {_reason(exc)}"
+            return [*checks, ReadinessCheck(name="temporal_namespace", ok=False, detail=detail)]
+        checks.append(ReadinessCheck(name="temporal_namespace", ok=True, detail=namespace))
+        try:
+            queue = await service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=namespace,
+                    task_queue=TaskQueue(name=self._task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=PROBE_TIMEOUT,
+            )
+            polled = bool(queue.pollers)
+            detail = (
+                f"{len(queue.pollers)} worker(s) poll {self._task_queue!r}"
+                if polled
+                else f"no worker polls task queue {self._task_queue!r}: start `loom worker` or set LOOM_RUN_WORKER=true"
+            )
+        except Exception as exc:
+            polled, detail = False, f"task queue {self._task_queue!r} could not be described: {_reason(exc)}"
+        return [*checks, ReadinessCheck(name="worker", ok=polled, detail=detail)]
 
     def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
         return self._client.get_workflow_handle(run_id)
@@ -114,15 +204,17 @@ class TemporalEngine:
                 field="migrationId",
             )
         try:
-            await self._client.start_workflow(
-                WORKFLOW_NAME,
-                RunInput(manifest=manifest, actor=actor, dispatch=self._dispatch),
-                id=manifest.run_id,
-                task_queue=self._task_queue,
-                # A closed Run (completed or cancelled) may run again; a running one may not.
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            )
+            with self._reachable():
+                await self._client.start_workflow(
+                    WORKFLOW_NAME,
+                    RunInput(manifest=manifest, actor=actor, dispatch=self._dispatch),
+                    id=manifest.run_id,
+                    task_queue=self._task_queue,
+                    # A closed Run (completed or cancelled) may run again; a running one may not.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    rpc_timeout=CALL_TIMEOUT,
+                )
         except WorkflowAlreadyStartedError as exc:
             raise errors.CandidateAlreadyStarted(manifest.candidate.id, "running") from exc
 
@@ -130,12 +222,13 @@ class TemporalEngine:
         """Cancel and wait (bounded) for the Run to close, so its cleanup already ran when this returns."""
         handle = self._handle(run_id)
         try:
-            description = await handle.describe()
-            if description.status != WorkflowExecutionStatus.RUNNING:
-                raise errors.CandidateNotRunning(_candidate_id(run_id))
-            handle = self._client.get_workflow_handle(run_id, run_id=description.run_id)
-            await handle.signal(CANCEL_REQUESTED_SIGNAL, CancelRequest(actor=actor))
-            await handle.cancel()
+            with self._reachable():
+                description = await handle.describe(rpc_timeout=CALL_TIMEOUT)
+                if description.status != WorkflowExecutionStatus.RUNNING:
+                    raise errors.CandidateNotRunning(_candidate_id(run_id))
+                handle = self._client.get_workflow_handle(run_id, run_id=description.run_id)
+                await handle.signal(CANCEL_REQUESTED_SIGNAL, CancelRequest(actor=actor), rpc_timeout=CALL_TIMEOUT)
+                await handle.cancel(rpc_timeout=CALL_TIMEOUT)
         except RPCError as exc:
             if _run_is_gone(exc):
                 raise errors.CandidateNotRunning(_candidate_id(run_id)) from exc
@@ -154,7 +247,8 @@ class TemporalEngine:
         delay = 0.02
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
-                await self._handle(run_id).execute_update(update, arg, id=update_id)
+                with self._reachable():
+                    await self._handle(run_id).execute_update(update, arg, id=update_id)
                 return
             except RPCError as exc:
                 if _run_is_gone(exc):
@@ -193,7 +287,8 @@ class TemporalEngine:
 
     async def is_running(self, run_id: str) -> bool:
         try:
-            description = await self._handle(run_id).describe()
+            with self._reachable():
+                description = await self._handle(run_id).describe(rpc_timeout=CALL_TIMEOUT)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False
@@ -203,7 +298,8 @@ class TemporalEngine:
     async def describe(self, run_id: str) -> RunView:
         """Where a running Run is (current Step, inputs, dispatch counts); raises RunNotFound."""
         try:
-            return await self._handle(run_id).query(DESCRIBE_QUERY, result_type=RunView)
+            with self._reachable():
+                return await self._handle(run_id).query(DESCRIBE_QUERY, result_type=RunView, rpc_timeout=CALL_TIMEOUT)
         except RPCError as exc:
             if _run_is_gone(exc):
                 raise errors.RunNotFound(run_id) from exc

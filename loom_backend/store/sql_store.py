@@ -61,12 +61,13 @@ from loom_backend.domain import (
 )
 from loom_backend.store.metrics import MetricsQueries
 from loom_backend.store.rollups import Rollups
-from loom_backend.store.tables import CandidateRow, MigrationRow, StepEventRow, StepResultRow, insert_on
+from loom_backend.store.tables import CandidateRow, HealthRow, MigrationRow, StepEventRow, StepResultRow, insert_on
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
 CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
 STEP_RESULTS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
+HEALTH: Table = HealthRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
 NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
@@ -104,12 +105,52 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class DatabaseFileGone(OSError):
+    """The SQLite file Loom opened was removed or replaced while Loom runs: writing on would write into nothing."""
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_db_engine(url)
         self._dialect = self.engine.dialect.name
         self._rollups = Rollups(self._dialect)
+        parsed = make_url(url)
+        file = parsed.database if self._dialect == "sqlite" and parsed.database not in (None, "", ":memory:") else None
+        self._file = Path(file).resolve() if file else None
+        self._file_identity: tuple[int, int] | None = None
+
+    def check_file(self) -> None:
+        """Raise DatabaseFileGone when the SQLite file is not the one Loom opened (deleted, or swapped under it).
+
+        SQLite keeps writing into a deleted file's open inode, so without this Loom would write past the loss.
+        """
+        if self._file is None:
+            return
+        identity = _file_identity(self._file)
+        if self._file_identity is None:
+            self._file_identity = identity
+        if identity is None or identity != self._file_identity:
+            raise DatabaseFileGone(
+                f"The database file {self._file} was removed or replaced while Loom runs; "
+                "restore it (or restart Loom on a new one): nothing is written until then"
+            )
+
+    def check_writable(self) -> None:
+        """Rewrite the health row: proof that the database takes a write and commits it, not only that it answers."""
+        self.check_file()
+        with self.engine.begin() as connection:
+            now = _now()
+            statement = insert_on(self._dialect, HEALTH).values(id=1, checked_at=now)
+            connection.execute(statement.on_conflict_do_update(index_elements=["id"], set_={"checked_at": now}))
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -123,6 +164,8 @@ class SqlStore:
         config.set_main_option("script_location", str(ALEMBIC_INI.parent / "alembic"))
         config.attributes["engine"] = self.engine
         command.upgrade(config, "head")
+        if self._file is not None:
+            self._file_identity = _file_identity(self._file)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -391,6 +434,7 @@ class SqlStore:
         wrote it; rewriting its Step results could undo what the Run wrote since.
         The hot write path of every Run, so it runs prebuilt statements on the bare Connection.
         """
+        self.check_file()
         with self.engine.begin() as connection:
             if once:
                 last_key = next((c.event_key for c in reversed(changes) if c.event_key is not None), None)

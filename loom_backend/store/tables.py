@@ -237,3 +237,12 @@ class MigrationOwnerRow(SQLModel, table=True):
 def insert_on(dialect: str, table: Table) -> Any:
     """An INSERT in the database's own dialect, so ON CONFLICT clauses can follow (SQLite and PostgreSQL)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class HealthRow(SQLModel, table=True):
+    """One row that readiness checks rewrite: proof that the database takes writes, not only reads."""
+
+    __tablename__ = "health"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    checked_at: datetime = _time()
