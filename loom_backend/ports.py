@@ -22,6 +22,7 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    Ownership,
     PrometheusSnapshot,
     RunChange,
     StepEvent,
@@ -29,6 +30,9 @@ from loom_backend.domain import (
     StepResult,
     StepStatusEvent,
     StringMap,
+    TokenKind,
+    TokenRecord,
+    UserRecord,
 )
 
 
@@ -129,6 +133,47 @@ class MigrationStore(Protocol):
 
     def candidate_metadata_keys(self, migration_id: str) -> list[str]:
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
+
+
+class AuthStore(Protocol):
+    """Persists accounts, tokens, sessions and which token owns each Migration."""
+
+    def add_user(self, user: UserRecord) -> bool:
+        """Insert the account; False when the name is taken."""
+
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    def count_users(self) -> int: ...
+
+    def add_token(self, token: TokenRecord) -> bool:
+        """Insert the token; False when one with the same digest exists."""
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, now: datetime) -> bool: ...
+
+    def revoke_tokens_named(self, kind: TokenKind, name: str, now: datetime) -> int: ...
+
+    def add_session(self, digest: str, user_name: str, created_at: datetime, expires_at: datetime) -> None: ...
+
+    def session_user(self, digest: str, now: datetime) -> UserRecord | None:
+        """The account of an unexpired session."""
+
+    def delete_session(self, digest: str) -> None: ...
+
+    def delete_expired_sessions(self, now: datetime) -> int: ...
+
+    def claim_migration(self, migration_id: str, token_id: str, now: datetime) -> str:
+        """Make the token the owner unless an active token owns the Migration; return the owner's token id."""
+
+    def release_migration(self, migration_id: str, token_id: str) -> None: ...
+
+    def ownership(self, migration_id: str) -> Ownership: ...
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        """The key Loom signs requests to this Migration's Migrator with: its owning token's digest."""
 
 
 class ExecutionEngine(Protocol):

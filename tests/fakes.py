@@ -10,9 +10,16 @@ from loom_backend.domain import (
     DryRunRequest,
     DryRunResult,
     MigrationManifest,
+    Principal,
+    PrincipalKind,
+    Role,
     StepStatusEvent,
     StringMap,
 )
+
+VIEWER = Principal("vera", PrincipalKind.USER, Role.VIEWER)
+OPERATOR = Principal("ana", PrincipalKind.USER, Role.OPERATOR)
+ADMIN = Principal("root", PrincipalKind.USER, Role.ADMIN)
 
 
 @dataclass

@@ -8,26 +8,16 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from loom_backend.api.deps import SESSION_COOKIE
 from loom_backend.api.errors import install_error_handlers
 from loom_backend.api.middleware import PREFIX, BodySizeLimit
 from loom_backend.api.routes import auth, metrics, migrations, ops, registry, runs
-from loom_backend.api.routes.auth import local_path
-from loom_backend.auth import AccessControl
 from loom_backend.service import LoomService
 
-__all__ = ["SESSION_COOKIE", "create_api", "local_path"]
+__all__ = ["create_api"]
 
 
-def create_api(
-    get_service: Callable[[], LoomService], get_access: Callable[[], AccessControl] | None = None
-) -> FastAPI:
-    """Build the FastAPI app; `get_service` and `get_access` are resolved per request so tests and bootstrap
-    choose the adapters (`get_access` defaults to the running Loom's)."""
-    if get_access is None:
-        from loom_backend.bootstrap import current_access
-
-        get_access = current_access
+def create_api(get_service: Callable[[], LoomService]) -> FastAPI:
+    """Build the FastAPI app; `get_service` is resolved per request, so tests and bootstrap choose the service."""
     app = FastAPI(
         title="Loom",
         version="0.1.0",
@@ -39,7 +29,6 @@ def create_api(
         redoc_url=None,
     )
     app.state.get_service = get_service
-    app.state.get_access = get_access
     install_error_handlers(app)
     for module in (ops, auth, registry, migrations, runs, metrics):
         app.include_router(module.router, prefix=PREFIX)

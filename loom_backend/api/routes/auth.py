@@ -1,6 +1,5 @@
 """Signing in and out: built-in accounts get a `loom_session` cookie; GET /auth/me says who is calling."""
 
-import asyncio
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -8,9 +7,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from loom_backend import errors
-from loom_backend.api.deps import SESSION_COOKIE, AccessDep, CurrentPrincipal
+from loom_backend.api.deps import CurrentPrincipal, ServiceDep
 from loom_backend.api.errors import _errors
-from loom_backend.auth import AccessControl, Identity, LoginRequest
+from loom_backend.domain import SESSION_COOKIE, Identity, LoginRequest, local_path
+from loom_backend.service import LoomService
 
 router = APIRouter(tags=["auth"])
 
@@ -23,31 +23,24 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-def local_path(target: str) -> str:
-    """Where to go after signing in: a path on this site, never another origin ('//host', '/\\host', 'https:')."""
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\t"):
-        return "/"
-    return target
-
-
-def _set_session_cookie(response: Response, access: AccessControl, secret: str) -> None:
+def _set_session_cookie(response: Response, service: LoomService, secret: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         secret,
-        max_age=int(access.session_lifetime.total_seconds()),
+        max_age=service.session_seconds,
         path="/",
         httponly=True,
         samesite="lax",
-        secure=access.secure_cookie,
+        secure=service.secure_cookie,
     )
 
 
 @router.post("/auth/login", response_model=Identity, responses=_errors(401, 413, 422))
-async def login(body: LoginRequest, access: AccessDep) -> Any:
+async def login(body: LoginRequest, service: ServiceDep) -> Any:
     """Check a built-in account's password; answer with who signed in and set the `loom_session` cookie."""
-    secret, principal = await asyncio.to_thread(access.login, body.username, body.password)
+    secret, principal = await service.login(body.username, body.password)
     response = JSONResponse(Identity.of(principal).model_dump(mode="json"))
-    _set_session_cookie(response, access, secret)
+    _set_session_cookie(response, service, secret)
     return response
 
 
@@ -62,7 +55,7 @@ async def login(body: LoginRequest, access: AccessDep) -> Any:
 )
 async def login_form(
     request: Request,
-    access: AccessDep,
+    service: ServiceDep,
     username: Annotated[str, Form(max_length=128)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
@@ -72,23 +65,21 @@ async def login_form(
         raise errors.Forbidden("Sign in from Loom's own sign-in page; this form was posted from another site")
     target = local_path(next_)
     try:
-        secret, _ = await asyncio.to_thread(access.login, username, password)
+        secret, _ = await service.login(username, password)
     except errors.Unauthenticated:
         query = urlencode({"failed": "1", "username": username, "next": target})
         return RedirectResponse(f"/login?{query}", status_code=303)
     response = RedirectResponse(target, status_code=303)
-    _set_session_cookie(response, access, secret)
+    _set_session_cookie(response, service, secret)
     return response
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(request: Request, access: AccessDep) -> Response:
+async def logout(request: Request, service: ServiceDep) -> Response:
     """End this browser's session (if any) and clear its cookie."""
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie and len(cookie) <= 256:
-        await asyncio.to_thread(access.logout, cookie)
+    await service.logout(request.cookies.get(SESSION_COOKIE) or "")
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=access.secure_cookie)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=service.secure_cookie)
     return response
 
 

@@ -12,13 +12,13 @@ router = APIRouter(tags=["migrations"])
 
 
 @router.get("/migrations", response_model=ListMigrationsResponse, responses=_errors(401, 403))
-async def list_migrations(service: ServiceDep, _: Viewer) -> Any:
-    return ListMigrationsResponse(migrations=await service.all_migrations())
+async def list_migrations(service: ServiceDep, principal: Viewer) -> Any:
+    return ListMigrationsResponse(migrations=await service.all_migrations(principal))
 
 
 @router.get("/migrations/{migration_id}", response_model=Migration, responses=_errors(401, 403, 404, 422))
-async def get_migration(migration_id: MigrationId, service: ServiceDep, _: Viewer) -> Any:
-    return await service.get_migration(migration_id)
+async def get_migration(migration_id: MigrationId, service: ServiceDep, principal: Viewer) -> Any:
+    return await service.get_migration(principal, migration_id)
 
 
 @router.get(
@@ -27,7 +27,7 @@ async def get_migration(migration_id: MigrationId, service: ServiceDep, _: Viewe
 async def list_candidates(
     migration_id: MigrationId,
     service: ServiceDep,
-    _: Viewer,
+    principal: Viewer,
     status_: Annotated[CandidateStatus | None, Query(alias="status")] = None,
     kind: Annotated[str | None, Query(max_length=128)] = None,
     q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
@@ -36,7 +36,14 @@ async def list_candidates(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Any:
     return await service.list_candidates(
-        migration_id, status=status_, kind=kind, text=q, needs_attention=needs_attention, limit=limit, offset=offset
+        principal,
+        migration_id,
+        status=status_,
+        kind=kind,
+        text=q,
+        needs_attention=needs_attention,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -44,7 +51,7 @@ async def list_candidates(
 async def list_events(
     migration_id: MigrationId,
     service: ServiceDep,
-    _: Viewer,
+    principal: Viewer,
     candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
     event_type: Annotated[EventType | None, Query(alias="type")] = None,
     actor: Annotated[str | None, Query(max_length=128)] = None,
@@ -52,5 +59,11 @@ async def list_events(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Any:
     return await service.list_events(
-        migration_id, candidate_id=candidate_id, event_type=event_type, actor=actor, limit=limit, offset=offset
+        principal,
+        migration_id,
+        candidate_id=candidate_id,
+        event_type=event_type,
+        actor=actor,
+        limit=limit,
+        offset=offset,
     )

@@ -1,13 +1,12 @@
 """The Migrator contract: announce a Migration, submit re-discovered Candidates, post Step callbacks."""
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from loom_backend import errors
-from loom_backend.api.deps import AccessDep, MigrationId, MigratorPrincipal, ServiceDep
+from loom_backend.api.deps import MigrationId, MigratorPrincipal, ServiceDep
 from loom_backend.api.errors import _errors
 from loom_backend.domain import RUN_ID_SEPARATOR, MigrationAnnouncement, StepStatusEvent, SubmitCandidatesRequest
 
@@ -15,17 +14,9 @@ router = APIRouter(tags=["migrators"])
 
 
 @router.post("/registry/announce", responses=_errors(400, 401, 403, 413, 422))
-async def announce(
-    body: MigrationAnnouncement, principal: MigratorPrincipal, access: AccessDep, service: ServiceDep
-) -> dict[str, str]:
+async def announce(body: MigrationAnnouncement, principal: MigratorPrincipal, service: ServiceDep) -> dict[str, str]:
     """Register or update a Migration and its Candidates (idempotent by id); the first token to announce owns it."""
-    claimed = await asyncio.to_thread(access.claim_migration, principal, body.id)
-    try:
-        await service.announce(body)
-    except BaseException:
-        if claimed:
-            await asyncio.to_thread(access.release_migration, principal, body.id)
-        raise
+    await service.announce(principal, body)
     return {"status": "SUCCESS"}
 
 
@@ -34,12 +25,10 @@ async def submit_candidates(
     migration_id: MigrationId,
     body: SubmitCandidatesRequest,
     principal: MigratorPrincipal,
-    access: AccessDep,
     service: ServiceDep,
 ) -> Response:
     """Merge re-discovered Candidates: only not_started ones are replaced; Candidates with a Run are kept."""
-    await asyncio.to_thread(access.check_migration, principal, migration_id)
-    await service.submit_candidates(migration_id, body.candidates)
+    await service.submit_candidates(principal, migration_id, body.candidates)
     return Response(status_code=204)
 
 
@@ -48,7 +37,6 @@ async def step_event(
     run_id: Annotated[str, Path(max_length=260)],
     body: StepStatusEvent,
     principal: MigratorPrincipal,
-    access: AccessDep,
     service: ServiceDep,
 ) -> dict[str, str]:
     """A Migrator's callback about one Step of a Run."""
@@ -59,7 +47,5 @@ async def step_event(
             field="candidateId",
         )
     migration_id = run_id[: -len(suffix)]
-    if not access.recently_allowed(principal, migration_id):
-        await asyncio.to_thread(access.check_migration, principal, migration_id)
-    await service.step_event(run_id, body)
+    await service.step_event(principal, migration_id, run_id, body)
     return {"status": "accepted"}

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from loom_backend.api.deps import Actor, CandidateId, MigrationId, Operator, ServiceDep, StepName, Viewer
+from loom_backend.api.deps import CandidateId, MigrationId, Operator, ServiceDep, StepName, Viewer
 from loom_backend.api.errors import _errors
 from loom_backend.domain import (
     CandidateStepsResponse,
@@ -27,19 +27,18 @@ async def start(
     migration_id: MigrationId,
     candidate_id: CandidateId,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
     body: StartRequest | None = None,
 ) -> dict[str, str]:
-    await service.start_run(migration_id, candidate_id, (body or StartRequest()).inputs, actor)
+    await service.start_run(principal, migration_id, candidate_id, (body or StartRequest()).inputs)
     return {"status": "started"}
 
 
 @router.post(f"{RUN_PATH}/cancel", status_code=204, responses=ACTION_ERRORS)
 async def cancel(
-    migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, actor: Actor, _: Operator
+    migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, principal: Operator
 ) -> Response:
-    await service.cancel_run(migration_id, candidate_id, actor)
+    await service.cancel_run(principal, migration_id, candidate_id)
     return Response(status_code=204)
 
 
@@ -49,10 +48,9 @@ async def retry_step(
     candidate_id: CandidateId,
     body: RetryStepRequest,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
 ) -> dict[str, str]:
-    await service.retry_step(migration_id, candidate_id, body.step_name, actor)
+    await service.retry_step(principal, migration_id, candidate_id, body.step_name)
     return {"status": "accepted"}
 
 
@@ -62,11 +60,10 @@ async def approve(
     candidate_id: CandidateId,
     step_name: StepName,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
     body: ReviewRequest | None = None,
 ) -> dict[str, str]:
-    await service.review_step(migration_id, candidate_id, step_name, True, actor, (body or ReviewRequest()).comment)
+    await service.review_step(principal, migration_id, candidate_id, step_name, True, (body or ReviewRequest()).comment)
     return {"status": "accepted"}
 
 
@@ -76,11 +73,12 @@ async def reject(
     candidate_id: CandidateId,
     step_name: StepName,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
     body: ReviewRequest | None = None,
 ) -> dict[str, str]:
-    await service.review_step(migration_id, candidate_id, step_name, False, actor, (body or ReviewRequest()).comment)
+    await service.review_step(
+        principal, migration_id, candidate_id, step_name, False, (body or ReviewRequest()).comment
+    )
     return {"status": "accepted"}
 
 
@@ -90,10 +88,9 @@ async def mark_merged(
     candidate_id: CandidateId,
     step_name: StepName,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
 ) -> dict[str, str]:
-    await service.mark_merged(migration_id, candidate_id, step_name, actor)
+    await service.mark_merged(principal, migration_id, candidate_id, step_name)
     return {"status": "accepted"}
 
 
@@ -103,16 +100,17 @@ async def update_inputs(
     candidate_id: CandidateId,
     body: UpdateInputsRequest,
     service: ServiceDep,
-    actor: Actor,
-    _: Operator,
+    principal: Operator,
 ) -> Response:
-    await service.update_inputs(migration_id, candidate_id, body.inputs, actor)
+    await service.update_inputs(principal, migration_id, candidate_id, body.inputs)
     return Response(status_code=204)
 
 
 @router.get(f"{RUN_PATH}/steps", response_model=CandidateStepsResponse, responses=_errors(401, 403, 404, 422))
-async def candidate_steps(migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, _: Viewer) -> Any:
-    return await service.candidate_steps(migration_id, candidate_id)
+async def candidate_steps(
+    migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, principal: Viewer
+) -> Any:
+    return await service.candidate_steps(principal, migration_id, candidate_id)
 
 
 @router.post(
@@ -120,5 +118,7 @@ async def candidate_steps(migration_id: MigrationId, candidate_id: CandidateId, 
     response_model=DryRunResult,
     responses=_errors(400, 401, 403, 404, 413, 422, 502),
 )
-async def dry_run(migration_id: MigrationId, body: DryRunCandidateRequest, service: ServiceDep, _: Operator) -> Any:
-    return await service.dry_run(migration_id, body)
+async def dry_run(
+    migration_id: MigrationId, body: DryRunCandidateRequest, service: ServiceDep, principal: Operator
+) -> Any:
+    return await service.dry_run(principal, migration_id, body)
