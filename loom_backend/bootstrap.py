@@ -138,7 +138,7 @@ async def running(
                 activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
                 stack.push_async_callback(_stop, worker)
-        service = LoomService(
+        service = LoomService.over(
             store,
             engine,
             notifier,

@@ -1,4 +1,8 @@
-"""The ports the service layer needs; adapters in store/, execution/ and migrator_client.py implement them."""
+"""The ports the service layer needs; adapters in store/, execution/ and migrator_client.py implement them.
+
+The read model's ports are split by role (Registry, RunStore, BoardQueries, MetricsQueries), so each user takes
+only what it calls and a fake of one is a few lines.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ from loom_backend.domain import (
     Ownership,
     PrometheusSnapshot,
     RunChange,
-    StepEvent,
     StepMetricsResponse,
     StepResult,
     StepStatusEvent,
@@ -36,10 +39,8 @@ from loom_backend.domain import (
 )
 
 
-class MigrationStore(Protocol):
-    """Persists Migrations, Candidates, step results and the event log: the read model of every Run."""
-
-    def upgrade_schema(self) -> None: ...
+class Registry(Protocol):
+    """The registered Migrations and their Candidates, as Migrators announce them and operators set inputs."""
 
     def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
         """Upsert the Migration and merge its Candidates, in one transaction."""
@@ -54,6 +55,38 @@ class MigrationStore(Protocol):
 
     def list_migrations(self) -> list[MigrationSummary]: ...
 
+    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None: ...
+
+    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
+
+    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
+
+
+class RunStore(Protocol):
+    """The read model's side of a Run: claiming its Candidate, and the changes the Run writes as it goes."""
+
+    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
+        """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
+
+    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
+
+    def reset_run(self, run_id: str) -> None:
+        """Forget the step results of a previous Run before the Candidate runs again."""
+
+    def step_results(self, run_id: str) -> list[StepResult]: ...
+
+    def apply_run_changes(
+        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
+    ) -> None:
+        """A Run's changes to the read model, in order, in one transaction; each is idempotent.
+
+        With `once`, nothing is written when the batch's last event is already in the log.
+        """
+
+
+class BoardQueries(Protocol):
+    """What the board, the Candidate page and Needs me read: filtered Candidates, the event log, what changed."""
+
     def list_candidates(
         self,
         migration_id: str,
@@ -67,35 +100,6 @@ class MigrationStore(Protocol):
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage: ...
-
-    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None: ...
-
-    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
-
-    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
-
-    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
-        """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
-
-    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
-
-    def reset_run(self, run_id: str) -> None:
-        """Forget the step results of a previous Run before the Candidate runs again."""
-
-    def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None: ...
-
-    def step_results(self, run_id: str) -> list[StepResult]: ...
-
-    def apply_run_changes(
-        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
-    ) -> None:
-        """A Run's changes to the read model, in order, in one transaction; each is idempotent.
-
-        With `once`, nothing is written when the batch's last event is already in the log.
-        """
-
-    def append_event(self, event: StepEvent, key: str) -> bool:
-        """Append to the event log once per key (activities retry); return False when the key was seen."""
 
     def list_events(
         self,
@@ -116,7 +120,9 @@ class MigrationStore(Protocol):
     def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
         """Steps of Runs in progress waiting on a person, oldest first, with their Migration's id."""
 
-    # -- metrics and history (each scoped to one Migration when migration_id is given) -------------
+
+class MetricsQueries(Protocol):
+    """Figures and history from the event log and the read model, each scoped to one Migration when named."""
 
     def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview: ...
 
@@ -133,6 +139,10 @@ class MigrationStore(Protocol):
 
     def candidate_metadata_keys(self, migration_id: str) -> list[str]:
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
+
+
+class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, Protocol):
+    """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
 
 
 class AuthStore(Protocol):

@@ -49,7 +49,15 @@ from loom_backend.domain import (
     run_id,
     steps_for,
 )
-from loom_backend.ports import ExecutionEngine, MigrationStore, MigratorNotifier
+from loom_backend.ports import (
+    BoardQueries,
+    ExecutionEngine,
+    MetricsQueries,
+    MigrationStore,
+    MigratorNotifier,
+    Registry,
+    RunStore,
+)
 
 T = TypeVar("T")
 MAX_TIMELINE_DAYS = 365
@@ -77,22 +85,49 @@ class LoomService:
 
     def __init__(
         self,
-        store: MigrationStore,
+        *,
+        registry: Registry,
+        runs: RunStore,
+        board: BoardQueries,
+        metrics: MetricsQueries,
         engine: ExecutionEngine,
         notifier: MigratorNotifier,
         access: AccessControl,
-        *,
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
         public_url: str = "http://localhost:3000",
     ) -> None:
-        self.store = store
+        self.registry = registry
+        self.runs = runs
+        self.board = board
+        self.metrics = metrics
         self.engine = engine
         self.notifier = notifier
         self.access = access
         self.clock = clock
         self.open_pr_attention_hours = open_pr_attention_hours
         self.public_url = public_url
+
+    @classmethod
+    def over(
+        cls,
+        store: MigrationStore,
+        engine: ExecutionEngine,
+        notifier: MigratorNotifier,
+        access: AccessControl,
+        **options: Any,
+    ) -> LoomService:
+        """A service whose read model plays every role, as the SQL store does."""
+        return cls(
+            registry=store,
+            runs=store,
+            board=store,
+            metrics=store,
+            engine=engine,
+            notifier=notifier,
+            access=access,
+            **options,
+        )
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The store is synchronous; keep it off the event loop that serves the board and the API."""
@@ -176,7 +211,7 @@ class LoomService:
         claimed = await self._db(self.access.claim_migration, principal, announcement.id)
         try:
             await self.notifier.check_url(announcement.migrator_url)
-            await self._db(self.store.announce, announcement, self.clock())
+            await self._db(self.registry.announce, announcement, self.clock())
         except BaseException:
             if claimed:
                 await self._db(self.access.release_migration, principal, announcement.id)
@@ -186,7 +221,7 @@ class LoomService:
         self.require_migrator(principal)
         await self._db(self.access.check_migration, principal, migration_id)
         await self._migration(migration_id, with_candidates=False)
-        await self._db(self.store.submit_candidates, migration_id, candidates, self.clock())
+        await self._db(self.registry.submit_candidates, migration_id, candidates, self.clock())
 
     async def step_event(self, principal: Principal, migration_id: str, the_run: str, event: StepStatusEvent) -> None:
         """A Migrator's callback; only the owning token's, remembered for a few seconds so callbacks stay cheap."""
@@ -199,18 +234,18 @@ class LoomService:
 
     async def all_migrations(self, principal: Principal) -> list[Migration]:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.store.all_migrations)
+        return await self._db(self.registry.all_migrations)
 
     async def list_migrations(self, principal: Principal) -> list[MigrationSummary]:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.store.list_migrations)
+        return await self._db(self.registry.list_migrations)
 
     async def get_migration(self, principal: Principal, migration_id: str, with_candidates: bool = True) -> Migration:
         self.authorize(principal, Role.VIEWER)
         return await self._migration(migration_id, with_candidates)
 
     async def _migration(self, migration_id: str, with_candidates: bool = True) -> Migration:
-        migration = await self._db(self.store.get_migration, migration_id, with_candidates)
+        migration = await self._db(self.registry.get_migration, migration_id, with_candidates)
         if migration is None:
             raise errors.MigrationNotFound(migration_id)
         return migration
@@ -231,7 +266,7 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
         return await self._db(
-            self.store.list_candidates,
+            self.board.list_candidates,
             migration_id,
             status=status,
             kind=kind,
@@ -247,7 +282,7 @@ class LoomService:
         return await self._candidate(migration_id, candidate_id)
 
     async def _candidate(self, migration_id: str, candidate_id: str) -> Candidate:
-        candidate = await self._db(self.store.get_candidate, migration_id, candidate_id)
+        candidate = await self._db(self.registry.get_candidate, migration_id, candidate_id)
         if candidate is None:
             await self._migration(migration_id, with_candidates=False)
             raise errors.CandidateNotFound(migration_id, candidate_id)
@@ -255,7 +290,7 @@ class LoomService:
 
     async def get_candidate_view(self, principal: Principal, migration_id: str, candidate_id: str) -> CandidateView:
         self.authorize(principal, Role.VIEWER)
-        page = await self._db(self.store.list_candidates, migration_id, candidate_id=candidate_id, limit=1)
+        page = await self._db(self.board.list_candidates, migration_id, candidate_id=candidate_id, limit=1)
         if not page.candidates:
             await self._candidate(migration_id, candidate_id)
         return page.candidates[0]
@@ -263,7 +298,7 @@ class LoomService:
     async def get_inputs(self, principal: Principal, migration_id: str, candidate_id: str) -> StringMap:
         self.authorize(principal, Role.VIEWER)
         await self._candidate(migration_id, candidate_id)
-        return await self._db(self.store.get_inputs, migration_id, candidate_id)
+        return await self._db(self.registry.get_inputs, migration_id, candidate_id)
 
     # -- Runs (the actor recorded is the principal's name) ----------------------------------
 
@@ -271,13 +306,13 @@ class LoomService:
         self.authorize(principal, Role.OPERATOR)
         migration = await self._migration(migration_id, with_candidates=False)
         candidate = await self._candidate(migration_id, candidate_id)
-        saved = await self._db(self.store.get_inputs, migration_id, candidate_id)
+        saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         inputs = {**saved, **inputs}
         self._check_input_keys(migration, inputs)
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
             raise errors.InvalidInput(f"Missing required inputs: {', '.join(missing)}", field="inputs")
-        status = await self._db(self.store.claim_candidate, migration_id, candidate_id, inputs)
+        status = await self._db(self.runs.claim_candidate, migration_id, candidate_id, inputs)
         if status is not None:
             raise errors.CandidateAlreadyStarted(candidate_id, status.value)
         the_run = run_id(migration_id, candidate_id)
@@ -289,10 +324,10 @@ class LoomService:
             inputs=inputs,
         )
         try:
-            await self._db(self.store.reset_run, the_run)
+            await self._db(self.runs.reset_run, the_run)
             await self.engine.start_run(manifest, principal.name)
         except BaseException:
-            await self._db(self.store.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)
+            await self._db(self.runs.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)
             raise
 
     async def cancel_run(self, principal: Principal, migration_id: str, candidate_id: str) -> None:
@@ -330,9 +365,9 @@ class LoomService:
         migration = await self._migration(migration_id, with_candidates=False)
         candidate = await self._candidate(migration_id, candidate_id)
         self._check_input_keys(migration, inputs)
-        saved = await self._db(self.store.get_inputs, migration_id, candidate_id)
+        saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         merged = {**saved, **inputs}
-        await self._db(self.store.set_inputs, migration_id, candidate_id, merged)
+        await self._db(self.registry.set_inputs, migration_id, candidate_id, merged)
         if candidate.status == CandidateStatus.RUNNING:
             await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, principal.name)
 
@@ -341,7 +376,7 @@ class LoomService:
     ) -> CandidateStepsResponse:
         self.authorize(principal, Role.VIEWER)
         candidate = await self._candidate(migration_id, candidate_id)
-        results = await self._db(self.store.step_results, run_id(migration_id, candidate_id))
+        results = await self._db(self.runs.step_results, run_id(migration_id, candidate_id))
         if candidate.status == CandidateStatus.NOT_STARTED:
             raise errors.RunNotFound(run_id(migration_id, candidate_id))
         return CandidateStepsResponse(status=candidate.status, steps=results)
@@ -356,7 +391,7 @@ class LoomService:
         else:
             assert request.candidate_id is not None
             candidate = await self._candidate(migration_id, request.candidate_id)
-            saved = await self._db(self.store.get_inputs, migration_id, candidate.id)
+            saved = await self._db(self.registry.get_inputs, migration_id, candidate.id)
         inputs = {**saved, **request.inputs}
         self._check_input_keys(migration, inputs)
         return await self.notifier.dry_run(
@@ -382,7 +417,7 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
         return await self._db(
-            self.store.list_events,
+            self.board.list_events,
             migration_id,
             candidate_id=candidate_id,
             event_type=event_type,
@@ -396,18 +431,18 @@ class LoomService:
     async def activity_marker(self, principal: Principal, migration_id: str | None = None) -> str:
         """Changes whenever a board of this Migration (or of any, when None) would show something new."""
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.store.activity_marker, migration_id)
+        return await self._db(self.board.activity_marker, migration_id)
 
     async def candidate_kinds(self, principal: Principal, migration_id: str) -> list[str]:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.store.candidate_kinds, migration_id)
+        return await self._db(self.board.candidate_kinds, migration_id)
 
     async def needs_me(self, principal: Principal, limit: int = 500) -> list[WaitingStep]:
         """Across all Migrations: reviews to approve, failed Steps and PRs open longer than the configured hours."""
         self.authorize(principal, Role.VIEWER)
         cutoff = self.clock() - timedelta(hours=self.open_pr_attention_hours)
-        rows = await self._db(self.store.attention_steps, cutoff, limit)
-        names = {m.id: m.name for m in await self._db(self.store.list_migrations)} if rows else {}
+        rows = await self._db(self.board.attention_steps, cutoff, limit)
+        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)} if rows else {}
         reasons = {StepStatus.AWAITING_REVIEW: "review", StepStatus.FAILED: "failed", StepStatus.OPEN: "open_pr"}
         return [
             WaitingStep(
@@ -424,11 +459,11 @@ class LoomService:
 
     async def metrics_overview(self, principal: Principal, migration_id: str | None = None) -> MetricsOverview:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.store.metrics_overview, migration_id)
+        return await self._db(self.metrics.metrics_overview, migration_id)
 
     async def step_metrics(self, principal: Principal, migration_id: str | None = None) -> StepMetricsResponse:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.store.step_metrics, migration_id)
+        return await self._db(self.metrics.step_metrics, migration_id)
 
     async def metrics_timeline(
         self, principal: Principal, days: int = 30, migration_id: str | None = None
@@ -437,7 +472,7 @@ class LoomService:
         if not 1 <= days <= MAX_TIMELINE_DAYS:
             raise errors.InvalidInput(f"days must be between 1 and {MAX_TIMELINE_DAYS}; got {days}", field="days")
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.store.metrics_timeline, days, self.clock().astimezone(UTC).date(), migration_id)
+        return await self._db(self.metrics.metrics_timeline, days, self.clock().astimezone(UTC).date(), migration_id)
 
     async def recent_failures(
         self, principal: Principal, limit: int = 50, migration_id: str | None = None
@@ -447,15 +482,15 @@ class LoomService:
         if not 1 <= limit <= MAX_FAILURES:
             raise errors.InvalidInput(f"limit must be between 1 and {MAX_FAILURES}; got {limit}", field="limit")
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.store.recent_failures, limit, migration_id)
+        return await self._db(self.metrics.recent_failures, limit, migration_id)
 
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.store.burndown, self.clock().astimezone(UTC).date(), migration_id)
+        return await self._db(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
 
     async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.store.prometheus_snapshot)
+        return await self._db(self.metrics.prometheus_snapshot)
 
     async def export_candidates(
         self, principal: Principal, migration_id: str, page_size: int = 1000
@@ -466,11 +501,11 @@ class LoomService:
         """
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
-        keys = await self._db(self.store.candidate_metadata_keys, migration_id)
+        keys = await self._db(self.metrics.candidate_metadata_keys, migration_id)
         yield [*CANDIDATE_EXPORT_COLUMNS, *(f"metadata.{k}" for k in keys)]
         offset = 0
         while True:
-            page = await self._db(self.store.list_candidates, migration_id, limit=page_size, offset=offset)
+            page = await self._db(self.board.list_candidates, migration_id, limit=page_size, offset=offset)
             for c in page.candidates:
                 yield [
                     c.id,

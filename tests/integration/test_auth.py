@@ -76,7 +76,7 @@ class Loom:
 
 def build_app(store: SqlStore, access: AccessControl, engine: FakeEngine) -> Any:
     notifier = FakeNotifier(dry_run_result=DryRunResult(steps=[]))
-    service = LoomService(store, engine, notifier, access)
+    service = LoomService.over(store, engine, notifier, access)
     return create_api(lambda: service)
 
 

@@ -42,7 +42,7 @@ def build() -> tuple[Any, Credentials]:
     assert owner is not None
     access.claim_migration(owner, "base-image")
     store.announce(MigrationAnnouncement.model_validate(announcement(n=5)), datetime.now(UTC))
-    service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])), access)
+    service = LoomService.over(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])), access)
     app = create_api(lambda: service)
     return app, credentials
 

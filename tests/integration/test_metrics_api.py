@@ -28,7 +28,7 @@ NOW = T0 + timedelta(days=3)
 @pytest.fixture
 async def api(history: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
     access = AccessControl(SqlAuthStore(history.engine))
-    service = LoomService(history, FakeEngine(), FakeNotifier(), access, clock=lambda: NOW)
+    service = LoomService.over(history, FakeEngine(), FakeNotifier(), access, clock=lambda: NOW)
     credentials = new_credentials().grant(access)
     app = create_api(lambda: service)
     transport = httpx.ASGITransport(app=app)
@@ -147,7 +147,7 @@ async def test_candidates_export_as_csv_with_current_step_pr_and_metadata(
 
 
 async def test_csv_export_pages_through_every_candidate(history: SqlStore) -> None:
-    service = LoomService(history, FakeEngine(), FakeNotifier(), AccessControl(SqlAuthStore(history.engine)))
+    service = LoomService.over(history, FakeEngine(), FakeNotifier(), AccessControl(SqlAuthStore(history.engine)))
     rows = [row async for row in service.export_candidates(VIEWER, MIGRATION, page_size=3)]
     assert rows[0][:3] == ["id", "kind", "status"]
     assert [r[0] for r in rows[1:]] == ["a", "b", "c", "d"]

@@ -92,7 +92,7 @@ async def test_needs_me_names_the_migration_and_why_each_step_waits(store: SqlSt
     _running(store, "review", "review", StepStatus.AWAITING_REVIEW, NOW - timedelta(hours=1))
     _running(store, "old-pr", "bump", StepStatus.OPEN, NOW - timedelta(hours=30))
     access = AccessControl(SqlAuthStore(store.engine))
-    service = LoomService(
+    service = LoomService.over(
         store, FakeEngine(), FakeNotifier(), access, clock=lambda: NOW.astimezone(UTC), open_pr_attention_hours=24
     )
 

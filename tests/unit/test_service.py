@@ -1,14 +1,16 @@
-"""Use cases of the service against small hand-written fakes (no Temporal, no HTTP), authorization included."""
+"""Use cases of the service on in-memory fakes of its ports (no SQL, no Temporal, no HTTP), authorization included."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from loom_backend import errors
 from loom_backend.auth import AccessControl
 from loom_backend.domain import (
+    Candidate,
     CandidateStatus,
     Credentials,
     DryRunCandidateRequest,
@@ -17,14 +19,24 @@ from loom_backend.domain import (
     Principal,
     Role,
     StepDryRunResult,
+    StepResult,
     StepStatus,
     StepStatusEvent,
     TokenKind,
 )
 from loom_backend.service import LoomService
-from loom_backend.store.auth_store import SqlAuthStore
-from loom_backend.store.sql_store import SqlStore
-from tests.fakes import ADMIN, OPERATOR, VIEWER, FakeEngine, FakeNotifier
+from tests.fakes import (
+    ADMIN,
+    OPERATOR,
+    VIEWER,
+    FakeAuthStore,
+    FakeBoard,
+    FakeEngine,
+    FakeMetrics,
+    FakeNotifier,
+    FakeRegistry,
+    FakeRunStore,
+)
 
 ANNOUNCEMENT = MigrationAnnouncement.model_validate(
     {
@@ -40,6 +52,7 @@ ANNOUNCEMENT = MigrationAnnouncement.model_validate(
         "migratorUrl": "http://127.0.0.1:9",
     }
 )
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 EVENT = StepStatusEvent(step_name="bump", candidate_id="a", status=StepStatus.COMPLETED)
 
 
@@ -54,15 +67,38 @@ def notifier() -> FakeNotifier:
 
 
 @pytest.fixture
-def store(tmp_path) -> SqlStore:
-    store = SqlStore(f"sqlite:///{tmp_path / 'loom.db'}")
-    store.upgrade_schema()
-    return store
+def registry() -> FakeRegistry:
+    return FakeRegistry()
 
 
 @pytest.fixture
-def access(store: SqlStore) -> AccessControl:
-    return AccessControl(SqlAuthStore(store.engine))
+def board(registry: FakeRegistry) -> FakeBoard:
+    return FakeBoard(registry)
+
+
+@pytest.fixture
+def access(registry: FakeRegistry) -> AccessControl:
+    return AccessControl(FakeAuthStore(registry))
+
+
+def build(
+    registry: FakeRegistry,
+    access: AccessControl,
+    engine: FakeEngine,
+    notifier: FakeNotifier,
+    board: FakeBoard | None = None,
+    **options: Any,
+) -> LoomService:
+    return LoomService(
+        registry=registry,
+        runs=FakeRunStore(registry),
+        board=board or FakeBoard(registry),
+        metrics=FakeMetrics(),
+        engine=engine,
+        notifier=notifier,
+        access=access,
+        **options,
+    )
 
 
 def migrator_token(access: AccessControl, name: str = "demo") -> tuple[Principal, str]:
@@ -80,9 +116,14 @@ def migrator(access: AccessControl) -> Principal:
 
 @pytest.fixture
 async def service(
-    store: SqlStore, access: AccessControl, engine: FakeEngine, notifier: FakeNotifier, migrator: Principal
+    registry: FakeRegistry,
+    access: AccessControl,
+    engine: FakeEngine,
+    notifier: FakeNotifier,
+    board: FakeBoard,
+    migrator: Principal,
 ) -> LoomService:
-    service = LoomService(store, engine, notifier, access, clock=lambda: datetime(2026, 11, 1, tzinfo=UTC))
+    service = build(registry, access, engine, notifier, board, clock=lambda: NOW, open_pr_attention_hours=24)
     await service.announce(migrator, ANNOUNCEMENT)
     return service
 
@@ -246,10 +287,10 @@ async def test_a_failed_announce_releases_the_claim_so_another_token_may_announc
 
 
 async def test_authentication_asks_the_proxy_then_the_session_then_the_bearer_token(
-    store: SqlStore, engine: FakeEngine, notifier: FakeNotifier
+    registry: FakeRegistry, engine: FakeEngine, notifier: FakeNotifier
 ) -> None:
-    access = AccessControl(SqlAuthStore(store.engine), proxy_header="X-User")
-    service = LoomService(store, engine, notifier, access)
+    access = AccessControl(FakeAuthStore(registry), proxy_header="X-User")
+    service = build(registry, access, engine, notifier)
     access.add_user("alice", Role.OPERATOR, "correct horse battery")
     session, _ = await service.login("alice", "correct horse battery")
     _, token = access.create_token(TokenKind.OPERATOR, "ci", Role.VIEWER)
@@ -274,3 +315,53 @@ async def test_migrator_authentication_wants_a_migrator_token(service: LoomServi
         await service.authenticate_migrator(None)
     with pytest.raises(errors.Unauthenticated, match="not valid"):
         await service.authenticate_migrator("loom_m_unknown")
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+async def test_re_discovery_keeps_a_candidate_with_a_run_and_drops_an_unstarted_one(
+    service: LoomService, migrator: Principal
+) -> None:
+    await service.start_run(OPERATOR, "base-image", "a", {"targetImage": "x"})
+    await service.submit_candidates(migrator, "base-image", [Candidate(id="c", kind="service")])
+    page = await service.list_candidates(VIEWER, "base-image")
+    assert {c.id: c.status for c in page.candidates} == {"c": CandidateStatus.NOT_STARTED, "a": CandidateStatus.RUNNING}
+
+
+async def test_reads_of_an_unknown_migration_are_not_found(service: LoomService) -> None:
+    with pytest.raises(errors.MigrationNotFound):
+        await service.list_candidates(VIEWER, "nope")
+    with pytest.raises(errors.MigrationNotFound):
+        await service.metrics_timeline(VIEWER, 30, "nope")
+
+
+async def test_the_timeline_is_limited_to_a_year(service: LoomService) -> None:
+    with pytest.raises(errors.InvalidInput, match="between 1 and 365"):
+        await service.metrics_timeline(VIEWER, 366)
+    assert (await service.metrics_timeline(VIEWER, 7, "base-image")).migration_id == "base-image"
+
+
+async def test_the_activity_marker_moves_when_a_run_starts(service: LoomService) -> None:
+    before = await service.activity_marker(VIEWER, "base-image")
+    await service.start_run(OPERATOR, "base-image", "a", {"targetImage": "x"})
+    assert await service.activity_marker(VIEWER, "base-image") != before
+
+
+async def test_needs_me_lists_prs_open_longer_than_the_configured_hours(service: LoomService, board: FakeBoard) -> None:
+    def open_pr(cid: str, hours: float) -> tuple[str, StepResult]:
+        step = StepResult(
+            step_name="bump", candidate_id=cid, status=StepStatus.OPEN, updated_at=NOW - timedelta(hours=hours)
+        )
+        return ("base-image", step)
+
+    board.waiting = [open_pr("a", 30), open_pr("b", 2)]
+    waiting = await service.needs_me(VIEWER)
+    assert [(w.step.candidate_id, w.reason, w.migration_name) for w in waiting] == [
+        ("a", "open_pr", "Upgrade base image")
+    ]
+
+
+async def test_the_csv_export_starts_with_the_columns_and_needs_a_known_migration(service: LoomService) -> None:
+    with pytest.raises(errors.MigrationNotFound):
+        await anext(service.export_candidates(VIEWER, "nope"))
