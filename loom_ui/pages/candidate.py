@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import CandidateStatus, StepDefinition, StepEvent, StepResult, StepStatus, steps_for
+from loom_backend.domain import (
+    CandidateStatus,
+    Principal,
+    StepDefinition,
+    StepEvent,
+    StepResult,
+    StepStatus,
+    steps_for,
+)
 from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
@@ -236,8 +244,8 @@ class CandidateState(LiveMixin, LoomState):
 
     # -- actions: one request at a time, with a toast either way ------------------------------
 
-    async def _act(self, key: str, call: Callable[[str, str, str], Awaitable[None]], done: str):
-        """Run `call(migration, candidate, actor)` as the signed-in operator; viewers are refused here too."""
+    async def _act(self, key: str, call: Callable[[str, str, Principal], Awaitable[None]], done: str):
+        """Run `call(migration, candidate, principal)` as the signed-in operator; viewers are refused here too."""
         async with self:
             if self.busy:
                 return None
