@@ -27,8 +27,8 @@ def main() -> None:
     access = AccessControl(SqlAuthStore(store.engine))
     for token in parse_provisioned_tokens(os.environ["LOOM_BOOTSTRAP_TOKENS"]):
         access.provision_token(token)
-    service = LoomService(store, NoEngine(), HttpMigratorNotifier())  # type: ignore[arg-type]
-    app = create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(store, NoEngine(), HttpMigratorNotifier(), access)  # type: ignore[arg-type]
+    app = create_api(lambda: service)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

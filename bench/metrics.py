@@ -264,11 +264,11 @@ EXTRA_ROUTES = ["/api/migrations/mig-03/candidates.csv"]
 
 
 async def time_routes(store: SqlStore, now: datetime) -> dict[str, float]:
-    service = LoomService(store, engine=None, notifier=None, clock=lambda: now)  # type: ignore[arg-type]
     access = AccessControl(SqlAuthStore(store.engine))
+    service = LoomService.over(store, engine=None, notifier=None, access=access, clock=lambda: now)  # type: ignore[arg-type]
     token = "loom_o_" + secrets.token_urlsafe(32)
     access.provision_token(ProvisionedToken(TokenKind.OPERATOR, "bench", Role.VIEWER, token))
-    app = create_api(lambda: service, get_access=lambda: access)
+    app = create_api(lambda: service)
     timings: dict[str, float] = {}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),

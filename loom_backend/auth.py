@@ -2,8 +2,9 @@
 
 Operators are people (built-in accounts with sessions, or names vouched for by an authenticating
 proxy) and scripts holding operator tokens; each has a role. Migrators hold Migrator tokens, and a
-Migration belongs to the token that first announced it. No HTTP here: api.py turns headers and
-cookies into calls of `AccessControl`, and the typed errors it raises into 401 and 403.
+Migration belongs to the token that first announced it. The value types (Principal, Role, ...) are the
+domain's and the AuthStore is a port; the service asks `AccessControl` who a caller is and whether they own a
+Migration. No HTTP here.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Annotated, Any, Protocol
-
-from pydantic import Field
+from typing import Any
 
 from loom_backend import errors
-from loom_backend.domain import WireModel
+from loom_backend.domain import Principal, PrincipalKind, Role, TokenKind, TokenRecord, UserRecord
+from loom_backend.ports import AuthStore
 from loom_backend.signing import token_digest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
@@ -30,114 +29,6 @@ TOKEN_BYTES = 32
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Role(StrEnum):
-    """Viewers read; operators also drive Runs; admins may do everything."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-
-    def allows(self, needed: Role) -> bool:
-        order = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
-        return order.index(self) >= order.index(needed)
-
-
-class TokenKind(StrEnum):
-    MIGRATOR = "migrator"
-    OPERATOR = "operator"
-
-
-class PrincipalKind(StrEnum):
-    USER = "user"
-    PROXY_USER = "proxy_user"
-    OPERATOR_TOKEN = "operator_token"
-    MIGRATOR = "migrator"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller. `name` is what the event log records as the actor."""
-
-    name: str
-    kind: PrincipalKind
-    role: Role | None = None
-    token_id: str | None = None
-
-    @property
-    def is_migrator(self) -> bool:
-        return self.kind == PrincipalKind.MIGRATOR
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    name: str
-    role: Role
-    password_hash: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """A token as Loom keeps it: only the SHA-256 of its secret (`digest`), never the secret."""
-
-    id: str
-    kind: TokenKind
-    name: str
-    role: Role | None
-    digest: str
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Ownership:
-    """Whether a Migration exists, and the id of the active token that owns it (None: no owner, or a revoked one)."""
-
-    exists: bool
-    token_id: str | None
-
-
-class AuthStore(Protocol):
-    """Persists accounts, tokens, sessions and which token owns each Migration."""
-
-    def add_user(self, user: UserRecord) -> bool:
-        """Insert the account; False when the name is taken."""
-
-    def get_user(self, name: str) -> UserRecord | None: ...
-
-    def count_users(self) -> int: ...
-
-    def add_token(self, token: TokenRecord) -> bool:
-        """Insert the token; False when one with the same digest exists."""
-
-    def token_by_digest(self, digest: str) -> TokenRecord | None: ...
-
-    def list_tokens(self) -> list[TokenRecord]: ...
-
-    def revoke_token(self, token_id: str, now: datetime) -> bool: ...
-
-    def revoke_tokens_named(self, kind: TokenKind, name: str, now: datetime) -> int: ...
-
-    def add_session(self, digest: str, user_name: str, created_at: datetime, expires_at: datetime) -> None: ...
-
-    def session_user(self, digest: str, now: datetime) -> UserRecord | None:
-        """The account of an unexpired session."""
-
-    def delete_session(self, digest: str) -> None: ...
-
-    def delete_expired_sessions(self, now: datetime) -> int: ...
-
-    def claim_migration(self, migration_id: str, token_id: str, now: datetime) -> str:
-        """Make the token the owner unless an active token owns the Migration; return the owner's token id."""
-
-    def release_migration(self, migration_id: str, token_id: str) -> None: ...
-
-    def ownership(self, migration_id: str) -> Ownership: ...
-
-    def signing_key(self, migration_id: str) -> bytes | None:
-        """The key Loom signs requests to this Migration's Migrator with: its owning token's digest."""
 
 
 def new_token(kind: TokenKind) -> str:
@@ -249,7 +140,7 @@ class Recent:
 
 
 class AccessControl:
-    """Authentication and authorization rules over an AuthStore.
+    """Who a caller is, and which Migrations a Migrator token owns, over an AuthStore; the service asks it.
 
     Synchronous: the HTTP layer runs it in a thread, except the `recent_*` lookups, which do no I/O.
     """
@@ -376,13 +267,6 @@ class AccessControl:
 
     # -- authorization ----------------------------------------------------------------------
 
-    @staticmethod
-    def require_role(principal: Principal, needed: Role) -> None:
-        if principal.is_migrator or principal.role is None:
-            raise errors.Forbidden("Migrator tokens may only call the Migrator routes; sign in as an operator")
-        if not principal.role.allows(needed):
-            raise errors.Forbidden(f"{principal.name} is a {principal.role.value}; this needs the {needed.value} role")
-
     def claim_migration(self, principal: Principal, migration_id: str) -> bool:
         """Announcing makes the token the Migration's owner, unless another active token owns it; True when new."""
         token_id = self._migrator_token(principal)
@@ -437,20 +321,3 @@ class AccessControl:
                 "Only Migrator tokens may call the Migrator routes; create one with `loom token create`"
             )
         return principal.token_id
-
-
-class LoginRequest(WireModel):
-    username: Annotated[str, Field(min_length=1, max_length=128)]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
-
-
-class Identity(WireModel):
-    """Who the caller is, as GET /api/auth/me and POST /api/auth/login answer."""
-
-    name: str
-    kind: PrincipalKind
-    role: Role | None = None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Identity:
-        return cls(name=principal.name, kind=principal.kind, role=principal.role)

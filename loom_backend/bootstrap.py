@@ -11,8 +11,8 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from loom_backend.auth import AccessControl, AuthStore, parse_provisioned_tokens
-from loom_backend.ports import ExecutionEngine, MigrationStore, MigratorNotifier
+from loom_backend.auth import AccessControl, parse_provisioned_tokens
+from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
 
@@ -34,7 +34,7 @@ _current: Loom | None = None
 
 
 def current() -> Loom:
-    """The running Loom of this process; the board's state handlers and the API resolve it per call."""
+    """The running Loom of this process; the app module and the API resolve its service per call."""
     if _current is None:
         raise RuntimeError("Loom has not started yet in this process")
     return _current
@@ -42,10 +42,6 @@ def current() -> Loom:
 
 def current_service() -> LoomService:
     return current().service
-
-
-def current_access() -> AccessControl:
-    return current().access
 
 
 def build_store(settings: Settings) -> MigrationStore:
@@ -142,7 +138,15 @@ async def running(
                 activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
                 stack.push_async_callback(_stop, worker)
-        loom = Loom(settings, store, notifier, engine, LoomService(store, engine, notifier), access)
+        service = LoomService.over(
+            store,
+            engine,
+            notifier,
+            access,
+            open_pr_attention_hours=settings.open_pr_attention_hours,
+            public_url=settings.public_url,
+        )
+        loom = Loom(settings, store, notifier, engine, service, access)
         _current = loom
         try:
             yield loom

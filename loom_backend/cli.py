@@ -89,7 +89,7 @@ def _access(settings: Settings) -> AccessControl:
 
 
 def _add_user(settings: Settings, name: str, role: str, password: str | None) -> int:
-    from loom_backend.auth import Role
+    from loom_backend.domain import Role
     from loom_backend.errors import InvalidInput
 
     if password is None:
@@ -107,7 +107,7 @@ def _add_user(settings: Settings, name: str, role: str, password: str | None) ->
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from loom_backend.auth import Role, TokenKind
+    from loom_backend.domain import Role, TokenKind
     from loom_backend.errors import InvalidInput
 
     access = _access(settings)
@@ -159,7 +159,7 @@ def _prepare_access(settings: Settings) -> str | None:
     """
     from datetime import UTC, datetime
 
-    from loom_backend.auth import TokenKind
+    from loom_backend.domain import TokenKind
 
     access = _access(settings)
     password = access.ensure_first_admin("admin")
@@ -176,9 +176,9 @@ def _serve_api(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from loom_backend.api import create_api
-    from loom_backend.bootstrap import current_access, current_service, running
+    from loom_backend.bootstrap import current_service, running
 
-    app = create_api(current_service, get_access=current_access)
+    app = create_api(current_service)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -751,3 +752,108 @@ class Readiness(WireModel):
     @classmethod
     def of(cls, checks: list[ReadinessCheck]) -> Readiness:
         return cls(ready=all(c.ok for c in checks), checks=checks)
+
+
+# -- who is calling ------------------------------------------------------------------------------
+
+SESSION_COOKIE = "loom_session"
+
+
+class Role(StrEnum):
+    """Viewers read; operators also drive Runs; admins may do everything."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+class TokenKind(StrEnum):
+    MIGRATOR = "migrator"
+    OPERATOR = "operator"
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    PROXY_USER = "proxy_user"
+    OPERATOR_TOKEN = "operator_token"
+    MIGRATOR = "migrator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. `name` is what the event log records as the actor."""
+
+    name: str
+    kind: PrincipalKind
+    role: Role | None = None
+    token_id: str | None = None
+
+    @property
+    def is_migrator(self) -> bool:
+        return self.kind == PrincipalKind.MIGRATOR
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request carries to say who sent it: the trusted proxy's user name, the session cookie, a bearer token."""
+
+    proxy_user: str | None = None
+    session: str | None = None
+    bearer: str | None = None
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    role: Role
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as Loom keeps it: only the SHA-256 of its secret (`digest`), never the secret."""
+
+    id: str
+    kind: TokenKind
+    name: str
+    role: Role | None
+    digest: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whether a Migration exists, and the id of the active token that owns it (None: no owner, or a revoked one)."""
+
+    exists: bool
+    token_id: str | None
+
+
+class LoginRequest(WireModel):
+    username: Annotated[str, Field(min_length=1, max_length=128)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Identity(WireModel):
+    """Who the caller is, as GET /api/auth/me and POST /api/auth/login answer."""
+
+    name: str
+    kind: PrincipalKind
+    role: Role | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Identity:
+        return cls(name=principal.name, kind=principal.kind, role=principal.role)
+
+
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path on this site, never another origin ('//host', '/\\host', 'https:')."""
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\t"):
+        return "/"
+    return target

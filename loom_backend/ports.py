@@ -1,4 +1,8 @@
-"""The ports the service layer needs; adapters in store/, execution/ and migrator_client.py implement them."""
+"""The ports the service layer needs; adapters in store/, execution/ and migrator_client.py implement them.
+
+The read model's ports are split by role (Registry, RunStore, BoardQueries, MetricsQueries), so each user takes
+only what it calls and a fake of one is a few lines.
+"""
 
 from __future__ import annotations
 
@@ -22,20 +26,21 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    Ownership,
     PrometheusSnapshot,
     RunChange,
-    StepEvent,
     StepMetricsResponse,
     StepResult,
     StepStatusEvent,
     StringMap,
+    TokenKind,
+    TokenRecord,
+    UserRecord,
 )
 
 
-class MigrationStore(Protocol):
-    """Persists Migrations, Candidates, step results and the event log: the read model of every Run."""
-
-    def upgrade_schema(self) -> None: ...
+class Registry(Protocol):
+    """The registered Migrations and their Candidates, as Migrators announce them and operators set inputs."""
 
     def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
         """Upsert the Migration and merge its Candidates, in one transaction."""
@@ -50,6 +55,38 @@ class MigrationStore(Protocol):
 
     def list_migrations(self) -> list[MigrationSummary]: ...
 
+    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None: ...
+
+    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
+
+    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
+
+
+class RunStore(Protocol):
+    """The read model's side of a Run: claiming its Candidate, and the changes the Run writes as it goes."""
+
+    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
+        """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
+
+    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
+
+    def reset_run(self, migration_id: str, candidate_id: str) -> None:
+        """Forget the step results of the Candidate's previous Run (in this Migration only) before it runs again."""
+
+    def step_results(self, run_id: str) -> list[StepResult]: ...
+
+    def apply_run_changes(
+        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
+    ) -> None:
+        """A Run's changes to the read model, in order, in one transaction; each is idempotent.
+
+        With `once`, nothing is written when the batch's last event is already in the log.
+        """
+
+
+class BoardQueries(Protocol):
+    """What the board, the Candidate page and Needs me read: filtered Candidates, the event log, what changed."""
+
     def list_candidates(
         self,
         migration_id: str,
@@ -63,35 +100,6 @@ class MigrationStore(Protocol):
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage: ...
-
-    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None: ...
-
-    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
-
-    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
-
-    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
-        """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
-
-    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
-
-    def reset_run(self, migration_id: str, candidate_id: str) -> None:
-        """Forget the step results of the Candidate's previous Run (in this Migration only) before it runs again."""
-
-    def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None: ...
-
-    def step_results(self, run_id: str) -> list[StepResult]: ...
-
-    def apply_run_changes(
-        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
-    ) -> None:
-        """A Run's changes to the read model, in order, in one transaction; each is idempotent.
-
-        With `once`, nothing is written when the batch's last event is already in the log.
-        """
-
-    def append_event(self, event: StepEvent, key: str) -> bool:
-        """Append to the event log once per key (activities retry); return False when the key was seen."""
 
     def list_events(
         self,
@@ -112,7 +120,9 @@ class MigrationStore(Protocol):
     def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
         """Steps of Runs in progress waiting on a person, oldest first, with their Migration's id."""
 
-    # -- metrics and history (each scoped to one Migration when migration_id is given) -------------
+
+class MetricsQueries(Protocol):
+    """Figures and history from the event log and the read model, each scoped to one Migration when named."""
 
     def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview: ...
 
@@ -129,6 +139,51 @@ class MigrationStore(Protocol):
 
     def candidate_metadata_keys(self, migration_id: str) -> list[str]:
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
+
+
+class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, Protocol):
+    """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
+
+
+class AuthStore(Protocol):
+    """Persists accounts, tokens, sessions and which token owns each Migration."""
+
+    def add_user(self, user: UserRecord) -> bool:
+        """Insert the account; False when the name is taken."""
+
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    def count_users(self) -> int: ...
+
+    def add_token(self, token: TokenRecord) -> bool:
+        """Insert the token; False when one with the same digest exists."""
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, now: datetime) -> bool: ...
+
+    def revoke_tokens_named(self, kind: TokenKind, name: str, now: datetime) -> int: ...
+
+    def add_session(self, digest: str, user_name: str, created_at: datetime, expires_at: datetime) -> None: ...
+
+    def session_user(self, digest: str, now: datetime) -> UserRecord | None:
+        """The account of an unexpired session."""
+
+    def delete_session(self, digest: str) -> None: ...
+
+    def delete_expired_sessions(self, now: datetime) -> int: ...
+
+    def claim_migration(self, migration_id: str, token_id: str, now: datetime) -> str:
+        """Make the token the owner unless an active token owns the Migration; return the owner's token id."""
+
+    def release_migration(self, migration_id: str, token_id: str) -> None: ...
+
+    def ownership(self, migration_id: str) -> Ownership: ...
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        """The key Loom signs requests to this Migration's Migrator with: its owning token's digest."""
 
 
 class ExecutionEngine(Protocol):

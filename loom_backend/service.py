@@ -1,6 +1,8 @@
 """Loom's use cases: the rules, with no HTTP, SQL or Temporal in sight.
 
-The HTTP routes and the board both call these; adapters come in through the ports.
+The HTTP routes and the board both call these; adapters come in through the ports. Every use case takes the
+`Principal` calling it and decides whether they may: viewers read, operators also drive Runs and previews,
+admins may do everything, and a Migrator token reaches only the Migrations it owns.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loom_backend import errors
+from loom_backend.auth import AccessControl
 from loom_backend.domain import (
+    SESSION_COOKIE,
     Burndown,
     Candidate,
     CandidatePage,
     CandidateStatus,
     CandidateStepsResponse,
     CandidateView,
+    Credentials,
     DryRunCandidateRequest,
     DryRunRequest,
     DryRunResult,
@@ -31,7 +36,9 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationManifest,
     MigrationSummary,
+    Principal,
     PrometheusSnapshot,
+    Role,
     StepMetricsResponse,
     StepResult,
     StepStatus,
@@ -42,7 +49,15 @@ from loom_backend.domain import (
     run_id,
     steps_for,
 )
-from loom_backend.ports import ExecutionEngine, MigrationStore, MigratorNotifier
+from loom_backend.ports import (
+    BoardQueries,
+    ExecutionEngine,
+    MetricsQueries,
+    MigrationStore,
+    MigratorNotifier,
+    Registry,
+    RunStore,
+)
 
 T = TypeVar("T")
 MAX_TIMELINE_DAYS = 365
@@ -66,46 +81,178 @@ class WaitingStep:
 
 
 class LoomService:
+    session_cookie = SESSION_COOKIE
+
     def __init__(
         self,
+        *,
+        registry: Registry,
+        runs: RunStore,
+        board: BoardQueries,
+        metrics: MetricsQueries,
+        engine: ExecutionEngine,
+        notifier: MigratorNotifier,
+        access: AccessControl,
+        clock: Callable[[], datetime] = _utcnow,
+        open_pr_attention_hours: float = 24.0,
+        public_url: str = "http://localhost:3000",
+    ) -> None:
+        self.registry = registry
+        self.runs = runs
+        self.board = board
+        self.metrics = metrics
+        self.engine = engine
+        self.notifier = notifier
+        self.access = access
+        self.clock = clock
+        self.open_pr_attention_hours = open_pr_attention_hours
+        self.public_url = public_url
+
+    @classmethod
+    def over(
+        cls,
         store: MigrationStore,
         engine: ExecutionEngine,
         notifier: MigratorNotifier,
-        clock: Callable[[], datetime] = _utcnow,
-    ) -> None:
-        self.store = store
-        self.engine = engine
-        self.notifier = notifier
-        self.clock = clock
+        access: AccessControl,
+        **options: Any,
+    ) -> LoomService:
+        """A service whose read model plays every role, as the SQL store does."""
+        return cls(
+            registry=store,
+            runs=store,
+            board=store,
+            metrics=store,
+            engine=engine,
+            notifier=notifier,
+            access=access,
+            **options,
+        )
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The store is synchronous; keep it off the event loop that serves the board and the API."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    # -- who is calling ---------------------------------------------------------------------
+
+    @property
+    def proxy_header(self) -> str | None:
+        """The header an authenticating proxy names the operator in, when Loom trusts one."""
+        return self.access.proxy_header
+
+    @property
+    def session_seconds(self) -> int:
+        return int(self.access.session_lifetime.total_seconds())
+
+    @property
+    def secure_cookie(self) -> bool:
+        return self.access.secure_cookie
+
+    async def authenticate(self, credentials: Credentials) -> Principal:
+        """Who sent these credentials: the proxy's user name (when Loom trusts one), then the session, then the
+        bearer token. The HTTP routes and the pages both ask this; raises Unauthenticated."""
+        if self.access.proxy_header and credentials.proxy_user:
+            return await self._db(self.access.proxy_user, credentials.proxy_user)
+        cookie = credentials.session
+        if cookie and len(cookie) <= 256:
+            principal = await self._db(self.access.session, cookie)
+            if principal is not None:
+                return principal
+            if credentials.bearer is None:
+                raise errors.Unauthenticated("The session has expired or was signed out; sign in again")
+        if credentials.bearer is not None:
+            return await self._bearer(credentials.bearer)
+        raise errors.Unauthenticated("Sign in (POST /api/auth/login) or send `Authorization: Bearer <operator token>`")
+
+    async def authenticate_migrator(self, bearer: str | None) -> Principal:
+        """A Migrator's bearer token; an operator's is refused, whatever it may do elsewhere."""
+        if bearer is None:
+            raise errors.Unauthenticated(
+                "Migrator routes need `Authorization: Bearer <token>`; an admin creates one with "
+                "`loom token create <migrator-app>`"
+            )
+        principal = await self._bearer(bearer)
+        self.require_migrator(principal)
+        return principal
+
+    async def _bearer(self, token: str) -> Principal:
+        """A remembered answer needs no thread hop: a busy Migrator's every callback asks this."""
+        principal = self.access.recent_bearer(token) or await self._db(self.access.bearer, token)
+        if principal is None:
+            raise errors.Unauthenticated("The bearer token is not valid: unknown or revoked")
+        return principal
+
+    @staticmethod
+    def authorize(principal: Principal, needed: Role) -> None:
+        """Operators' use cases need a role at least `needed`; Migrator tokens have none."""
+        if principal.is_migrator or principal.role is None:
+            raise errors.Forbidden("Migrator tokens may only call the Migrator routes; sign in as an operator")
+        if not principal.role.allows(needed):
+            raise errors.Forbidden(f"{principal.name} is a {principal.role.value}; this needs the {needed.value} role")
+
+    @staticmethod
+    def require_migrator(principal: Principal) -> None:
+        if not principal.is_migrator:
+            raise errors.Forbidden("This is an operator token; Migrator routes need a Migrator token")
+
+    async def login(self, username: str, password: str) -> tuple[str, Principal]:
+        """Check a built-in account's password and open a session: its secret (the cookie) and who signed in."""
+        return await self._db(self.access.login, username, password)
+
+    async def logout(self, session: str) -> None:
+        if session and len(session) <= 256:
+            await self._db(self.access.logout, session)
+
     # -- registry -------------------------------------------------------------------------
 
-    async def announce(self, announcement: MigrationAnnouncement) -> None:
-        await self.notifier.check_url(announcement.migrator_url)
-        await self._db(self.store.announce, announcement, self.clock())
+    async def announce(self, principal: Principal, announcement: MigrationAnnouncement) -> None:
+        """Register or update a Migration; the first token to announce it owns it, and keeps it only if this works."""
+        self.require_migrator(principal)
+        claimed = await self._db(self.access.claim_migration, principal, announcement.id)
+        try:
+            await self.notifier.check_url(announcement.migrator_url)
+            await self._db(self.registry.announce, announcement, self.clock())
+        except BaseException:
+            if claimed:
+                await self._db(self.access.release_migration, principal, announcement.id)
+            raise
 
-    async def submit_candidates(self, migration_id: str, candidates: list[Candidate]) -> None:
-        await self.get_migration(migration_id, with_candidates=False)
-        await self._db(self.store.submit_candidates, migration_id, candidates, self.clock())
+    async def submit_candidates(self, principal: Principal, migration_id: str, candidates: list[Candidate]) -> None:
+        self.require_migrator(principal)
+        await self._db(self.access.check_migration, principal, migration_id)
+        await self._migration(migration_id, with_candidates=False)
+        await self._db(self.registry.submit_candidates, migration_id, candidates, self.clock())
 
-    async def all_migrations(self) -> list[Migration]:
-        return await self._db(self.store.all_migrations)
+    async def step_event(self, principal: Principal, migration_id: str, the_run: str, event: StepStatusEvent) -> None:
+        """A Migrator's callback; only the owning token's, remembered for a few seconds so callbacks stay cheap."""
+        self.require_migrator(principal)
+        if not self.access.recently_allowed(principal, migration_id):
+            await self._db(self.access.check_migration, principal, migration_id)
+        await self.engine.step_event(the_run, event)
 
-    async def list_migrations(self) -> list[MigrationSummary]:
-        return await self._db(self.store.list_migrations)
+    # -- reading ----------------------------------------------------------------------------
 
-    async def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration:
-        migration = await self._db(self.store.get_migration, migration_id, with_candidates)
+    async def all_migrations(self, principal: Principal) -> list[Migration]:
+        self.authorize(principal, Role.VIEWER)
+        return await self._db(self.registry.all_migrations)
+
+    async def list_migrations(self, principal: Principal) -> list[MigrationSummary]:
+        self.authorize(principal, Role.VIEWER)
+        return await self._db(self.registry.list_migrations)
+
+    async def get_migration(self, principal: Principal, migration_id: str, with_candidates: bool = True) -> Migration:
+        self.authorize(principal, Role.VIEWER)
+        return await self._migration(migration_id, with_candidates)
+
+    async def _migration(self, migration_id: str, with_candidates: bool = True) -> Migration:
+        migration = await self._db(self.registry.get_migration, migration_id, with_candidates)
         if migration is None:
             raise errors.MigrationNotFound(migration_id)
         return migration
 
     async def list_candidates(
         self,
+        principal: Principal,
         migration_id: str,
         *,
         status: CandidateStatus | None = None,
@@ -116,9 +263,10 @@ class LoomService:
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage:
-        await self.get_migration(migration_id, with_candidates=False)
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
         return await self._db(
-            self.store.list_candidates,
+            self.board.list_candidates,
             migration_id,
             status=status,
             kind=kind,
@@ -129,35 +277,42 @@ class LoomService:
             offset=offset,
         )
 
-    async def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate:
-        candidate = await self._db(self.store.get_candidate, migration_id, candidate_id)
+    async def get_candidate(self, principal: Principal, migration_id: str, candidate_id: str) -> Candidate:
+        self.authorize(principal, Role.VIEWER)
+        return await self._candidate(migration_id, candidate_id)
+
+    async def _candidate(self, migration_id: str, candidate_id: str) -> Candidate:
+        candidate = await self._db(self.registry.get_candidate, migration_id, candidate_id)
         if candidate is None:
-            await self.get_migration(migration_id, with_candidates=False)
+            await self._migration(migration_id, with_candidates=False)
             raise errors.CandidateNotFound(migration_id, candidate_id)
         return candidate
 
-    async def get_candidate_view(self, migration_id: str, candidate_id: str) -> CandidateView:
-        page = await self._db(self.store.list_candidates, migration_id, candidate_id=candidate_id, limit=1)
+    async def get_candidate_view(self, principal: Principal, migration_id: str, candidate_id: str) -> CandidateView:
+        self.authorize(principal, Role.VIEWER)
+        page = await self._db(self.board.list_candidates, migration_id, candidate_id=candidate_id, limit=1)
         if not page.candidates:
-            await self.get_candidate(migration_id, candidate_id)
+            await self._candidate(migration_id, candidate_id)
         return page.candidates[0]
 
-    async def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap:
-        await self.get_candidate(migration_id, candidate_id)
-        return await self._db(self.store.get_inputs, migration_id, candidate_id)
+    async def get_inputs(self, principal: Principal, migration_id: str, candidate_id: str) -> StringMap:
+        self.authorize(principal, Role.VIEWER)
+        await self._candidate(migration_id, candidate_id)
+        return await self._db(self.registry.get_inputs, migration_id, candidate_id)
 
-    # -- Runs -------------------------------------------------------------------------------
+    # -- Runs (the actor recorded is the principal's name) ----------------------------------
 
-    async def start_run(self, migration_id: str, candidate_id: str, inputs: StringMap, actor: str) -> None:
-        migration = await self.get_migration(migration_id, with_candidates=False)
-        candidate = await self.get_candidate(migration_id, candidate_id)
-        saved = await self._db(self.store.get_inputs, migration_id, candidate_id)
+    async def start_run(self, principal: Principal, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
+        self.authorize(principal, Role.OPERATOR)
+        migration = await self._migration(migration_id, with_candidates=False)
+        candidate = await self._candidate(migration_id, candidate_id)
+        saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         inputs = {**saved, **inputs}
         self._check_input_keys(migration, inputs)
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
             raise errors.InvalidInput(f"Missing required inputs: {', '.join(missing)}", field="inputs")
-        status = await self._db(self.store.claim_candidate, migration_id, candidate_id, inputs)
+        status = await self._db(self.runs.claim_candidate, migration_id, candidate_id, inputs)
         if status is not None:
             raise errors.CandidateAlreadyStarted(candidate_id, status.value)
         manifest = MigrationManifest(
@@ -168,59 +323,74 @@ class LoomService:
             inputs=inputs,
         )
         try:
-            await self._db(self.store.reset_run, migration_id, candidate_id)
-            await self.engine.start_run(manifest, actor)
+            await self._db(self.runs.reset_run, migration_id, candidate_id)
+            await self.engine.start_run(manifest, principal.name)
         except BaseException:
-            await self._db(self.store.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)
+            await self._db(self.runs.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)
             raise
 
-    async def cancel_run(self, migration_id: str, candidate_id: str, actor: str) -> None:
+    async def cancel_run(self, principal: Principal, migration_id: str, candidate_id: str) -> None:
+        self.authorize(principal, Role.OPERATOR)
         await self._require_running(migration_id, candidate_id)
-        await self.engine.cancel_run(run_id(migration_id, candidate_id), actor)
+        await self.engine.cancel_run(run_id(migration_id, candidate_id), principal.name)
 
-    async def retry_step(self, migration_id: str, candidate_id: str, step_name: str, actor: str) -> None:
+    async def retry_step(self, principal: Principal, migration_id: str, candidate_id: str, step_name: str) -> None:
+        self.authorize(principal, Role.OPERATOR)
         await self._require_running(migration_id, candidate_id)
-        await self.engine.retry_step(run_id(migration_id, candidate_id), step_name, actor)
+        await self.engine.retry_step(run_id(migration_id, candidate_id), step_name, principal.name)
 
     async def review_step(
-        self, migration_id: str, candidate_id: str, step_name: str, approved: bool, actor: str, comment: str | None
+        self,
+        principal: Principal,
+        migration_id: str,
+        candidate_id: str,
+        step_name: str,
+        approved: bool,
+        comment: str | None = None,
     ) -> None:
+        self.authorize(principal, Role.OPERATOR)
         await self._require_running(migration_id, candidate_id)
-        await self.engine.review_step(run_id(migration_id, candidate_id), step_name, approved, actor, comment)
+        await self.engine.review_step(run_id(migration_id, candidate_id), step_name, approved, principal.name, comment)
 
-    async def mark_merged(self, migration_id: str, candidate_id: str, step_name: str, actor: str) -> None:
+    async def mark_merged(self, principal: Principal, migration_id: str, candidate_id: str, step_name: str) -> None:
+        self.authorize(principal, Role.OPERATOR)
         await self._require_running(migration_id, candidate_id)
-        await self.engine.mark_merged(run_id(migration_id, candidate_id), step_name, actor)
+        await self.engine.mark_merged(run_id(migration_id, candidate_id), step_name, principal.name)
 
-    async def update_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap, actor: str) -> None:
-        migration = await self.get_migration(migration_id, with_candidates=False)
-        candidate = await self.get_candidate(migration_id, candidate_id)
+    async def update_inputs(
+        self, principal: Principal, migration_id: str, candidate_id: str, inputs: StringMap
+    ) -> None:
+        self.authorize(principal, Role.OPERATOR)
+        migration = await self._migration(migration_id, with_candidates=False)
+        candidate = await self._candidate(migration_id, candidate_id)
         self._check_input_keys(migration, inputs)
-        saved = await self._db(self.store.get_inputs, migration_id, candidate_id)
+        saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         merged = {**saved, **inputs}
-        await self._db(self.store.set_inputs, migration_id, candidate_id, merged)
+        await self._db(self.registry.set_inputs, migration_id, candidate_id, merged)
         if candidate.status == CandidateStatus.RUNNING:
-            await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, actor)
+            await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, principal.name)
 
-    async def candidate_steps(self, migration_id: str, candidate_id: str) -> CandidateStepsResponse:
-        candidate = await self.get_candidate(migration_id, candidate_id)
-        results = await self._db(self.store.step_results, run_id(migration_id, candidate_id))
+    async def candidate_steps(
+        self, principal: Principal, migration_id: str, candidate_id: str
+    ) -> CandidateStepsResponse:
+        self.authorize(principal, Role.VIEWER)
+        candidate = await self._candidate(migration_id, candidate_id)
+        results = await self._db(self.runs.step_results, run_id(migration_id, candidate_id))
         if candidate.status == CandidateStatus.NOT_STARTED:
             raise errors.RunNotFound(run_id(migration_id, candidate_id))
         return CandidateStepsResponse(status=candidate.status, steps=results)
 
-    async def step_event(self, the_run: str, event: StepStatusEvent) -> None:
-        await self.engine.step_event(the_run, event)
-
-    async def dry_run(self, migration_id: str, request: DryRunCandidateRequest) -> DryRunResult:
-        migration = await self.get_migration(migration_id, with_candidates=False)
+    async def dry_run(self, principal: Principal, migration_id: str, request: DryRunCandidateRequest) -> DryRunResult:
+        """A preview asks the Migrator to do the work: operators only."""
+        self.authorize(principal, Role.OPERATOR)
+        migration = await self._migration(migration_id, with_candidates=False)
         if request.candidate is not None:
             candidate = request.candidate
             saved: StringMap = {}
         else:
             assert request.candidate_id is not None
-            candidate = await self.get_candidate(migration_id, request.candidate_id)
-            saved = await self._db(self.store.get_inputs, migration_id, candidate.id)
+            candidate = await self._candidate(migration_id, request.candidate_id)
+            saved = await self._db(self.registry.get_inputs, migration_id, candidate.id)
         inputs = {**saved, **request.inputs}
         self._check_input_keys(migration, inputs)
         return await self.notifier.dry_run(
@@ -234,6 +404,7 @@ class LoomService:
 
     async def list_events(
         self,
+        principal: Principal,
         migration_id: str,
         *,
         candidate_id: str | None = None,
@@ -242,9 +413,10 @@ class LoomService:
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
-        await self.get_migration(migration_id, with_candidates=False)
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
         return await self._db(
-            self.store.list_events,
+            self.board.list_events,
             migration_id,
             candidate_id=candidate_id,
             event_type=event_type,
@@ -255,18 +427,21 @@ class LoomService:
 
     # -- the board ---------------------------------------------------------------------------
 
-    async def activity_marker(self, migration_id: str | None = None) -> str:
+    async def activity_marker(self, principal: Principal, migration_id: str | None = None) -> str:
         """Changes whenever a board of this Migration (or of any, when None) would show something new."""
-        return await self._db(self.store.activity_marker, migration_id)
+        self.authorize(principal, Role.VIEWER)
+        return await self._db(self.board.activity_marker, migration_id)
 
-    async def candidate_kinds(self, migration_id: str) -> list[str]:
-        return await self._db(self.store.candidate_kinds, migration_id)
+    async def candidate_kinds(self, principal: Principal, migration_id: str) -> list[str]:
+        self.authorize(principal, Role.VIEWER)
+        return await self._db(self.board.candidate_kinds, migration_id)
 
-    async def needs_me(self, open_pr_attention_hours: float, limit: int = 500) -> list[WaitingStep]:
-        """Across all Migrations: reviews to approve, failed Steps and PRs open too long, oldest first."""
-        cutoff = self.clock() - timedelta(hours=open_pr_attention_hours)
-        rows = await self._db(self.store.attention_steps, cutoff, limit)
-        names = {m.id: m.name for m in await self.list_migrations()} if rows else {}
+    async def needs_me(self, principal: Principal, limit: int = 500) -> list[WaitingStep]:
+        """Across all Migrations: reviews to approve, failed Steps and PRs open longer than the configured hours."""
+        self.authorize(principal, Role.VIEWER)
+        cutoff = self.clock() - timedelta(hours=self.open_pr_attention_hours)
+        rows = await self._db(self.board.attention_steps, cutoff, limit)
+        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)} if rows else {}
         reasons = {StepStatus.AWAITING_REVIEW: "review", StepStatus.FAILED: "failed", StepStatus.OPEN: "open_pr"}
         return [
             WaitingStep(
@@ -281,45 +456,55 @@ class LoomService:
 
     # -- metrics and history ------------------------------------------------------------------
 
-    async def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview:
-        await self._require_migration_if_named(migration_id)
-        return await self._db(self.store.metrics_overview, migration_id)
+    async def metrics_overview(self, principal: Principal, migration_id: str | None = None) -> MetricsOverview:
+        await self._require_migration_if_named(principal, migration_id)
+        return await self._db(self.metrics.metrics_overview, migration_id)
 
-    async def step_metrics(self, migration_id: str | None = None) -> StepMetricsResponse:
-        await self._require_migration_if_named(migration_id)
-        return await self._db(self.store.step_metrics, migration_id)
+    async def step_metrics(self, principal: Principal, migration_id: str | None = None) -> StepMetricsResponse:
+        await self._require_migration_if_named(principal, migration_id)
+        return await self._db(self.metrics.step_metrics, migration_id)
 
-    async def metrics_timeline(self, days: int = 30, migration_id: str | None = None) -> MetricsTimeline:
+    async def metrics_timeline(
+        self, principal: Principal, days: int = 30, migration_id: str | None = None
+    ) -> MetricsTimeline:
+        self.authorize(principal, Role.VIEWER)
         if not 1 <= days <= MAX_TIMELINE_DAYS:
             raise errors.InvalidInput(f"days must be between 1 and {MAX_TIMELINE_DAYS}; got {days}", field="days")
-        await self._require_migration_if_named(migration_id)
-        return await self._db(self.store.metrics_timeline, days, self.clock().astimezone(UTC).date(), migration_id)
+        await self._require_migration_if_named(principal, migration_id)
+        return await self._db(self.metrics.metrics_timeline, days, self.clock().astimezone(UTC).date(), migration_id)
 
-    async def recent_failures(self, limit: int = 50, migration_id: str | None = None) -> FailureList:
+    async def recent_failures(
+        self, principal: Principal, limit: int = 50, migration_id: str | None = None
+    ) -> FailureList:
         """The most recently failed Steps, newest first, with the error the Run recorded."""
+        self.authorize(principal, Role.VIEWER)
         if not 1 <= limit <= MAX_FAILURES:
             raise errors.InvalidInput(f"limit must be between 1 and {MAX_FAILURES}; got {limit}", field="limit")
-        await self._require_migration_if_named(migration_id)
-        return await self._db(self.store.recent_failures, limit, migration_id)
+        await self._require_migration_if_named(principal, migration_id)
+        return await self._db(self.metrics.recent_failures, limit, migration_id)
 
-    async def burndown(self, migration_id: str | None = None) -> Burndown:
-        await self._require_migration_if_named(migration_id)
-        return await self._db(self.store.burndown, self.clock().astimezone(UTC).date(), migration_id)
+    async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
+        await self._require_migration_if_named(principal, migration_id)
+        return await self._db(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
 
-    async def prometheus_snapshot(self) -> PrometheusSnapshot:
-        return await self._db(self.store.prometheus_snapshot)
+    async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
+        self.authorize(principal, Role.VIEWER)
+        return await self._db(self.metrics.prometheus_snapshot)
 
-    async def export_candidates(self, migration_id: str, page_size: int = 1000) -> AsyncIterator[list[str]]:
+    async def export_candidates(
+        self, principal: Principal, migration_id: str, page_size: int = 1000
+    ) -> AsyncIterator[list[str]]:
         """The header, then one row per Candidate in board order: what the CSV export streams.
 
         Read page by page so a Migration of tens of thousands of Candidates never sits in memory at once.
         """
-        await self.get_migration(migration_id, with_candidates=False)
-        keys = await self._db(self.store.candidate_metadata_keys, migration_id)
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        keys = await self._db(self.metrics.candidate_metadata_keys, migration_id)
         yield [*CANDIDATE_EXPORT_COLUMNS, *(f"metadata.{k}" for k in keys)]
         offset = 0
         while True:
-            page = await self._db(self.store.list_candidates, migration_id, limit=page_size, offset=offset)
+            page = await self._db(self.board.list_candidates, migration_id, limit=page_size, offset=offset)
             for c in page.candidates:
                 yield [
                     c.id,
@@ -335,14 +520,15 @@ class LoomService:
             if not page.candidates or offset >= page.total:
                 return
 
-    async def _require_migration_if_named(self, migration_id: str | None) -> None:
+    async def _require_migration_if_named(self, principal: Principal, migration_id: str | None) -> None:
+        self.authorize(principal, Role.VIEWER)
         if migration_id is not None:
-            await self.get_migration(migration_id, with_candidates=False)
+            await self._migration(migration_id, with_candidates=False)
 
     # -- rules ------------------------------------------------------------------------------
 
     async def _require_running(self, migration_id: str, candidate_id: str) -> None:
-        candidate = await self.get_candidate(migration_id, candidate_id)
+        candidate = await self._candidate(migration_id, candidate_id)
         if candidate.status != CandidateStatus.RUNNING:
             raise errors.CandidateNotRunning(candidate_id)
 

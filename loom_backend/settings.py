@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from loom_backend.auth import Role
+from loom_backend.domain import Role
 from loom_backend.url_allow import DEFAULT_MIGRATOR_URL_ALLOW
 
 

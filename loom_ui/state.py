@@ -1,7 +1,8 @@
 """State every page shares: who is signed in, the Needs me count in the navigation, the service handle, live polling.
 
 Imports no pages. Handlers reach Loom only through `LoomService` (never SQL or the ExecutionEngine), and act as the
-principal the request's `loom_session` cookie (or the authenticating proxy's header) names.
+principal the request's `loom_session` cookie (or the authenticating proxy's header) names; the service authenticates
+them as it does every HTTP caller, and decides what they may do.
 """
 
 from __future__ import annotations
@@ -9,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.api import SESSION_COOKIE
-from loom_backend.auth import Principal, PrincipalKind, Role
-from loom_backend.bootstrap import current
+from loom_backend.domain import Credentials, Principal, PrincipalKind, Role
 from loom_backend.service import LoomService
 from loom_ui import format as fmt
 
@@ -26,26 +25,36 @@ POLL_SECONDS = 0.4
 DISCONNECTED_GRACE_SECONDS = 15.0
 
 
+_service_provider: Callable[[], LoomService] | None = None
+
+
+def use_service(provider: Callable[[], LoomService]) -> None:
+    """The app module says where the running service comes from; pages never build or look one up."""
+    global _service_provider
+    _service_provider = provider
+
+
 def service() -> LoomService:
-    return current().service
+    if _service_provider is None:
+        raise RuntimeError("The app module has not wired the service yet (loom_ui.state.use_service)")
+    return _service_provider()
 
 
 VIEWERS_CANT = "Viewers can't change Runs"
 
 
-def principal_of(raw_headers: Mapping[str, str], cookie: str) -> Principal | None:
-    """Who sent these websocket headers: the proxy's header when Loom trusts one, else the session cookie.
-
-    The same order as the API's; blocking (a database read), so handlers run it in a thread.
-    """
-    access = current().access
-    if access.proxy_header and (name := raw_headers.get(access.proxy_header.lower(), "")):
-        try:
-            return access.proxy_user(name)
-        except errors.Unauthenticated:
-            return None
-    secret = fmt.cookie_value(cookie, SESSION_COOKIE)
-    return access.session(secret) if 0 < len(secret) <= 256 else None
+async def principal_of(raw_headers: Mapping[str, str], cookie: str) -> Principal | None:
+    """Who sent these websocket headers, as the service authenticates every caller; None when nobody is signed in."""
+    loom = service()
+    proxy = loom.proxy_header
+    credentials = Credentials(
+        proxy_user=(raw_headers.get(proxy.lower()) or None) if proxy else None,
+        session=fmt.cookie_value(cookie, loom.session_cookie) or None,
+    )
+    try:
+        return await loom.authenticate(credentials)
+    except errors.Unauthenticated:
+        return None
 
 
 def error_text(exc: BaseException) -> str:
@@ -78,6 +87,10 @@ class LoomState(rx.State):
     user_name: str = ""
     user_role: str = ""
     user_via_proxy: bool = False
+    # Who `_signed_in` found, kept apart from the vars above that the browser is sent; reads act as them.
+    _who_name: str = ""
+    _who_kind: str = ""
+    _who_role: str = ""
 
     @rx.var
     def can_operate(self) -> bool:
@@ -85,7 +98,15 @@ class LoomState(rx.State):
 
     async def _principal(self) -> Principal | None:
         headers = self.router.headers
-        return await asyncio.to_thread(principal_of, dict(headers.raw_headers), headers.cookie)
+        return await principal_of(dict(headers.raw_headers), headers.cookie)
+
+    def _viewer(self) -> Principal:
+        """Who this page reads as: the principal `_signed_in` resolved last (no query of its own)."""
+        if not self._who_kind:
+            raise errors.Unauthenticated("Your sign-in has ended; reload the page and sign in again")
+        return Principal(
+            self._who_name, PrincipalKind(self._who_kind), Role(self._who_role) if self._who_role else None
+        )
 
     async def _signed_in(self) -> bool:
         """Resolve who is signed in and remember it for the navigation; every page handler asks this itself,
@@ -94,6 +115,9 @@ class LoomState(rx.State):
         self.user_name = principal.name if principal else ""
         self.user_role = principal.role.value if principal and principal.role else ""
         self.user_via_proxy = principal is not None and principal.kind == PrincipalKind.PROXY_USER
+        self._who_name = self.user_name
+        self._who_kind = principal.kind.value if principal else ""
+        self._who_role = self.user_role
         return principal is not None
 
     @rx.event
@@ -103,21 +127,22 @@ class LoomState(rx.State):
             return rx.redirect(fmt.login_href(self.router.url.path, self.router.url.query))
         return None
 
-    async def _actor(self) -> str:
-        """The operator an action is recorded under, checked again here: the buttons a viewer sees are not the guard,
-        and a session may have ended since the page loaded."""
+    async def _actor(self) -> Principal:
+        """Who an action is taken as, resolved afresh: a session may have ended since the page loaded. The service
+        decides whether they may; its refusal of a viewer is put in the words the page's disabled buttons use."""
         principal = await self._principal()
         if principal is None:
             raise errors.Unauthenticated("Your sign-in has ended; reload the page and sign in again")
-        if principal.role is None or not principal.role.allows(Role.OPERATOR):
+        try:
+            LoomService.authorize(principal, Role.OPERATOR)
+        except errors.Forbidden:
             raise errors.Forbidden(
                 f"{VIEWERS_CANT}: {principal.name} is a viewer; an admin can give you the operator role"
-            )
-        return principal.name
+            ) from None
+        return principal
 
     async def _count_needs_me(self) -> None:
-        loom = current()
-        self.needs_me_count = len(await loom.service.needs_me(loom.settings.open_pr_attention_hours))
+        self.needs_me_count = len(await service().needs_me(self._viewer()))
 
 
 class LiveMixin(rx.State, mixin=True):
@@ -153,12 +178,13 @@ class LiveMixin(rx.State, mixin=True):
             path = self.router.url.path
             token = self.router.session.client_token
             scope = self._live_scope()
+            who = self._viewer()
         page_marker = everything = None
         gone_since: float | None = None
         while True:
             try:
-                new_page_marker = await service().activity_marker(scope)
-                new_everything = await service().activity_marker(None) if scope is not None else new_page_marker
+                new_page_marker = await service().activity_marker(who, scope)
+                new_everything = await service().activity_marker(who, None) if scope is not None else new_page_marker
             except Exception:
                 new_page_marker, new_everything = page_marker, everything
             async with self:

@@ -1,18 +1,258 @@
-"""Small hand-written fakes for what the service needs, so use cases are tested without Temporal or HTTP."""
+"""Small hand-written fakes for what the service needs, so use cases are tested without Temporal, SQL or HTTP.
+
+One in-memory fake per role port of the read model (they share a `FakeRegistry`, as the roles share one database),
+an in-memory AuthStore, and fakes of the engine and the notifier that record what they were asked.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 
 from loom_backend import errors
 from loom_backend.domain import (
+    Candidate,
+    CandidatePage,
+    CandidateStatus,
+    CandidateView,
     DispatchStepRequest,
     DryRunRequest,
     DryRunResult,
+    EventPage,
+    MetricsTimeline,
+    Migration,
+    MigrationAnnouncement,
     MigrationManifest,
+    MigrationSummary,
+    Ownership,
+    Principal,
+    PrincipalKind,
+    Role,
+    RunChange,
+    StepResult,
     StepStatusEvent,
     StringMap,
+    TokenKind,
+    TokenRecord,
+    UserRecord,
+    run_id,
 )
+
+VIEWER = Principal("vera", PrincipalKind.USER, Role.VIEWER)
+OPERATOR = Principal("ana", PrincipalKind.USER, Role.OPERATOR)
+ADMIN = Principal("root", PrincipalKind.USER, Role.ADMIN)
+
+
+@dataclass
+class FakeRegistry:
+    """Migrations with their Candidates in a dict; re-discovery keeps the Candidates that have a Run."""
+
+    migrations: dict[str, Migration] = field(default_factory=dict)
+    inputs: dict[tuple[str, str], StringMap] = field(default_factory=dict)
+    changes: int = 0  # what the board's activity marker follows
+
+    def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
+        previous = self.migrations.get(announcement.id)
+        self.migrations[announcement.id] = Migration.model_validate(
+            {**announcement.model_dump(), "candidates": [], "created_at": previous.created_at if previous else now}
+        )
+        if previous is not None:
+            self.migrations[announcement.id].candidates = previous.candidates
+        self.submit_candidates(announcement.id, announcement.candidates, now)
+
+    def submit_candidates(self, migration_id: str, candidates: list[Candidate], now: datetime) -> None:
+        migration = self.migrations[migration_id]
+        kept = {c.id: c for c in migration.candidates if c.status != CandidateStatus.NOT_STARTED}
+        merged = [kept.pop(c.id, None) or c.model_copy(deep=True) for c in candidates]
+        migration.candidates = merged + list(kept.values())
+        migration.updated_at = now
+        self.changes += 1
+
+    def get_migration(self, migration_id: str, with_candidates: bool = True) -> Migration | None:
+        migration = self.migrations.get(migration_id)
+        if migration is None or with_candidates:
+            return migration
+        return migration.model_copy(update={"candidates": []})
+
+    def all_migrations(self) -> list[Migration]:
+        return list(self.migrations.values())
+
+    def list_migrations(self) -> list[MigrationSummary]:
+        return [MigrationSummary.model_validate(m.model_dump()) for m in self.migrations.values()]
+
+    def get_candidate(self, migration_id: str, candidate_id: str) -> Candidate | None:
+        migration = self.migrations.get(migration_id)
+        return next((c for c in migration.candidates if c.id == candidate_id), None) if migration else None
+
+    def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap:
+        return dict(self.inputs.get((migration_id, candidate_id), {}))
+
+    def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
+        self.inputs[(migration_id, candidate_id)] = dict(inputs)
+
+    def set_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
+        for candidate in self.migrations[migration_id].candidates:
+            if candidate.id == candidate_id:
+                candidate.status = status
+        self.changes += 1
+
+
+@dataclass
+class FakeRunStore:
+    """Claims a Candidate by its status in the registry, and keeps step results and Run changes per Run."""
+
+    registry: FakeRegistry
+    results: dict[str, list[StepResult]] = field(default_factory=dict)
+    applied: list[tuple[str, list[RunChange]]] = field(default_factory=list)
+
+    def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
+        candidate = self.registry.get_candidate(migration_id, candidate_id)
+        if candidate is None or candidate.status != CandidateStatus.NOT_STARTED:
+            return candidate.status if candidate else None
+        self.registry.set_inputs(migration_id, candidate_id, inputs)
+        self.registry.set_status(migration_id, candidate_id, CandidateStatus.RUNNING)
+        return None
+
+    def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
+        self.registry.set_status(migration_id, candidate_id, status)
+
+    def reset_run(self, migration_id: str, candidate_id: str) -> None:
+        self.results.pop(run_id(migration_id, candidate_id), None)
+
+    def step_results(self, run_id: str) -> list[StepResult]:
+        return list(self.results.get(run_id, []))
+
+    def apply_run_changes(
+        self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
+    ) -> None:
+        self.applied.append((run_id, changes))
+
+
+@dataclass
+class FakeBoard:
+    """The board's reads over the registry: Candidates by status and kind, no events, a change counter."""
+
+    registry: FakeRegistry
+    waiting: list[tuple[str, StepResult]] = field(default_factory=list)
+
+    def list_candidates(
+        self,
+        migration_id: str,
+        *,
+        status: CandidateStatus | None = None,
+        kind: str | None = None,
+        candidate_id: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+        **_: object,
+    ) -> CandidatePage:
+        migration = self.registry.migrations[migration_id]
+        found = [
+            CandidateView.model_validate(c.model_dump())
+            for c in migration.candidates
+            if (status is None or c.status == status)
+            and (kind is None or c.kind == kind)
+            and (candidate_id is None or c.id == candidate_id)
+        ]
+        return CandidatePage(candidates=found[offset : offset + limit], total=len(found), limit=limit, offset=offset)
+
+    def list_events(self, migration_id: str, *, limit: int = 100, offset: int = 0, **_: object) -> EventPage:
+        return EventPage(events=[], total=0, limit=limit, offset=offset)
+
+    def activity_marker(self, migration_id: str | None = None) -> str:
+        return str(self.registry.changes)
+
+    def candidate_kinds(self, migration_id: str) -> list[str]:
+        return sorted({c.kind for c in self.registry.migrations[migration_id].candidates})
+
+    def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
+        return [(mid, s) for mid, s in self.waiting if s.updated_at is None or s.updated_at < open_pr_before][:limit]
+
+
+@dataclass
+class FakeMetrics:
+    """Only the timeline: what the service's own rules about metrics (limits, scoping) need."""
+
+    asked: list[tuple[int, date, str | None]] = field(default_factory=list)
+
+    def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
+        self.asked.append((days, today, migration_id))
+        return MetricsTimeline(migration_id=migration_id, days=[])
+
+
+@dataclass
+class FakeAuthStore:
+    """Accounts, tokens, sessions and Migration owners in dicts; a Migration exists when the registry has it."""
+
+    registry: FakeRegistry
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    tokens: dict[str, TokenRecord] = field(default_factory=dict)  # by digest
+    sessions: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # digest -> user, expiry
+    owners: dict[str, str] = field(default_factory=dict)  # Migration -> token id
+
+    def add_user(self, user: UserRecord) -> bool:
+        return self.users.setdefault(user.name, user) is user
+
+    def get_user(self, name: str) -> UserRecord | None:
+        return self.users.get(name)
+
+    def count_users(self) -> int:
+        return len(self.users)
+
+    def add_token(self, token: TokenRecord) -> bool:
+        return self.tokens.setdefault(token.digest, token) is token
+
+    def token_by_digest(self, digest: str) -> TokenRecord | None:
+        return self.tokens.get(digest)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return list(self.tokens.values())
+
+    def revoke_token(self, token_id: str, now: datetime) -> bool:
+        found = [d for d, t in self.tokens.items() if t.id == token_id and t.revoked_at is None]
+        for digest in found:
+            self.tokens[digest] = replace(self.tokens[digest], revoked_at=now)
+        return bool(found)
+
+    def revoke_tokens_named(self, kind: TokenKind, name: str, now: datetime) -> int:
+        named = [t.id for t in self.tokens.values() if t.kind == kind and t.name == name and t.revoked_at is None]
+        return sum(self.revoke_token(token_id, now) for token_id in named)
+
+    def add_session(self, digest: str, user_name: str, created_at: datetime, expires_at: datetime) -> None:
+        self.sessions[digest] = (user_name, expires_at)
+
+    def session_user(self, digest: str, now: datetime) -> UserRecord | None:
+        name, expires_at = self.sessions.get(digest, ("", now))
+        return self.users.get(name) if expires_at > now else None
+
+    def delete_session(self, digest: str) -> None:
+        self.sessions.pop(digest, None)
+
+    def delete_expired_sessions(self, now: datetime) -> int:
+        expired = [d for d, (_, expires_at) in self.sessions.items() if expires_at <= now]
+        for digest in expired:
+            del self.sessions[digest]
+        return len(expired)
+
+    def _active(self, token_id: str | None) -> bool:
+        return any(t.id == token_id and t.revoked_at is None for t in self.tokens.values())
+
+    def claim_migration(self, migration_id: str, token_id: str, now: datetime) -> str:
+        if not self._active(self.owners.get(migration_id)):
+            self.owners[migration_id] = token_id
+        return self.owners[migration_id]
+
+    def release_migration(self, migration_id: str, token_id: str) -> None:
+        if self.owners.get(migration_id) == token_id:
+            del self.owners[migration_id]
+
+    def ownership(self, migration_id: str) -> Ownership:
+        owner = self.owners.get(migration_id)
+        return Ownership(migration_id in self.registry.migrations, owner if self._active(owner) else None)
+
+    def signing_key(self, migration_id: str) -> bytes | None:
+        owner = self.owners.get(migration_id)
+        return next((bytes.fromhex(t.digest) for t in self.tokens.values() if t.id == owner), None)
 
 
 @dataclass

@@ -20,16 +20,16 @@ from loom_backend.execution.messages import (
     PersistBatch,
 )
 from loom_backend.migrator_client import DispatchRejected
-from loom_backend.ports import MigrationStore, MigratorNotifier
+from loom_backend.ports import MigratorNotifier, RunStore
 
 
-def _writers_for(store: MigrationStore) -> int:
+def _writers_for(store: RunStore) -> int:
     """SQLite has one writer at a time: more threads only meet in its busy handler, which sleeps."""
     return 1 if str(getattr(store, "url", "")).startswith("sqlite") else 8
 
 
 class RunActivities:
-    def __init__(self, store: MigrationStore, notifier: MigratorNotifier, writers: int | None = None) -> None:
+    def __init__(self, store: RunStore, notifier: MigratorNotifier, writers: int | None = None) -> None:
         self._store = store
         self._notifier = notifier
         # The Runs' writes get their own threads, so they neither wait behind nor crowd out the

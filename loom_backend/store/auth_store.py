@@ -11,7 +11,7 @@ from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from loom_backend.auth import Ownership, Role, TokenKind, TokenRecord, UserRecord
+from loom_backend.domain import Ownership, Role, TokenKind, TokenRecord, UserRecord
 from loom_backend.store.tables import ApiTokenRow, MigrationOwnerRow, MigrationRow, SessionRow, UserRow, insert_on
 
 USERS: Table = UserRow.__table__  # type: ignore[attr-defined]

@@ -129,6 +129,7 @@ class BoardState(LiveMixin, LoomState):
         for status, title in COLUMNS:
             limit = self._limits.get(status.value, PAGE_SIZE)
             result = await service().list_candidates(
+                self._viewer(),
                 mid,
                 status=status,
                 kind=f.kind or None,
@@ -178,8 +179,8 @@ class BoardState(LiveMixin, LoomState):
             self._loaded_for = mid
         self.not_found = ""
         try:
-            self._describe(await service().get_migration(mid, with_candidates=False))
-            self.kinds = await service().candidate_kinds(mid)
+            self._describe(await service().get_migration(self._viewer(), mid, with_candidates=False))
+            self.kinds = await service().candidate_kinds(self._viewer(), mid)
             await self._reload()
             await self._count_needs_me()
         except Exception as exc:
@@ -286,7 +287,7 @@ class BoardState(LiveMixin, LoomState):
         failures: list[str] = []
         for cid in chosen:
             try:
-                await service().start_run(mid, cid, inputs, who)
+                await service().start_run(who, mid, cid, inputs)
             except Exception as exc:
                 failures.append(f"{cid}: {error_text(exc)}")
         async with self:

@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import CandidateStatus, StepDefinition, StepEvent, StepResult, StepStatus, steps_for
+from loom_backend.domain import (
+    CandidateStatus,
+    Principal,
+    StepDefinition,
+    StepEvent,
+    StepResult,
+    StepStatus,
+    steps_for,
+)
 from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
@@ -148,14 +156,15 @@ class CandidateState(LiveMixin, LoomState):
     async def _reload(self) -> None:
         mid, cid = self.migration_id, self.candidate_id
         now = datetime.now(UTC)
-        migration = await service().get_migration(mid, with_candidates=False)
-        candidate = await service().get_candidate(mid, cid)
-        saved = await service().get_inputs(mid, cid)
+        who = self._viewer()
+        migration = await service().get_migration(who, mid, with_candidates=False)
+        candidate = await service().get_candidate(who, mid, cid)
+        saved = await service().get_inputs(who, mid, cid)
         try:
-            results = (await service().candidate_steps(mid, cid)).steps
+            results = (await service().candidate_steps(who, mid, cid)).steps
         except errors.RunNotFound:
             results = []
-        events = await service().list_events(mid, candidate_id=cid, limit=self._events_limit)
+        events = await service().list_events(who, mid, candidate_id=cid, limit=self._events_limit)
         running = candidate.status == CandidateStatus.RUNNING
         self.migration_name = migration.name
         self.kind = candidate.kind
@@ -235,8 +244,8 @@ class CandidateState(LiveMixin, LoomState):
 
     # -- actions: one request at a time, with a toast either way ------------------------------
 
-    async def _act(self, key: str, call: Callable[[str, str, str], Awaitable[None]], done: str):
-        """Run `call(migration, candidate, actor)` as the signed-in operator; viewers are refused here too."""
+    async def _act(self, key: str, call: Callable[[str, str, Principal], Awaitable[None]], done: str):
+        """Run `call(migration, candidate, principal)` as the signed-in operator; viewers are refused here too."""
         async with self:
             if self.busy:
                 return None
@@ -267,24 +276,24 @@ class CandidateState(LiveMixin, LoomState):
     async def start(self):
         async with self:
             inputs = self._input_values()
-        return await self._act("start", lambda mid, cid, who: service().start_run(mid, cid, inputs, who), "Run started")
+        return await self._act("start", lambda mid, cid, who: service().start_run(who, mid, cid, inputs), "Run started")
 
     @rx.event(background=True)
     async def save_inputs(self):
         async with self:
             inputs = self._input_values()
         return await self._act(
-            "inputs", lambda mid, cid, who: service().update_inputs(mid, cid, inputs, who), "Inputs saved"
+            "inputs", lambda mid, cid, who: service().update_inputs(who, mid, cid, inputs), "Inputs saved"
         )
 
     @rx.event(background=True)
     async def cancel(self):
-        return await self._act("cancel", lambda mid, cid, who: service().cancel_run(mid, cid, who), "Run cancelled")
+        return await self._act("cancel", lambda mid, cid, who: service().cancel_run(who, mid, cid), "Run cancelled")
 
     @rx.event(background=True)
     async def retry(self, step: str):
         return await self._act(
-            f"retry:{step}", lambda mid, cid, who: service().retry_step(mid, cid, step, who), f"Retrying {step}"
+            f"retry:{step}", lambda mid, cid, who: service().retry_step(who, mid, cid, step), f"Retrying {step}"
         )
 
     @rx.event(background=True)
@@ -293,7 +302,7 @@ class CandidateState(LiveMixin, LoomState):
             comment = self.comment.strip() or None
         return await self._act(
             f"{'approve' if approved else 'reject'}:{step}",
-            lambda mid, cid, who: service().review_step(mid, cid, step, approved, who, comment),
+            lambda mid, cid, who: service().review_step(who, mid, cid, step, approved, comment),
             f"{step} {'approved' if approved else 'rejected'}",
         )
 
@@ -301,7 +310,7 @@ class CandidateState(LiveMixin, LoomState):
     async def mark_merged(self, step: str):
         return await self._act(
             f"merged:{step}",
-            lambda mid, cid, who: service().mark_merged(mid, cid, step, who),
+            lambda mid, cid, who: service().mark_merged(who, mid, cid, step),
             f"{step} marked as merged",
         )
 

@@ -11,7 +11,7 @@ from loom_backend.service import WaitingStep
 from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import empty_state, page, skeleton_rows
-from loom_ui.state import LiveMixin, LoomState, current, error_text, service
+from loom_ui.state import LiveMixin, LoomState, error_text, service
 
 REASONS = {
     "review": ("Awaiting review", "amber", "eye"),
@@ -62,12 +62,11 @@ class InboxState(LiveMixin, LoomState):
     threshold: str = ""
 
     async def _reload(self) -> None:
-        loom = current()
         now = datetime.now(UTC)
-        waiting = await service().needs_me(loom.settings.open_pr_attention_hours)
+        waiting = await service().needs_me(self._viewer())
         self.rows = [waiting_row(w, now) for w in waiting]
         self.needs_me_count = len(self.rows)
-        self.threshold = f"{loom.settings.open_pr_attention_hours:g} h"
+        self.threshold = f"{service().open_pr_attention_hours:g} h"
 
     @rx.event
     async def load(self):
@@ -93,11 +92,11 @@ class InboxState(LiveMixin, LoomState):
             async with self:
                 who = await self._actor()
             if action == "approve":
-                await s.review_step(row.migration_id, row.candidate_id, row.step, True, who, None)
+                await s.review_step(who, row.migration_id, row.candidate_id, row.step, True, None)
             elif action == "retry":
-                await s.retry_step(row.migration_id, row.candidate_id, row.step, who)
+                await s.retry_step(who, row.migration_id, row.candidate_id, row.step)
             elif action == "merged":
-                await s.mark_merged(row.migration_id, row.candidate_id, row.step, who)
+                await s.mark_merged(who, row.migration_id, row.candidate_id, row.step)
         except Exception as exc:
             async with self:
                 self.busy = ""

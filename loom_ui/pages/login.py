@@ -10,7 +10,7 @@ import reflex as rx
 from reflex_base.vars.base import Var
 from reflex_components_core.el.elements.forms import BaseHTML
 
-from loom_backend.api import local_path
+from loom_backend.domain import local_path
 from loom_ui.state import LoomState
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import reflex as rx
 
+from loom_backend.domain import Principal
 from loom_ui import format as fmt
 from loom_ui.components.charts import activity_chart, burndown_chart, chart_card, counter_tile, step_duration_chart
 from loom_ui.components.layout import empty_state, page, skeleton_rows
@@ -60,8 +61,8 @@ def _counters(overview, keys: tuple[str, ...] | None = None) -> list[CounterView
     ]
 
 
-async def _burndown(migration_id: str, name: str) -> BurndownView:
-    b = await service().burndown(migration_id)
+async def _burndown(who: Principal, migration_id: str, name: str) -> BurndownView:
+    b = await service().burndown(who, migration_id)
     return BurndownView(
         migration_id=migration_id,
         name=name,
@@ -86,18 +87,19 @@ class MetricsState(LiveMixin, LoomState):
 
     async def _reload(self) -> None:
         now = datetime.now(UTC)
-        migrations = await service().list_migrations()
-        overview = await service().metrics_overview()
-        steps = await service().step_metrics()
-        timeline = await service().metrics_timeline(TIMELINE_DAYS)
-        failures = await service().recent_failures(FAILURES_SHOWN)
+        who = self._viewer()
+        migrations = await service().list_migrations(who)
+        overview = await service().metrics_overview(who)
+        steps = await service().step_metrics(who)
+        timeline = await service().metrics_timeline(who, TIMELINE_DAYS)
+        failures = await service().recent_failures(who, FAILURES_SHOWN)
         names = {m.id: m.name for m in migrations}
         self.migrations = len(migrations)
         self.counters = _counters(overview)
         self.activity = fmt.timeline_rows(timeline.days)
         self.has_activity = fmt.has_activity(self.activity)
         self.duration_unit, self.durations = fmt.step_duration_rows(steps.steps)
-        self.burndowns = [await _burndown(m.id, m.name) for m in migrations]
+        self.burndowns = [await _burndown(who, m.id, m.name) for m in migrations]
         self.failures = [FailureView(**vars(fmt.failure_row(f, names, now))) for f in failures.failures]
 
     async def _refresh_nav(self) -> None:
@@ -122,10 +124,10 @@ class MigrationMetricsState(LiveMixin, LoomState):
         return self.migration_id or None
 
     async def _reload(self) -> None:
-        mid = self.migration_id
-        migration = await service().get_migration(mid, with_candidates=False)
-        self.panel_counters = _counters(await service().metrics_overview(mid), PANEL_COUNTERS)
-        self.panel_burndown = await _burndown(mid, migration.name)
+        mid, who = self.migration_id, self._viewer()
+        migration = await service().get_migration(who, mid, with_candidates=False)
+        self.panel_counters = _counters(await service().metrics_overview(who, mid), PANEL_COUNTERS)
+        self.panel_burndown = await _burndown(who, mid, migration.name)
 
     @rx.event
     async def load(self):

@@ -11,7 +11,7 @@ from loom_backend.domain import MigrationSummary
 from loom_ui import format as fmt
 from loom_ui.components.layout import empty_state, page, skeleton_rows
 from loom_ui.components.status import legend_dot, progress_bar
-from loom_ui.state import LiveMixin, LoomState, current, service
+from loom_ui.state import LiveMixin, LoomState, service
 
 
 @dataclass
@@ -62,7 +62,7 @@ class MigrationsState(LiveMixin, LoomState):
 
     async def _reload(self) -> None:
         now = datetime.now(UTC)
-        self.migrations = [migration_card_view(m, now) for m in await service().list_migrations()]
+        self.migrations = [migration_card_view(m, now) for m in await service().list_migrations(self._viewer())]
         await self._count_needs_me()
 
     async def _refresh_nav(self) -> None:
@@ -72,7 +72,7 @@ class MigrationsState(LiveMixin, LoomState):
     async def load(self):
         if not await self._signed_in():
             return
-        self.announce_curl = fmt.announce_curl(current().settings.public_url)
+        self.announce_curl = fmt.announce_curl(service().public_url)
         try:
             await self._reload()
         except Exception as exc:  # the page still renders; the toast says why it is empty

@@ -75,11 +75,11 @@ class PreviewState(LoomState):
         yield
         mid, cid = self.migration_id, self.candidate_id
         try:
-            await self._actor()  # a dry run asks the Migrator to do the work: operators only, as in the API
-            self.migration_name = (await service().get_migration(mid, with_candidates=False)).name
-            self.candidate_status = (await service().get_candidate(mid, cid)).status.value
+            who = await self._actor()  # a dry run asks the Migrator to do the work: operators only, as in the API
+            self.migration_name = (await service().get_migration(who, mid, with_candidates=False)).name
+            self.candidate_status = (await service().get_candidate(who, mid, cid)).status.value
             await self._count_needs_me()
-            self.steps = step_previews(await service().dry_run(mid, DryRunCandidateRequest(candidate_id=cid)))
+            self.steps = step_previews(await service().dry_run(who, mid, DryRunCandidateRequest(candidate_id=cid)))
         except Exception as exc:
             self.error = error_text(exc)
         self.loading = False
@@ -94,7 +94,7 @@ class PreviewState(LoomState):
         try:
             async with self:
                 who = await self._actor()
-            await service().start_run(mid, cid, {}, who)
+            await service().start_run(who, mid, cid, {})
         except Exception as exc:
             async with self:
                 self.busy = False

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from loom_backend import cli, errors
-from loom_backend.api import SESSION_COOKIE, create_api
-from loom_backend.auth import AccessControl, Role, TokenKind
-from loom_backend.domain import DryRunResult, MigrationAnnouncement
+from loom_backend.api import create_api
+from loom_backend.auth import AccessControl
+from loom_backend.domain import SESSION_COOKIE, DryRunResult, MigrationAnnouncement, Role, TokenKind
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings
 from loom_backend.store.auth_store import SqlAuthStore
@@ -76,8 +76,8 @@ class Loom:
 
 def build_app(store: SqlStore, access: AccessControl, engine: FakeEngine) -> Any:
     notifier = FakeNotifier(dry_run_result=DryRunResult(steps=[]))
-    service = LoomService(store, engine, notifier)
-    return create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(store, engine, notifier, access)
+    return create_api(lambda: service)
 
 
 @pytest.fixture

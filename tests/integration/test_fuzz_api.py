@@ -36,13 +36,12 @@ class Backend:
     """What the API calls per request: filled by the `backend` fixture, so importing this module builds no database."""
 
     service: LoomService | None = None
-    access: AccessControl | None = None
     credentials: Credentials | None = None
 
 
 BACKEND = Backend()
 # The schema (one test per operation) is read at collection from an app whose backend the fixture provides.
-APP = create_api(lambda: BACKEND.service, get_access=lambda: BACKEND.access)  # type: ignore[arg-type,return-value]
+APP = create_api(lambda: BACKEND.service)  # type: ignore[arg-type,return-value]
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 
 
@@ -58,10 +57,10 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     assert owner is not None
     access.claim_migration(owner, "base-image")
     store.announce(MigrationAnnouncement.model_validate(announcement(n=5)), datetime.now(UTC))
-    BACKEND.service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])))
-    BACKEND.access, BACKEND.credentials = access, credentials
+    BACKEND.service = LoomService.over(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])), access)
+    BACKEND.credentials = credentials
     yield BACKEND
-    BACKEND.service = BACKEND.access = BACKEND.credentials = None
+    BACKEND.service = BACKEND.credentials = None
     store.engine.dispose()
 
 

@@ -18,7 +18,7 @@ from loom_backend.service import LoomService
 from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
 from tests.credentials import new_credentials
-from tests.fakes import FakeEngine, FakeNotifier
+from tests.fakes import VIEWER, FakeEngine, FakeNotifier
 from tests.integration.test_metrics import DAY0, MIGRATION, T0, event, seconds
 from tests.integration.test_metrics import history as history  # the fixture
 
@@ -27,10 +27,10 @@ NOW = T0 + timedelta(days=3)
 
 @pytest.fixture
 async def api(history: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
-    service = LoomService(history, FakeEngine(), FakeNotifier(), clock=lambda: NOW)
     access = AccessControl(SqlAuthStore(history.engine))
+    service = LoomService.over(history, FakeEngine(), FakeNotifier(), access, clock=lambda: NOW)
     credentials = new_credentials().grant(access)
-    app = create_api(lambda: service, get_access=lambda: access)
+    app = create_api(lambda: service)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
         yield client
@@ -147,8 +147,8 @@ async def test_candidates_export_as_csv_with_current_step_pr_and_metadata(
 
 
 async def test_csv_export_pages_through_every_candidate(history: SqlStore) -> None:
-    service = LoomService(history, FakeEngine(), FakeNotifier())
-    rows = [row async for row in service.export_candidates(MIGRATION, page_size=3)]
+    service = LoomService.over(history, FakeEngine(), FakeNotifier(), AccessControl(SqlAuthStore(history.engine)))
+    rows = [row async for row in service.export_candidates(VIEWER, MIGRATION, page_size=3)]
     assert rows[0][:3] == ["id", "kind", "status"]
     assert [r[0] for r in rows[1:]] == ["a", "b", "c", "d"]
 

@@ -37,8 +37,8 @@ def announcement(n: int = 3, **overrides) -> dict:
 
 @pytest.fixture
 async def api(store: SqlStore, access: AccessControl, credentials: Credentials) -> AsyncIterator[httpx.AsyncClient]:
-    service = LoomService(store, FakeEngine(), FakeNotifier())
-    app = create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(store, FakeEngine(), FakeNotifier(), access)
+    app = create_api(lambda: service)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
         yield client

@@ -91,8 +91,8 @@ async def loom(temporal_client: Client, migrator: FakeMigrator, sql_store: SqlSt
     notifier = HttpMigratorNotifier(timeout_seconds=2.0)
     task_queue = f"run-ids-{uuid.uuid4().hex}"
     engine = TemporalEngine(temporal_client, task_queue, dispatch=TEST_DISPATCH, cancel_timeout_seconds=10)
-    service = LoomService(sql_store, engine, notifier)
-    app = create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(sql_store, engine, notifier, access)
+    app = create_api(lambda: service)
     async with build_worker(temporal_client, task_queue, RunActivities(sql_store, notifier)):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as api:

@@ -153,8 +153,8 @@ async def real_loom(
         return await asyncio.to_thread(auth_store.signing_key, migration_id)
 
     notifier = HttpMigratorNotifier(timeout_seconds=5, signing_keys=signing_key)
-    service = LoomService(store, FakeEngine(), notifier)
-    app = create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(store, FakeEngine(), notifier, access)
+    app = create_api(lambda: service)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
         yield client, notifier

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from loom_backend.auth import AccessControl
 from loom_backend.domain import (
     CandidateStatus,
     EventType,
@@ -13,8 +14,9 @@ from loom_backend.domain import (
     run_id,
 )
 from loom_backend.service import LoomService
+from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
-from tests.fakes import FakeEngine, FakeNotifier
+from tests.fakes import VIEWER, FakeEngine, FakeNotifier
 from tests.integration.test_store import NOW, announcement
 
 
@@ -89,9 +91,12 @@ async def test_needs_me_names_the_migration_and_why_each_step_waits(store: SqlSt
     store.announce(announcement(["review", "old-pr"]), NOW)
     _running(store, "review", "review", StepStatus.AWAITING_REVIEW, NOW - timedelta(hours=1))
     _running(store, "old-pr", "bump", StepStatus.OPEN, NOW - timedelta(hours=30))
-    service = LoomService(store, FakeEngine(), FakeNotifier(), clock=lambda: NOW.astimezone(UTC))
+    access = AccessControl(SqlAuthStore(store.engine))
+    service = LoomService.over(
+        store, FakeEngine(), FakeNotifier(), access, clock=lambda: NOW.astimezone(UTC), open_pr_attention_hours=24
+    )
 
-    waiting = await service.needs_me(open_pr_attention_hours=24)
+    waiting = await service.needs_me(VIEWER)
 
     assert [(w.step.candidate_id, w.reason, w.migration_name) for w in waiting] == [
         ("old-pr", "open_pr", "Upgrade base image"),

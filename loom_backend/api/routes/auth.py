@@ -1,0 +1,88 @@
+"""Signing in and out: built-in accounts get a `loom_session` cookie; GET /auth/me says who is calling."""
+
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from loom_backend import errors
+from loom_backend.api.deps import CurrentPrincipal, ServiceDep
+from loom_backend.api.errors import _errors
+from loom_backend.domain import SESSION_COOKIE, Identity, LoginRequest, local_path
+from loom_backend.service import LoomService
+
+router = APIRouter(tags=["auth"])
+
+
+def same_origin(request: Request) -> bool:
+    """Browsers name the page a form came from; refusing other sites stops them signing a browser in (login CSRF)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def _set_session_cookie(response: Response, service: LoomService, secret: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=service.session_seconds,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=service.secure_cookie,
+    )
+
+
+@router.post("/auth/login", response_model=Identity, responses=_errors(401, 413, 422))
+async def login(body: LoginRequest, service: ServiceDep) -> Any:
+    """Check a built-in account's password; answer with who signed in and set the `loom_session` cookie."""
+    secret, principal = await service.login(body.username, body.password)
+    response = JSONResponse(Identity.of(principal).model_dump(mode="json"))
+    _set_session_cookie(response, service, secret)
+    return response
+
+
+@router.post(
+    "/auth/login-form",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={
+        303: {"description": "To `next` when signed in; back to /login?failed=1 when not"},
+        **_errors(413, 422),
+    },
+)
+async def login_form(
+    request: Request,
+    service: ServiceDep,
+    username: Annotated[str, Form(max_length=128)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
+) -> Response:
+    """The sign-in page's plain HTML form: the browser posts it and follows the redirect, cookie set."""
+    if not same_origin(request):
+        raise errors.Forbidden("Sign in from Loom's own sign-in page; this form was posted from another site")
+    target = local_path(next_)
+    try:
+        secret, _ = await service.login(username, password)
+    except errors.Unauthenticated:
+        query = urlencode({"failed": "1", "username": username, "next": target})
+        return RedirectResponse(f"/login?{query}", status_code=303)
+    response = RedirectResponse(target, status_code=303)
+    _set_session_cookie(response, service, secret)
+    return response
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request, service: ServiceDep) -> Response:
+    """End this browser's session (if any) and clear its cookie."""
+    await service.logout(request.cookies.get(SESSION_COOKIE) or "")
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=service.secure_cookie)
+    return response
+
+
+@router.get("/auth/me", response_model=Identity, responses=_errors(401))
+async def me(principal: CurrentPrincipal) -> Any:
+    return Identity.of(principal)

@@ -1,0 +1,69 @@
+"""Reading Migrations, their Candidates and their event log."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from loom_backend.api.deps import MigrationId, ServiceDep, Viewer
+from loom_backend.api.errors import _errors
+from loom_backend.domain import CandidatePage, CandidateStatus, EventPage, EventType, ListMigrationsResponse, Migration
+
+router = APIRouter(tags=["migrations"])
+
+
+@router.get("/migrations", response_model=ListMigrationsResponse, responses=_errors(401, 403))
+async def list_migrations(service: ServiceDep, principal: Viewer) -> Any:
+    return ListMigrationsResponse(migrations=await service.all_migrations(principal))
+
+
+@router.get("/migrations/{migration_id}", response_model=Migration, responses=_errors(401, 403, 404, 422))
+async def get_migration(migration_id: MigrationId, service: ServiceDep, principal: Viewer) -> Any:
+    return await service.get_migration(principal, migration_id)
+
+
+@router.get(
+    "/migrations/{migration_id}/candidates", response_model=CandidatePage, responses=_errors(401, 403, 404, 422)
+)
+async def list_candidates(
+    migration_id: MigrationId,
+    service: ServiceDep,
+    principal: Viewer,
+    status_: Annotated[CandidateStatus | None, Query(alias="status")] = None,
+    kind: Annotated[str | None, Query(max_length=128)] = None,
+    q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
+    needs_attention: Annotated[bool, Query(alias="needsAttention")] = False,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Any:
+    return await service.list_candidates(
+        principal,
+        migration_id,
+        status=status_,
+        kind=kind,
+        text=q,
+        needs_attention=needs_attention,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/migrations/{migration_id}/events", response_model=EventPage, responses=_errors(401, 403, 404, 422))
+async def list_events(
+    migration_id: MigrationId,
+    service: ServiceDep,
+    principal: Viewer,
+    candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
+    event_type: Annotated[EventType | None, Query(alias="type")] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Any:
+    return await service.list_events(
+        principal,
+        migration_id,
+        candidate_id=candidate_id,
+        event_type=event_type,
+        actor=actor,
+        limit=limit,
+        offset=offset,
+    )
