@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from loom_backend.execution.dev_server import free_port
-from tests.e2e.conftest import Loom, unique_id
+from tests.e2e.conftest import ARTIFACTS, Loom, unique_id
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -81,6 +81,9 @@ def test_a_step_whose_migrator_answers_503_shows_the_retry_on_the_timeline_and_t
     expect(mark).to_have_text("Retrying")
     expect(mark).to_have_attribute("title", NOTICE)
     assert migrator.attempts >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    timeline.screenshot(path=str(ARTIFACTS / "timeline-dispatch-retry.png"))
+    page.screenshot(path=str(ARTIFACTS / "board-dispatch-retry.png"))
 
     migrator.back.set()
     expect(notice).to_have_count(0, timeout=15_000)
