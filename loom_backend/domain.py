@@ -254,6 +254,7 @@ class CandidateView(Candidate):
     current_step_status: StepStatus | None = None
     pr_url: str | None = None
     step_updated_at: datetime | None = None
+    dispatch_retry: DispatchRetry | None = None  # the current Step waits for its Migrator to come back
 
     @property
     def needs_attention(self) -> bool:

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from loom_backend.domain import Burndown, FailedStep, MetricsOverview, StepMetrics, TimelineDay
+from loom_backend.domain import Burndown, DispatchRetry, FailedStep, MetricsOverview, StepMetrics, TimelineDay
 
 STATUS_LABELS = {
     "not_started": "Not started",
@@ -115,6 +115,17 @@ def _elapsed(seconds: float) -> str:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def next_attempt(at: datetime, now: datetime) -> str:
+    """When Loom tries the Migrator again: 'next in 40 s', 'next in 4 min'; 'retrying now' once that moment passed."""
+    seconds = (at - now).total_seconds()
+    return f"next in {_span(math.ceil(seconds))}" if seconds >= 1 else "retrying now"
+
+
+def dispatch_retry_text(retry: DispatchRetry, now: datetime) -> str:
+    """The timeline's notice for a Step whose Migrator cannot be reached yet."""
+    return f"Migrator unreachable, retrying — attempt {retry.attempt}, {next_attempt(retry.next_attempt_at, now)}"
 
 
 def clock_time(moment: datetime | None) -> str:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import reflex as rx
 
@@ -72,12 +71,6 @@ def _client_connected(token: str) -> bool:
         if namespace is not None:
             return token in namespace.token_to_sid
     return True
-
-
-@dataclass
-class MetaPair:
-    key: str
-    value: str
 
 
 class LoomState(rx.State):

@@ -300,6 +300,7 @@ class RunWorkflow:
                             error=message,
                             next_attempt_at=workflow.now() + timedelta(seconds=delay),
                         )
+                        in_flight.step.updated_at = workflow.now()  # moves the activity marker: live pages show it
                         self._enqueue(self._result(in_flight.step, retry.metadata()))
                 try:
                     await workflow.wait_condition(lambda: not in_flight.needed(), timeout=timedelta(seconds=delay))
@@ -307,6 +308,7 @@ class RunWorkflow:
                 except TimeoutError:
                     continue
             if failures and in_flight.needed():
+                in_flight.step.updated_at = workflow.now()
                 self._enqueue(self._result(in_flight.step))  # the retry notice goes
             return None
 

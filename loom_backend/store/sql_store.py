@@ -38,6 +38,7 @@ from loom_backend.domain import (
     CandidatePage,
     CandidateStatus,
     CandidateView,
+    DispatchRetry,
     EventPage,
     EventType,
     FailureList,
@@ -375,6 +376,11 @@ class SqlStore:
                 "current_step_status": StepStatus(current["status"]),
                 "pr_url": pr_url,
                 "step_updated_at": _utc(current["updated_at"]),
+                "dispatch_retry": (
+                    DispatchRetry.of(_step_result(current))
+                    if current["status"] == StepStatus.IN_PROGRESS.value
+                    else None
+                ),
             }
         return progress
 

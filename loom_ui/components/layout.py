@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from loom_ui.components.access import user_menu
@@ -120,3 +122,19 @@ def empty_state(icon: str, title: str | rx.Var, *body: rx.Component) -> rx.Compo
 
 def skeleton_rows(n: int = 3, height: str = "72px") -> rx.Component:
     return rx.vstack(*[rx.skeleton(height=height, width="100%") for _ in range(n)], spacing="3", width="100%")
+
+
+def page_header(title: Any, subtitle: Any = None, *actions: rx.Component, **props: Any) -> rx.Component:
+    """A page's title row: the heading (text, or a component of its own), a line of what it shows, its actions."""
+    heading = title if isinstance(title, rx.Component) else rx.heading(title, size="7")
+    return rx.hstack(
+        rx.vstack(
+            heading,
+            *([rx.text(subtitle, size="2", color=rx.color("gray", 11))] if subtitle is not None else []),
+            spacing="1",
+            flex="1",
+            min_width="0",
+        ),
+        *actions,
+        **{"align": "end", "width": "100%", "margin_bottom": "20px", **props},
+    )

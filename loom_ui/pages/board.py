@@ -3,83 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import CandidateStatus, CandidateView, Migration
+from loom_backend.domain import Migration
 from loom_ui import format as fmt
-from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
-from loom_ui.components.status import status_badge
+from loom_ui.components.card import card
+from loom_ui.components.dialog import dialog
+from loom_ui.components.forms import input_field
+from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
 from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
-from loom_ui.state import LiveMixin, LoomState, MetaPair, error_text, service
-
-PAGE_SIZE = 50
-COLUMNS = [
-    (CandidateStatus.NOT_STARTED, "Not started"),
-    (CandidateStatus.RUNNING, "Running"),
-    (CandidateStatus.COMPLETED, "Completed"),
-]
-SHOWN_METADATA = 3
-
-
-@dataclass
-class CardView:
-    id: str = ""
-    kind: str = ""
-    href: str = ""
-    status: str = ""
-    meta: list[MetaPair] = field(default_factory=list)
-    step: str = ""
-    step_label: str = ""
-    step_color: str = "gray"
-    pr_url: str = ""
-    attention: str = ""
-    selectable: bool = False
-
-
-@dataclass
-class ColumnView:
-    status: str = ""
-    title: str = ""
-    total: int = 0
-    total_text: str = "0"
-    cards: list[CardView] = field(default_factory=list)
-    more: int = 0
-
-
-@dataclass
-class StepLine:
-    number: int = 0
-    name: str = ""
-    description: str = ""
-    type: str = ""
-
-
-@dataclass
-class InputField:
-    name: str = ""
-    label: str = ""
-    description: str = ""
-    value: str = ""
-
-
-def card_view(migration_id: str, c: CandidateView) -> CardView:
-    status = c.current_step_status.value if c.current_step_status else ""
-    return CardView(
-        id=c.id,
-        kind=c.kind,
-        href=f"/migrations/{migration_id}/candidates/{c.id}",
-        status=c.status.value,
-        meta=[MetaPair(k, v) for k, v in list(c.metadata.items())[:SHOWN_METADATA]],
-        step=c.current_step or "",
-        step_label=fmt.status_label(status) if c.current_step else "",
-        step_color=fmt.status_color(status),
-        pr_url=c.pr_url or "",
-        attention=fmt.attention_level(status) if c.needs_attention else "",
-        selectable=c.status == CandidateStatus.NOT_STARTED,
-    )
+from loom_ui.state import LiveMixin, LoomState, error_text, service
+from loom_ui.views.board import COLUMNS, PAGE_SIZE, CardView, ColumnView, StepLine, column_view, plan_lines
+from loom_ui.views.common import InputField, MetaPair, entered, input_fields, with_value
 
 
 class BoardState(LiveMixin, LoomState):
@@ -125,9 +63,9 @@ class BoardState(LiveMixin, LoomState):
     async def _reload(self) -> None:
         mid = self.migration_id
         f = self._filter()
+        now = datetime.now(UTC)
         columns = []
         for status, title in COLUMNS:
-            limit = self._limits.get(status.value, PAGE_SIZE)
             result = await service().list_candidates(
                 self._viewer(),
                 mid,
@@ -136,19 +74,10 @@ class BoardState(LiveMixin, LoomState):
                 text=f.text or None,
                 metadata=f.metadata or None,
                 needs_attention=f.attention,
-                limit=limit,
+                limit=self._limits.get(status.value, PAGE_SIZE),
                 offset=0,
             )
-            columns.append(
-                ColumnView(
-                    status=status.value,
-                    title=title,
-                    total=result.total,
-                    total_text=f"{result.total:,}",
-                    cards=[card_view(mid, c) for c in result.candidates],
-                    more=min(PAGE_SIZE, max(0, result.total - len(result.candidates))),
-                )
-            )
+            columns.append(column_view(mid, status, title, result, now))
         self.columns = columns
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]
@@ -160,8 +89,8 @@ class BoardState(LiveMixin, LoomState):
         self.name = migration.name
         self.description = migration.description
         self.overview = list(migration.overview)
-        self.plan = [StepLine(i + 1, s.name, s.description or "", s.type or "") for i, s in enumerate(migration.steps)]
-        self.required_inputs = [InputField(i.name, i.label, i.description or "", "") for i in migration.required_inputs]
+        self.plan = plan_lines(migration)
+        self.required_inputs = input_fields(migration.required_inputs)
 
     @rx.event
     async def load(self):
@@ -259,10 +188,7 @@ class BoardState(LiveMixin, LoomState):
 
     @rx.event
     def set_bulk_input(self, name: str, value: str):
-        self.required_inputs = [
-            InputField(i.name, i.label, i.description, value if i.name == name else i.value)
-            for i in self.required_inputs
-        ]
+        self.required_inputs = with_value(self.required_inputs, name, value)
 
     @rx.event
     def open_bulk_start(self):
@@ -283,7 +209,7 @@ class BoardState(LiveMixin, LoomState):
             self.busy = "bulk-start"
             mid = self.migration_id
             chosen = list(self.selected)
-            inputs = {i.name: i.value.strip() for i in self.required_inputs if i.value.strip()}
+            inputs = entered(self.required_inputs)
         failures: list[str] = []
         for cid in chosen:
             try:
@@ -322,93 +248,19 @@ def _meta_chip(m: MetaPair) -> rx.Component:
     )
 
 
-def _attention_mark(c: CardView) -> rx.Component:
-    return rx.match(
-        c.attention,
-        ("failed", rx.badge(rx.icon("circle-x", size=12), "Failed", color_scheme="red", variant="solid")),
-        ("review", rx.badge(rx.icon("eye", size=12), "Needs review", color_scheme="amber", variant="solid")),
-        rx.fragment(),
-    )
-
-
 def candidate_card(c: CardView) -> rx.Component:
-    return rx.box(
-        rx.vstack(
-            rx.hstack(
-                rx.cond(
-                    c.selectable & LoomState.can_operate,
-                    rx.checkbox(
-                        checked=BoardState.selected.contains(c.id),
-                        on_change=lambda v: BoardState.toggle(c.id, v),
-                        aria_label="Select " + c.id,
-                        data_testid="select-candidate",
-                    ),
-                ),
-                rx.link(
-                    c.id,
-                    href=c.href,
-                    weight="bold",
-                    size="2",
-                    color=rx.color("gray", 12),
-                    data_testid="candidate-link",
-                    trim="both",
-                ),
-                rx.spacer(),
-                _attention_mark(c),
-                rx.badge(c.kind, variant="outline", color_scheme="gray", size="1"),
-                width="100%",
-                align="center",
-                spacing="2",
+    return card(
+        c,
+        rx.cond(
+            c.selectable & LoomState.can_operate,
+            rx.checkbox(
+                checked=BoardState.selected.contains(c.id),
+                on_change=lambda v: BoardState.toggle(c.id, v),
+                aria_label="Select " + c.id,
+                data_testid="select-candidate",
             ),
-            rx.cond(
-                c.meta.length() > 0,
-                rx.hstack(rx.foreach(c.meta, _meta_chip), spacing="1", wrap="wrap"),
-            ),
-            rx.cond(
-                c.step != "",
-                rx.hstack(
-                    rx.icon("git-commit-horizontal", size=14, color=rx.color("gray", 10)),
-                    rx.text(c.step, size="1", weight="medium", trim="both"),
-                    status_badge(c.step_label, c.step_color, data_testid="step-status"),
-                    rx.spacer(),
-                    rx.cond(
-                        c.pr_url != "",
-                        rx.link(
-                            rx.hstack(
-                                rx.icon("git-pull-request", size=13),
-                                rx.text("PR", size="1"),
-                                spacing="1",
-                                align="center",
-                            ),
-                            href=c.pr_url,
-                            is_external=True,
-                            size="1",
-                            data_testid="pr-link",
-                        ),
-                    ),
-                    width="100%",
-                    align="center",
-                    spacing="2",
-                ),
-            ),
-            spacing="2",
-            width="100%",
         ),
-        padding="10px 12px",
-        background=rx.color("gray", 1),
-        border=f"1px solid {rx.color('gray', 5)}",
-        border_left=rx.match(
-            c.attention,
-            ("failed", f"4px solid {rx.color('red', 9)}"),
-            ("review", f"4px solid {rx.color('amber', 9)}"),
-            f"1px solid {rx.color('gray', 5)}",
-        ),
-        border_radius="var(--radius-3)",
-        width="100%",
-        data_testid="candidate-card",
-        data_candidate=c.id,
-        data_attention=c.attention,
-        _hover={"border_color": rx.color("accent", 7)},
+        rx.cond(c.meta.length() > 0, rx.hstack(rx.foreach(c.meta, _meta_chip), spacing="1", wrap="wrap")),
     )
 
 
@@ -541,44 +393,26 @@ def _filters() -> rx.Component:
     )
 
 
-def _input_field(i: InputField) -> rx.Component:
-    return rx.vstack(
-        rx.text(i.label, size="2", weight="medium"),
-        rx.input(
-            value=i.value,
-            on_change=lambda v: BoardState.set_bulk_input(i.name, v),
-            width="100%",
-            placeholder="From each Candidate's metadata",
-            name=i.name,
-        ),
-        rx.cond(i.description != "", rx.text(i.description, size="1", color=rx.color("gray", 10))),
-        spacing="1",
-        width="100%",
-    )
-
-
 def _bulk_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Start ", BoardState.selected.length(), " Candidates"),
-            rx.dialog.description(
-                "Inputs you leave empty come from each Candidate's saved inputs or metadata.",
-                size="2",
-                margin_bottom="12px",
-            ),
-            rx.vstack(rx.foreach(BoardState.required_inputs, _input_field), spacing="3"),
-            rx.hstack(
-                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.button(
-                    "Start",
-                    on_click=BoardState.start_selected,
-                    loading=BoardState.busy == "bulk-start",
-                    disabled=BoardState.busy != "",
-                    data_testid="bulk-start-confirm",
+    return dialog(
+        rx.fragment("Start ", BoardState.selected.length(), " Candidates"),
+        "Inputs you leave empty come from each Candidate's saved inputs or metadata.",
+        rx.vstack(
+            rx.foreach(
+                BoardState.required_inputs,
+                lambda i: input_field(
+                    i, lambda v: BoardState.set_bulk_input(i.name, v), "From each Candidate's metadata"
                 ),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
+            ),
+            spacing="3",
+        ),
+        actions=(
+            rx.button(
+                "Start",
+                on_click=BoardState.start_selected,
+                loading=BoardState.busy == "bulk-start",
+                disabled=BoardState.busy != "",
+                data_testid="bulk-start-confirm",
             ),
         ),
         open=BoardState.bulk_open,
@@ -586,53 +420,43 @@ def _bulk_dialog() -> rx.Component:
     )
 
 
-def _overview_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.trigger(
-            rx.button(rx.icon("list-ordered", size=14), "Overview", variant="soft", data_testid="overview-button")
-        ),
-        rx.dialog.content(
-            rx.dialog.title(BoardState.name),
-            rx.dialog.description(BoardState.description, size="2", margin_bottom="12px"),
-            rx.cond(
-                BoardState.overview.length() > 0,
-                rx.vstack(
-                    rx.heading("Phases", size="3"),
-                    rx.ordered_list(rx.foreach(BoardState.overview, lambda o: rx.list_item(rx.text(o, size="2")))),
-                    spacing="2",
-                    margin_bottom="12px",
-                ),
-            ),
-            rx.heading("Steps", size="3", margin_bottom="8px"),
-            rx.vstack(
-                rx.foreach(
-                    BoardState.plan,
-                    lambda s: rx.hstack(
-                        rx.badge(s.number, radius="full", variant="soft"),
-                        rx.vstack(
-                            rx.hstack(
-                                rx.text(s.name, weight="bold", size="2"),
-                                rx.cond(s.type != "", rx.code(s.type, size="1")),
-                                spacing="2",
-                            ),
-                            rx.cond(s.description != "", rx.text(s.description, size="2", color=rx.color("gray", 11))),
-                            spacing="1",
-                        ),
-                        align="start",
-                        spacing="3",
-                    ),
-                ),
-                spacing="3",
-            ),
+def _plan_step(s: StepLine) -> rx.Component:
+    return rx.hstack(
+        rx.badge(s.number, radius="full", variant="soft"),
+        rx.vstack(
             rx.hstack(
-                rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),
-                justify="end",
-                margin_top="16px",
+                rx.text(s.name, weight="bold", size="2"),
+                rx.cond(s.type != "", rx.code(s.type, size="1")),
+                spacing="2",
             ),
-            max_width="640px",
+            rx.cond(s.description != "", rx.text(s.description, size="2", color=rx.color("gray", 11))),
+            spacing="1",
         ),
+        align="start",
+        spacing="3",
+    )
+
+
+def _overview_dialog() -> rx.Component:
+    return dialog(
+        BoardState.name,
+        BoardState.description,
+        rx.cond(
+            BoardState.overview.length() > 0,
+            rx.vstack(
+                rx.heading("Phases", size="3"),
+                rx.ordered_list(rx.foreach(BoardState.overview, lambda o: rx.list_item(rx.text(o, size="2")))),
+                spacing="2",
+                margin_bottom="12px",
+            ),
+        ),
+        rx.heading("Steps", size="3", margin_bottom="8px"),
+        rx.vstack(rx.foreach(BoardState.plan, _plan_step), spacing="3"),
+        close="Close",
+        trigger=rx.button(rx.icon("list-ordered", size=14), "Overview", variant="soft", data_testid="overview-button"),
         open=BoardState.overview_open,
         on_open_change=BoardState.set_overview_open,
+        max_width="640px",
     )
 
 
@@ -648,14 +472,9 @@ def board_page() -> rx.Component:
                 rx.link("Back to Migrations", href="/"),
             ),
             rx.fragment(
-                rx.hstack(
-                    rx.vstack(
-                        rx.heading(BoardState.name, size="7", data_testid="migration-name"),
-                        rx.text(BoardState.description, size="2", color=rx.color("gray", 11)),
-                        spacing="1",
-                        flex="1",
-                        min_width="0",
-                    ),
+                page_header(
+                    rx.heading(BoardState.name, size="7", data_testid="migration-name"),
+                    BoardState.description,
                     rx.link(
                         rx.button(
                             rx.icon("download", size=14),
@@ -671,8 +490,6 @@ def board_page() -> rx.Component:
                         data_testid="download-csv",
                     ),
                     _overview_dialog(),
-                    align="end",
-                    width="100%",
                     margin_bottom="16px",
                 ),
                 metrics_panel(),

@@ -3,127 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import reflex as rx
 
 from loom_backend import errors
 from loom_backend.domain import (
-    CandidateStatus,
     Principal,
-    StepDefinition,
-    StepEvent,
-    StepResult,
-    StepStatus,
     steps_for,
 )
 from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
-from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
+from loom_ui.components.details import file_list, key_values, section
+from loom_ui.components.dialog import confirm_dialog, dialog
+from loom_ui.components.forms import input_field
+from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
 from loom_ui.components.status import status_badge
-from loom_ui.pages.board import InputField
-from loom_ui.state import LiveMixin, LoomState, MetaPair, error_text, service
+from loom_ui.components.timeline import event_row, timeline_step
+from loom_ui.state import LiveMixin, LoomState, error_text, service
+from loom_ui.views.candidate import EventView, FileGroupView, StepView, event_view, file_groups, step_views
+from loom_ui.views.common import InputField, MetaPair, entered, input_fields, with_value
 
 EVENTS_PAGE = 50
-
-
-@dataclass
-class StepView:
-    number: int = 0
-    name: str = ""
-    description: str = ""
-    type: str = ""
-    status: str = ""
-    status_label: str = ""
-    status_color: str = "gray"
-    started: str = ""
-    duration: str = ""
-    pr_url: str = ""
-    instructions: str = ""
-    error: str = ""
-    meta: list[MetaPair] = field(default_factory=list)
-    can_retry: bool = False
-    can_review: bool = False
-    can_mark_merged: bool = False
-
-
-@dataclass
-class EventView:
-    when: str = ""
-    clock: str = ""
-    label: str = ""
-    step: str = ""
-    status: str = ""
-    status_color: str = "gray"
-    actor: str = ""
-    detail: str = ""
-    comment: str = ""
-    type: str = ""
-
-
-@dataclass
-class FileView:
-    path: str = ""
-    url: str = ""
-
-
-@dataclass
-class FileGroupView:
-    name: str = ""
-    repo: str = ""
-    files: list[FileView] = field(default_factory=list)
-
-
-def step_views(plan: list[StepDefinition], results: list[StepResult], running: bool, now: datetime) -> list[StepView]:
-    """Every Step in order, the plan's and any the Run recorded beyond it, with what can be done to each."""
-    by_name = {r.step_name: r for r in results}
-    names = [s.name for s in plan] + [r.step_name for r in results if r.step_name not in {s.name for s in plan}]
-    definitions = {s.name: s for s in plan}
-    views = []
-    for number, name in enumerate(names, start=1):
-        d = definitions.get(name)
-        r = by_name.get(name)
-        status = r.status.value if r else ""
-        meta = {k: v for k, v in r.metadata.items() if k != "prUrl"} if r else {}
-        error = meta.pop("error", "") if r and r.status == StepStatus.FAILED else ""
-        end = r.completed_at if r and r.completed_at else (now if r and r.status.waiting else None)
-        views.append(
-            StepView(
-                number=number,
-                name=name,
-                description=(d.description or "") if d else "",
-                type=(d.type or "") if d else "",
-                status=status,
-                status_label=fmt.status_label(status) if r else "Not reached",
-                status_color=fmt.status_color(status),
-                started=fmt.clock_time(r.started_at) if r else "",
-                duration=fmt.duration(r.started_at if r else None, end),
-                pr_url=(r.pr_url or "") if r else "",
-                instructions=(d.instructions or "") if d and r and r.status == StepStatus.AWAITING_REVIEW else "",
-                error=error,
-                meta=[MetaPair(k, v) for k, v in sorted(meta.items())],
-                can_retry=running and r is not None and r.status == StepStatus.FAILED,
-                can_review=running and r is not None and r.status == StepStatus.AWAITING_REVIEW,
-                can_mark_merged=running and r is not None and r.status == StepStatus.OPEN,
-            )
-        )
-    return views
-
-
-def event_view(e: StepEvent, now: datetime) -> EventView:
-    return EventView(
-        when=fmt.relative_time(e.created_at, now),
-        clock=fmt.clock_time(e.created_at),
-        label=fmt.event_label(e.event_type.value, e.status),
-        step=e.step_name or "",
-        status=fmt.status_label(e.status) if e.status else "",
-        status_color=fmt.status_color(e.status),
-        actor=e.actor or "",
-        detail=fmt.event_detail(e.metadata),
-        comment=fmt.event_comment(e.metadata),
-        type=e.event_type.value,
-    )
 
 
 class CandidateState(LiveMixin, LoomState):
@@ -165,7 +66,6 @@ class CandidateState(LiveMixin, LoomState):
         except errors.RunNotFound:
             results = []
         events = await service().list_events(who, mid, candidate_id=cid, limit=self._events_limit)
-        running = candidate.status == CandidateStatus.RUNNING
         self.migration_name = migration.name
         self.kind = candidate.kind
         self.status = candidate.status.value
@@ -173,20 +73,13 @@ class CandidateState(LiveMixin, LoomState):
         self.status_color = fmt.status_color(candidate.status.value)
         self.meta = [MetaPair(k, v) for k, v in candidate.metadata.items()]
         self.saved_inputs = [MetaPair(k, v) for k, v in sorted(saved.items())]
-        self.steps = step_views(steps_for(candidate, migration.steps), results, running, now)
+        self.steps = step_views(steps_for(candidate, migration.steps), results, candidate.status, now)
         self.events = [event_view(e, now) for e in events.events]
         self.events_total = events.total
         self.events_showing = fmt.showing(len(events.events), events.total, "event")
-        self.files = [
-            FileGroupView(g.name, g.repo, [FileView(f.path, f.url) for f in g.files]) for g in candidate.files
-        ]
+        self.files = file_groups(candidate)
         if not self.inputs_open:
-            self.inputs = [
-                InputField(
-                    i.name, i.label, i.description or "", saved.get(i.name) or candidate.metadata.get(i.name, "")
-                )
-                for i in migration.required_inputs
-            ]
+            self.inputs = input_fields(migration.required_inputs, saved, candidate.metadata)
 
     async def _refresh_nav(self) -> None:
         await self._count_needs_me()
@@ -233,9 +126,7 @@ class CandidateState(LiveMixin, LoomState):
 
     @rx.event
     def set_input(self, name: str, value: str):
-        self.inputs = [
-            InputField(i.name, i.label, i.description, value if i.name == name else i.value) for i in self.inputs
-        ]
+        self.inputs = with_value(self.inputs, name, value)
 
     @rx.event
     def open_inputs(self, mode: str):
@@ -269,19 +160,16 @@ class CandidateState(LiveMixin, LoomState):
                 return rx.toast.error(error_text(exc))
         return rx.toast.success(done)
 
-    def _input_values(self) -> dict[str, str]:
-        return {i.name: i.value.strip() for i in self.inputs if i.value.strip()}
-
     @rx.event(background=True)
     async def start(self):
         async with self:
-            inputs = self._input_values()
+            inputs = entered(self.inputs)
         return await self._act("start", lambda mid, cid, who: service().start_run(who, mid, cid, inputs), "Run started")
 
     @rx.event(background=True)
     async def save_inputs(self):
         async with self:
-            inputs = self._input_values()
+            inputs = entered(self.inputs)
         return await self._act(
             "inputs", lambda mid, cid, who: service().update_inputs(who, mid, cid, inputs), "Inputs saved"
         )
@@ -393,138 +281,11 @@ def _step_actions(s: StepView) -> rx.Component:
     )
 
 
-def _step(s: StepView) -> rx.Component:
-    return rx.hstack(
-        rx.vstack(
-            rx.center(
-                rx.text(s.number, size="1", weight="bold"),
-                width="26px",
-                height="26px",
-                border_radius="999px",
-                background=rx.color(s.status_color, 4),
-                color=rx.color(s.status_color, 11),
-                border=f"1px solid {rx.color('gray', 6)}",
-                flex_shrink="0",
-            ),
-            rx.box(width="2px", flex_grow="1", background=rx.color("gray", 5)),
-            align="center",
-            spacing="1",
-            align_self="stretch",
-        ),
-        rx.vstack(
-            rx.hstack(
-                rx.text(s.name, weight="bold", size="3"),
-                rx.cond(s.type != "", rx.code(s.type, size="1", variant="ghost")),
-                status_badge(s.status_label, s.status_color, data_testid="timeline-status"),
-                rx.spacer(),
-                rx.cond(s.started != "", rx.text(s.started, size="1", color=rx.color("gray", 10))),
-                rx.cond(
-                    s.duration != "",
-                    rx.badge(rx.icon("timer", size=11), s.duration, variant="outline", color_scheme="gray"),
-                ),
-                width="100%",
-                align="center",
-                spacing="2",
-                wrap="wrap",
-            ),
-            rx.cond(s.description != "", rx.text(s.description, size="2", color=rx.color("gray", 11))),
-            rx.cond(
-                s.pr_url != "",
-                rx.link(
-                    rx.hstack(
-                        rx.icon("git-pull-request", size=14), rx.text(s.pr_url, size="2"), spacing="1", align="center"
-                    ),
-                    href=s.pr_url,
-                    is_external=True,
-                    data_testid="timeline-pr-link",
-                ),
-            ),
-            rx.cond(
-                s.error != "",
-                rx.callout(
-                    s.error, icon="circle-x", color_scheme="red", size="1", width="100%", data_testid="step-error"
-                ),
-            ),
-            rx.cond(
-                s.instructions != "",
-                rx.callout(s.instructions, icon="clipboard-check", color_scheme="amber", size="1", width="100%"),
-            ),
-            rx.cond(
-                s.meta.length() > 0,
-                rx.hstack(
-                    rx.foreach(
-                        s.meta, lambda m: rx.badge(m.key, ": ", m.value, variant="surface", color_scheme="gray")
-                    ),
-                    wrap="wrap",
-                    spacing="1",
-                ),
-            ),
-            _step_actions(s),
-            spacing="2",
-            width="100%",
-            padding_bottom="18px",
-        ),
-        spacing="3",
-        width="100%",
-        data_testid="timeline-step",
-        data_step=s.name,
-        data_status=s.status,
-    )
-
-
-def _event(e: EventView) -> rx.Component:
-    return rx.hstack(
-        rx.box(
-            width="8px",
-            height="8px",
-            border_radius="999px",
-            background=rx.color(e.status_color, 9),
-            margin_top="7px",
-            flex_shrink="0",
-        ),
-        rx.vstack(
-            rx.hstack(
-                rx.text(e.label, size="2", weight="medium", data_testid="event-label"),
-                rx.cond(e.step != "", rx.code(e.step, size="1", variant="ghost")),
-                rx.cond(e.status != "", status_badge(e.status, e.status_color, size="1")),
-                rx.spacer(),
-                rx.text(e.when, size="1", color=rx.color("gray", 10), white_space="nowrap"),
-                spacing="2",
-                wrap="wrap",
-                align="center",
-                width="100%",
-            ),
-            rx.hstack(
-                rx.cond(
-                    e.actor != "",
-                    rx.text(
-                        "by ", rx.text.strong(e.actor), size="1", color=rx.color("gray", 11), data_testid="event-actor"
-                    ),
-                ),
-                rx.text(e.clock, size="1", color=rx.color("gray", 10)),
-                spacing="2",
-            ),
-            rx.cond(
-                e.comment != "",
-                rx.blockquote(e.comment, size="2", color=rx.color("gray", 12), data_testid="event-comment"),
-            ),
-            rx.cond(e.detail != "", rx.text(e.detail, size="1", color=rx.color("gray", 11))),
-            spacing="1",
-            width="100%",
-        ),
-        spacing="2",
-        align="start",
-        width="100%",
-        data_testid="event",
-        data_type=e.type,
-    )
-
-
 def _history() -> rx.Component:
     return rx.cond(
         S.events.length() > 0,
         rx.vstack(
-            rx.vstack(rx.foreach(S.events, _event), spacing="3", width="100%"),
+            rx.vstack(rx.foreach(S.events, event_row), spacing="3", width="100%"),
             rx.cond(
                 S.events_showing != "",
                 rx.hstack(
@@ -553,53 +314,20 @@ def _history() -> rx.Component:
     )
 
 
-def _section(title: str, *children, **props) -> rx.Component:
-    return rx.card(rx.vstack(rx.heading(title, size="3"), *children, spacing="3", width="100%"), width="100%", **props)
-
-
 def _inputs_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(S.inputs_mode == "start", "Start " + S.candidate_id, "Edit inputs")),
-            rx.dialog.description(
-                rx.cond(
-                    S.inputs_mode == "start",
-                    "The Migration needs these inputs. Values come from saved inputs or the Candidate's metadata.",
-                    "Saved inputs apply to Steps that have not run yet.",
-                ),
-                size="2",
-                margin_bottom="12px",
-            ),
-            rx.vstack(
-                rx.foreach(
-                    S.inputs,
-                    lambda i: rx.vstack(
-                        rx.el.label(rx.text(i.label, size="2", weight="medium"), html_for="input-" + i.name),
-                        rx.input(
-                            value=i.value,
-                            on_change=lambda v: S.set_input(i.name, v),
-                            id="input-" + i.name,
-                            name=i.name,
-                            width="100%",
-                            data_testid="input-" + i.name,
-                        ),
-                        rx.cond(i.description != "", rx.text(i.description, size="1", color=rx.color("gray", 10))),
-                        spacing="1",
-                        width="100%",
-                    ),
-                ),
-                spacing="3",
-            ),
-            rx.hstack(
-                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.cond(
-                    S.inputs_mode == "start",
-                    _action_button("Start", "play", "start", S.start, "start-confirm"),
-                    _action_button("Save", "save", "inputs", S.save_inputs, "inputs-confirm"),
-                ),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
+    return dialog(
+        rx.cond(S.inputs_mode == "start", "Start " + S.candidate_id, "Edit inputs"),
+        rx.cond(
+            S.inputs_mode == "start",
+            "The Migration needs these inputs. Values come from saved inputs or the Candidate's metadata.",
+            "Saved inputs apply to Steps that have not run yet.",
+        ),
+        rx.vstack(rx.foreach(S.inputs, lambda i: input_field(i, lambda v: S.set_input(i.name, v))), spacing="3"),
+        actions=(
+            rx.cond(
+                S.inputs_mode == "start",
+                _action_button("Start", "play", "start", S.start, "start-confirm"),
+                _action_button("Save", "save", "inputs", S.save_inputs, "inputs-confirm"),
             ),
         ),
         open=S.inputs_open,
@@ -608,20 +336,11 @@ def _inputs_dialog() -> rx.Component:
 
 
 def _cancel_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Cancel the Run of " + S.candidate_id + "?"),
-            rx.alert_dialog.description(
-                "The Run stops and the Candidate goes back to Not started. PRs already opened stay open.", size="2"
-            ),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Keep running", variant="soft", color_scheme="gray")),
-                _action_button("Cancel Run", "square", "cancel", S.cancel, "cancel-confirm", color_scheme="red"),
-                justify="end",
-                spacing="3",
-                margin_top="16px",
-            ),
-        ),
+    return confirm_dialog(
+        "Cancel the Run of " + S.candidate_id + "?",
+        "The Run stops and the Candidate goes back to Not started. PRs already opened stay open.",
+        _action_button("Cancel Run", "square", "cancel", S.cancel, "cancel-confirm", color_scheme="red"),
+        keep="Keep running",
         open=S.cancel_open,
         on_open_change=S.set_cancel_open,
     )
@@ -694,21 +413,17 @@ def candidate_page() -> rx.Component:
                 rx.link("Back to the board", href="/migrations/" + S.migration_id),
             ),
             rx.fragment(
-                rx.hstack(
-                    rx.vstack(
-                        rx.hstack(
-                            rx.heading(S.candidate_id, size="7"),
-                            rx.badge(S.kind, variant="outline", color_scheme="gray"),
-                            status_badge(S.status_label, S.status_color, size="2", data_testid="candidate-status"),
-                            align="center",
-                            spacing="3",
-                        ),
-                        spacing="1",
+                page_header(
+                    rx.hstack(
+                        rx.heading(S.candidate_id, size="7"),
+                        rx.badge(S.kind, variant="outline", color_scheme="gray"),
+                        status_badge(S.status_label, S.status_color, size="2", data_testid="candidate-status"),
+                        align="center",
+                        spacing="3",
                     ),
-                    rx.spacer(),
+                    None,
                     _header_actions(),
                     align="center",
-                    width="100%",
                     margin_bottom="18px",
                 ),
                 rx.cond(
@@ -716,83 +431,26 @@ def candidate_page() -> rx.Component:
                     skeleton_rows(4, "90px"),
                     rx.grid(
                         rx.vstack(
-                            _section(
+                            section(
                                 "Steps",
-                                rx.vstack(rx.foreach(S.steps, _step), spacing="0", width="100%"),
+                                rx.vstack(
+                                    rx.foreach(S.steps, lambda s: timeline_step(s, _step_actions(s))),
+                                    spacing="0",
+                                    width="100%",
+                                ),
                                 data_testid="timeline",
                             ),
-                            _section("History", _history(), data_testid="history"),
+                            section("History", _history(), data_testid="history"),
                             spacing="4",
                             width="100%",
                         ),
                         rx.vstack(
-                            _section(
-                                "Metadata",
-                                rx.data_list.root(
-                                    rx.foreach(
-                                        S.meta,
-                                        lambda m: rx.data_list.item(
-                                            rx.data_list.label(m.key), rx.data_list.value(m.value)
-                                        ),
-                                    ),
-                                    size="1",
-                                ),
-                            ),
+                            section("Metadata", key_values(S.meta)),
                             rx.cond(
-                                S.saved_inputs.length() > 0,
-                                _section(
-                                    "Inputs",
-                                    rx.data_list.root(
-                                        rx.foreach(
-                                            S.saved_inputs,
-                                            lambda m: rx.data_list.item(
-                                                rx.data_list.label(m.key), rx.data_list.value(rx.code(m.value))
-                                            ),
-                                        ),
-                                        size="1",
-                                    ),
-                                ),
+                                S.saved_inputs.length() > 0, section("Inputs", key_values(S.saved_inputs, code=True))
                             ),
-                            _section(
-                                "Files",
-                                rx.cond(
-                                    S.files.length() > 0,
-                                    rx.vstack(
-                                        rx.foreach(
-                                            S.files,
-                                            lambda g: rx.vstack(
-                                                rx.hstack(
-                                                    rx.icon("folder-git-2", size=14),
-                                                    rx.text(g.name, weight="medium", size="2"),
-                                                    rx.cond(g.repo != "", rx.code(g.repo, size="1")),
-                                                    align="center",
-                                                    spacing="2",
-                                                ),
-                                                rx.foreach(
-                                                    g.files,
-                                                    lambda f: rx.cond(
-                                                        f.url != "",
-                                                        rx.link(
-                                                            f.path,
-                                                            href=f.url,
-                                                            is_external=True,
-                                                            size="1",
-                                                            padding_left="20px",
-                                                        ),
-                                                        rx.text(f.path, size="1", padding_left="20px"),
-                                                    ),
-                                                ),
-                                                spacing="1",
-                                            ),
-                                        ),
-                                        spacing="3",
-                                    ),
-                                    rx.text(
-                                        "The Migrator discovered no files for this Candidate.",
-                                        size="2",
-                                        color=rx.color("gray", 10),
-                                    ),
-                                ),
+                            section(
+                                "Files", file_list(S.files, "The Migrator discovered no files for this Candidate.")
                             ),
                             spacing="4",
                             width="100%",

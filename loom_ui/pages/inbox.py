@@ -2,58 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import reflex as rx
 
-from loom_backend.service import WaitingStep
-from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
-from loom_ui.components.layout import empty_state, page, skeleton_rows
+from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
 from loom_ui.state import LiveMixin, LoomState, error_text, service
-
-REASONS = {
-    "review": ("Awaiting review", "amber", "eye"),
-    "failed": ("Failed", "red", "circle-x"),
-    "open_pr": ("PR open", "violet", "git-pull-request"),
-}
-
-
-@dataclass
-class WaitingRow:
-    key: str = ""
-    migration_id: str = ""
-    migration_name: str = ""
-    candidate_id: str = ""
-    step: str = ""
-    reason: str = ""
-    reason_label: str = ""
-    color: str = "gray"
-    icon: str = "circle"
-    waited: str = ""
-    pr_url: str = ""
-    error: str = ""
-    href: str = ""
-
-
-def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
-    label, color, icon = REASONS.get(w.reason, (w.reason, "gray", "circle"))
-    return WaitingRow(
-        key=f"{w.migration_id}/{w.step.candidate_id}/{w.step.step_name}",
-        migration_id=w.migration_id,
-        migration_name=w.migration_name,
-        candidate_id=w.step.candidate_id,
-        step=w.step.step_name,
-        reason=w.reason,
-        reason_label=label,
-        color=color,
-        icon=icon,
-        waited=fmt.waited_for(w.waiting_since, now),
-        pr_url=w.step.pr_url or "",
-        error=w.step.metadata.get("error", "") if w.reason == "failed" else "",
-        href=f"/migrations/{w.migration_id}/candidates/{w.step.candidate_id}",
-    )
+from loom_ui.views.inbox import WaitingRow, waiting_row
 
 
 class InboxState(LiveMixin, LoomState):
@@ -157,20 +113,16 @@ def _row(row: WaitingRow) -> rx.Component:
                 min_width="0",
             ),
             rx.spacer(),
-            rx.match(
-                row.reason,
-                (
-                    "review",
-                    rx.hstack(
-                        _action(row, "approve", "Approve", "check", color_scheme="green"),
-                        rx.link(rx.button("Review", variant="soft"), href=row.href),
-                        spacing="2",
-                    ),
+            rx.cond(
+                row.can_approve,
+                rx.hstack(
+                    _action(row, "approve", "Approve", "check", color_scheme="green"),
+                    rx.link(rx.button("Review", variant="soft"), href=row.href),
+                    spacing="2",
                 ),
-                ("failed", _action(row, "retry", "Retry", "rotate-ccw")),
-                ("open_pr", _action(row, "merged", "Mark as merged", "git-merge", variant="soft")),
-                rx.fragment(),
             ),
+            rx.cond(row.can_retry, _action(row, "retry", "Retry", "rotate-ccw")),
+            rx.cond(row.can_mark_merged, _action(row, "merged", "Mark as merged", "git-merge", variant="soft")),
             align="center",
             spacing="3",
             width="100%",
@@ -183,17 +135,13 @@ def _row(row: WaitingRow) -> rx.Component:
 
 def inbox_page() -> rx.Component:
     return page(
-        rx.vstack(
-            rx.heading("Needs me", size="7"),
-            rx.text(
+        page_header(
+            "Needs me",
+            rx.fragment(
                 "Reviews awaiting approval, failed Steps and PRs open longer than ",
                 InboxState.threshold,
                 ", across every Migration. Oldest first.",
-                size="2",
-                color=rx.color("gray", 11),
             ),
-            spacing="1",
-            margin_bottom="20px",
         ),
         rx.cond(
             InboxState.loading,

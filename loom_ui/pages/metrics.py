@@ -11,7 +11,7 @@ import reflex as rx
 from loom_backend.domain import Principal
 from loom_ui import format as fmt
 from loom_ui.components.charts import activity_chart, burndown_chart, chart_card, counter_tile, step_duration_chart
-from loom_ui.components.layout import empty_state, page, skeleton_rows
+from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
 from loom_ui.state import LiveMixin, LoomState, service
 
 TIMELINE_DAYS = 30
@@ -290,15 +290,8 @@ def metrics_panel() -> rx.Component:
 def metrics_page() -> rx.Component:
     S = MetricsState
     return page(
-        rx.vstack(
-            rx.heading("Metrics", size="7"),
-            rx.text(
-                "How every Migration is going: Candidates, Runs, Step durations and what failed lately.",
-                size="2",
-                color=rx.color("gray", 11),
-            ),
-            spacing="1",
-            margin_bottom="20px",
+        page_header(
+            "Metrics", "How every Migration is going: Candidates, Runs, Step durations and what failed lately."
         ),
         rx.cond(
             S.loading,

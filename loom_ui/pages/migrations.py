@@ -9,7 +9,7 @@ import reflex as rx
 
 from loom_backend.domain import MigrationSummary
 from loom_ui import format as fmt
-from loom_ui.components.layout import empty_state, page, skeleton_rows
+from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
 from loom_ui.components.status import legend_dot, progress_bar
 from loom_ui.state import LiveMixin, LoomState, service
 
@@ -143,19 +143,7 @@ def _empty() -> rx.Component:
 
 def migrations_page() -> rx.Component:
     return page(
-        rx.hstack(
-            rx.vstack(
-                rx.heading("Migrations", size="7"),
-                rx.text(
-                    "Every Migration its Migrators announced, with how far its Candidates got.",
-                    size="2",
-                    color=rx.color("gray", 11),
-                ),
-                spacing="1",
-            ),
-            align="end",
-            margin_bottom="20px",
-        ),
+        page_header("Migrations", "Every Migration its Migrators announced, with how far its Candidates got."),
         rx.cond(
             MigrationsState.loading,
             skeleton_rows(3, "140px"),

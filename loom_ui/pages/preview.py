@@ -2,61 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import reflex as rx
 
-from loom_backend.domain import CandidateStatus, DryRunCandidateRequest, DryRunResult, FileDiffStatus
-from loom_ui import format as fmt
+from loom_backend.domain import CandidateStatus, DryRunCandidateRequest
 from loom_ui.components.access import operator_only, viewer_locked
-from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, skeleton_rows
+from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
 from loom_ui.state import LoomState, error_text, service
-
-FILE_STATUS = {
-    FileDiffStatus.NEW: ("New", "green"),
-    FileDiffStatus.MODIFIED: ("Modified", "blue"),
-    FileDiffStatus.DELETED: ("Deleted", "red"),
-}
-
-
-@dataclass
-class LineView:
-    kind: str = ""
-    text: str = ""
-
-
-@dataclass
-class FilePreview:
-    path: str = ""
-    repo: str = ""
-    label: str = ""
-    color: str = "gray"
-    added: int = 0
-    removed: int = 0
-    lines: list[LineView] = field(default_factory=list)
-
-
-@dataclass
-class StepPreview:
-    name: str = ""
-    skipped: bool = False
-    error: str = ""
-    files: list[FilePreview] = field(default_factory=list)
-
-
-def step_previews(result: DryRunResult) -> list[StepPreview]:
-    previews = []
-    for step in result.steps:
-        files = []
-        for f in step.files:
-            lines = fmt.unified_diff(f.path, f.before, f.after)
-            added, removed = fmt.diff_stats(lines)
-            label, color = FILE_STATUS.get(f.status, (str(f.status), "gray"))
-            files.append(
-                FilePreview(f.path, f.repo, label, color, added, removed, [LineView(d.kind, d.text) for d in lines])
-            )
-        previews.append(StepPreview(step.step_name, step.skipped, step.error or "", files))
-    return previews
+from loom_ui.views.preview import FilePreview, LineView, StepPreview, step_previews
 
 
 class PreviewState(LoomState):
@@ -202,17 +154,9 @@ def preview_page() -> rx.Component:
             crumb(P.candidate_id, "/migrations/" + P.migration_id + "/candidates/" + P.candidate_id),
             rx.text("Preview", size="2", weight="medium"),
         ),
-        rx.hstack(
-            rx.vstack(
-                rx.heading("Preview of ", P.candidate_id, size="7"),
-                rx.text(
-                    "What a Run would change, as the Migrator's dry run reports it. Nothing is written.",
-                    size="2",
-                    color=rx.color("gray", 11),
-                ),
-                spacing="1",
-            ),
-            rx.spacer(),
+        page_header(
+            rx.heading("Preview of ", P.candidate_id, size="7"),
+            "What a Run would change, as the Migrator's dry run reports it. Nothing is written.",
             rx.cond(
                 P.candidate_status == "not_started",
                 operator_only(
@@ -226,8 +170,6 @@ def preview_page() -> rx.Component:
                     )
                 ),
             ),
-            align="end",
-            width="100%",
             margin_bottom="18px",
         ),
         rx.cond(

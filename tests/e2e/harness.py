@@ -151,7 +151,9 @@ def loom_app(
         "LOOM_TEMPORAL_ADDRESS": temporal_address,
         "LOOM_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOOM_DEMO": "false",
-        "LOOM_DISPATCH_MAX_ATTEMPTS": "2",
+        # A Migrator that is away is retried every 2 s at most, for 2 min: long enough to watch, short enough to end.
+        "LOOM_DISPATCH_RETRY_SECONDS": "120",
+        "LOOM_DISPATCH_BACKOFF_MAX_SECONDS": "2",
         "REFLEX_BUN_PATH": str(BUN),
         "REFLEX_TELEMETRY_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",

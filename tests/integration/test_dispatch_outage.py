@@ -54,7 +54,11 @@ async def test_a_migrator_away_for_longer_than_a_few_attempts_is_waited_for_and_
         await eventually(lambda: (r := retrying()) is not None and r.attempt >= 4)
         notice = retrying()
         assert notice is not None and "503" in notice.error and "migrator restarting" in notice.error
-        assert loom.results(CID)["disable-prune"].status is StepStatus.IN_PROGRESS
+        waiting = loom.results(CID)["disable-prune"]
+        assert waiting.status is StepStatus.IN_PROGRESS
+        # Each notice touches the row, so the activity marker moves and open boards show it without a reload.
+        assert waiting.updated_at is not None and waiting.started_at is not None
+        assert waiting.updated_at > waiting.started_at
 
         attempts_while_down = migrator.attempts
         migrator.answer = 202

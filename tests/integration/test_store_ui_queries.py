@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from loom_backend.auth import AccessControl
 from loom_backend.domain import (
     CandidateStatus,
+    DispatchRetry,
     EventType,
     StepEvent,
     StepResult,
@@ -103,3 +104,21 @@ async def test_needs_me_names_the_migration_and_why_each_step_waits(store: SqlSt
         ("review", "review", "Upgrade base image"),
     ]
     assert waiting[0].waiting_since == NOW - timedelta(hours=30)
+
+
+def test_the_board_page_carries_the_dispatch_retry_of_each_candidates_current_step(store: SqlStore) -> None:
+    """The board shows "Migrator unreachable" from the page it already reads: no query per card."""
+    store.announce(announcement(["away", "fine", "failed"]), NOW)
+    retry = DispatchRetry(attempt=3, error="503 Service Unavailable", next_attempt_at=NOW + timedelta(seconds=40))
+    rid = run_id("base-image", "away")
+    store.claim_candidate("base-image", "away", {})
+    store.save_step_result(rid, "base-image", _result("away", "bump", StepStatus.MERGED, NOW - timedelta(hours=1)))
+    waiting = _result("away", "review", StepStatus.IN_PROGRESS, NOW).model_copy(update={"metadata": retry.metadata()})
+    store.save_step_result(rid, "base-image", waiting)
+    _running(store, "fine", "bump", StepStatus.IN_PROGRESS, NOW)
+    _running(store, "failed", "bump", StepStatus.FAILED, NOW)
+
+    cards = {c.id: c for c in store.list_candidates("base-image").candidates}
+    assert cards["away"].current_step == "review"
+    assert cards["away"].dispatch_retry == retry
+    assert cards["fine"].dispatch_retry is None and cards["failed"].dispatch_retry is None

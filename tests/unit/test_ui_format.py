@@ -8,6 +8,7 @@ from loom_backend.domain import (
     Burndown,
     BurndownDay,
     CandidateStatus,
+    DispatchRetry,
     FailedStep,
     MetricsOverview,
     StepMetrics,
@@ -22,6 +23,7 @@ from loom_ui.format import (
     burndown_summary,
     cookie_value,
     diff_stats,
+    dispatch_retry_text,
     duration,
     duration_unit,
     event_comment,
@@ -31,6 +33,7 @@ from loom_ui.format import (
     has_activity,
     login_href,
     millis,
+    next_attempt,
     overview_counters,
     parse_board_query,
     plural,
@@ -273,3 +276,16 @@ def test_login_href_remembers_the_page_to_come_back_to() -> None:
     assert login_href("/inbox") == "/login?next=%2Finbox"
     assert login_href("/") == "/login"
     assert login_href("/login", "next=%2Finbox") == "/login"
+
+
+def test_the_next_dispatch_attempt_reads_in_seconds_or_minutes_and_retrying_now_once_past() -> None:
+    assert next_attempt(NOW + timedelta(seconds=40), NOW) == "next in 40 s"
+    assert next_attempt(NOW + timedelta(seconds=39.2), NOW) == "next in 40 s"
+    assert next_attempt(NOW + timedelta(minutes=4, seconds=10), NOW) == "next in 4 min"
+    assert next_attempt(NOW + timedelta(milliseconds=300), NOW) == "retrying now"
+    assert next_attempt(NOW - timedelta(seconds=5), NOW) == "retrying now"
+
+
+def test_the_dispatch_retry_notice_names_the_attempt_and_when_it_comes() -> None:
+    retry = DispatchRetry(attempt=3, error="503 Service Unavailable", next_attempt_at=NOW + timedelta(seconds=40))
+    assert dispatch_retry_text(retry, NOW) == "Migrator unreachable, retrying — attempt 3, next in 40 s"

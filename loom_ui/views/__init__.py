@@ -1,0 +1,1 @@
+"""What the pages show, built from domain objects: plain dataclasses and pure functions, no Reflex, no I/O."""

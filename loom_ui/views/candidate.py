@@ -1,0 +1,142 @@
+"""The candidate page's rows: the Step timeline with what can be done to each Step, the history, the files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from loom_backend.domain import (
+    Candidate,
+    CandidateStatus,
+    DispatchRetry,
+    StepAction,
+    StepDefinition,
+    StepEvent,
+    StepResult,
+    StepStatus,
+    available_actions,
+)
+from loom_ui import format as fmt
+from loom_ui.views.common import MetaPair
+
+# Metadata the page shows in its own words (the PR link, the error, the retry notice), not as badges.
+RETRY_NOTICE_PREFIX = "dispatchRetry"
+
+
+@dataclass
+class StepView:
+    number: int = 0
+    name: str = ""
+    description: str = ""
+    type: str = ""
+    status: str = ""
+    status_label: str = ""
+    status_color: str = "gray"
+    started: str = ""
+    duration: str = ""
+    pr_url: str = ""
+    instructions: str = ""
+    error: str = ""
+    retrying: str = ""
+    retry_error: str = ""
+    meta: list[MetaPair] = field(default_factory=list)
+    can_retry: bool = False
+    can_review: bool = False
+    can_mark_merged: bool = False
+
+
+@dataclass
+class EventView:
+    when: str = ""
+    clock: str = ""
+    label: str = ""
+    step: str = ""
+    status: str = ""
+    status_color: str = "gray"
+    actor: str = ""
+    detail: str = ""
+    comment: str = ""
+    type: str = ""
+
+
+@dataclass
+class FileView:
+    path: str = ""
+    url: str = ""
+
+
+@dataclass
+class FileGroupView:
+    name: str = ""
+    repo: str = ""
+    files: list[FileView] = field(default_factory=list)
+
+
+def step_view(
+    number: int, name: str, d: StepDefinition | None, r: StepResult | None, candidate: CandidateStatus, now: datetime
+) -> StepView:
+    """One Step of the timeline: its definition, what the Run recorded of it, and the actions the domain allows."""
+    view = StepView(
+        number=number,
+        name=name,
+        description=(d.description or "") if d else "",
+        type=(d.type or "") if d else "",
+        status_label="Not reached",
+        status_color=fmt.status_color(""),
+    )
+    if r is None:
+        return view
+    meta = {k: v for k, v in r.metadata.items() if k != "prUrl" and not k.startswith(RETRY_NOTICE_PREFIX)}
+    error = meta.pop("error", "") if r.status == StepStatus.FAILED else ""
+    end = r.completed_at or (now if r.status.waiting else None)
+    retry = DispatchRetry.of(r)
+    actions = available_actions(candidate, r.status)
+    view.status = r.status.value
+    view.status_label = fmt.status_label(r.status.value)
+    view.status_color = fmt.status_color(r.status.value)
+    view.started = fmt.clock_time(r.started_at)
+    view.duration = fmt.duration(r.started_at, end)
+    view.pr_url = r.pr_url or ""
+    view.instructions = (d.instructions or "") if d and r.status == StepStatus.AWAITING_REVIEW else ""
+    view.error = error
+    view.retrying = fmt.dispatch_retry_text(retry, now) if retry else ""
+    view.retry_error = retry.error if retry else ""
+    view.meta = [MetaPair(k, v) for k, v in sorted(meta.items())]
+    view.can_retry = StepAction.RETRY in actions
+    view.can_review = StepAction.APPROVE in actions
+    view.can_mark_merged = StepAction.MARK_MERGED in actions
+    return view
+
+
+def step_views(
+    plan: Sequence[StepDefinition], results: Sequence[StepResult], candidate: CandidateStatus, now: datetime
+) -> list[StepView]:
+    """Every Step in order, the plan's and any the Run recorded beyond it."""
+    by_name = {r.step_name: r for r in results}
+    planned = {s.name for s in plan}
+    names = [s.name for s in plan] + [r.step_name for r in results if r.step_name not in planned]
+    definitions = {s.name: s for s in plan}
+    return [
+        step_view(number, name, definitions.get(name), by_name.get(name), candidate, now)
+        for number, name in enumerate(names, start=1)
+    ]
+
+
+def event_view(e: StepEvent, now: datetime) -> EventView:
+    return EventView(
+        when=fmt.relative_time(e.created_at, now),
+        clock=fmt.clock_time(e.created_at),
+        label=fmt.event_label(e.event_type.value, e.status),
+        step=e.step_name or "",
+        status=fmt.status_label(e.status) if e.status else "",
+        status_color=fmt.status_color(e.status),
+        actor=e.actor or "",
+        detail=fmt.event_detail(e.metadata),
+        comment=fmt.event_comment(e.metadata),
+        type=e.event_type.value,
+    )
+
+
+def file_groups(candidate: Candidate) -> list[FileGroupView]:
+    return [FileGroupView(g.name, g.repo, [FileView(f.path, f.url) for f in g.files]) for g in candidate.files]

@@ -1,0 +1,60 @@
+"""Needs me's rows: a Step that waits on a person, with the action the domain allows on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from loom_backend.domain import CandidateStatus, StepAction, available_actions
+from loom_backend.service import WaitingStep
+from loom_ui import format as fmt
+
+REASONS = {
+    "review": ("Awaiting review", "amber", "eye"),
+    "failed": ("Failed", "red", "circle-x"),
+    "open_pr": ("PR open", "violet", "git-pull-request"),
+}
+
+
+@dataclass
+class WaitingRow:
+    key: str = ""
+    migration_id: str = ""
+    migration_name: str = ""
+    candidate_id: str = ""
+    step: str = ""
+    reason: str = ""
+    reason_label: str = ""
+    color: str = "gray"
+    icon: str = "circle"
+    waited: str = ""
+    pr_url: str = ""
+    error: str = ""
+    href: str = ""
+    can_approve: bool = False
+    can_retry: bool = False
+    can_mark_merged: bool = False
+
+
+def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
+    label, color, icon = REASONS.get(w.reason, (w.reason, "gray", "circle"))
+    # Needs me lists only Steps of running Runs.
+    actions = available_actions(CandidateStatus.RUNNING, w.step.status)
+    return WaitingRow(
+        key=f"{w.migration_id}/{w.step.candidate_id}/{w.step.step_name}",
+        migration_id=w.migration_id,
+        migration_name=w.migration_name,
+        candidate_id=w.step.candidate_id,
+        step=w.step.step_name,
+        reason=w.reason,
+        reason_label=label,
+        color=color,
+        icon=icon,
+        waited=fmt.waited_for(w.waiting_since, now),
+        pr_url=w.step.pr_url or "",
+        error=w.step.metadata.get("error", "") if w.reason == "failed" else "",
+        href=f"/migrations/{w.migration_id}/candidates/{w.step.candidate_id}",
+        can_approve=StepAction.APPROVE in actions,
+        can_retry=StepAction.RETRY in actions,
+        can_mark_merged=StepAction.MARK_MERGED in actions,
+    )

@@ -1,0 +1,129 @@
+"""What the pages show, built from domain objects without Reflex: the Step timeline, board cards, Needs me rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from loom_backend.domain import (
+    CandidatePage,
+    CandidateStatus,
+    CandidateView,
+    DispatchRetry,
+    InputDefinition,
+    StepDefinition,
+    StepResult,
+    StepStatus,
+)
+from loom_backend.service import WaitingStep
+from loom_ui.views.board import PAGE_SIZE, card_view, column_view
+from loom_ui.views.candidate import step_views
+from loom_ui.views.common import InputField, entered, input_fields, with_value
+from loom_ui.views.inbox import waiting_row
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+PLAN = [
+    StepDefinition(name="bump", migrator_app="m", description="Bump the tag"),
+    StepDefinition(name="review", migrator_app="m", type="manual-review", instructions="Check the dashboards"),
+]
+RETRY = DispatchRetry(
+    attempt=2, error="503 Service Unavailable: restarting", next_attempt_at=NOW + timedelta(seconds=40)
+)
+
+
+def result(step: str, status: StepStatus, **metadata: str) -> StepResult:
+    return StepResult(
+        step_name=step, candidate_id="c", status=status, metadata=metadata, started_at=NOW - timedelta(minutes=2)
+    )
+
+
+def test_a_failed_step_of_a_running_candidate_offers_retry_and_shows_its_error_apart_from_metadata() -> None:
+    steps = step_views(
+        PLAN, [result("bump", StepStatus.FAILED, error="helm failed", attempt="1")], CandidateStatus.RUNNING, NOW
+    )
+    bump, review = steps
+    assert (bump.can_retry, bump.can_review, bump.can_mark_merged) == (True, False, False)
+    assert bump.error == "helm failed"
+    assert [(m.key, m.value) for m in bump.meta] == [("attempt", "1")]
+    assert (review.status_label, review.can_retry, review.number) == ("Not reached", False, 2)
+
+
+def test_no_step_action_is_offered_once_the_run_is_not_running() -> None:
+    results = [result("bump", StepStatus.FAILED, error="x"), result("review", StepStatus.AWAITING_REVIEW)]
+    for status in (CandidateStatus.NOT_STARTED, CandidateStatus.COMPLETED):
+        assert not any(s.can_retry or s.can_review or s.can_mark_merged for s in step_views(PLAN, results, status, NOW))
+
+
+def test_a_review_step_offers_approval_with_its_instructions_and_an_open_pr_offers_mark_merged() -> None:
+    results = [result("bump", StepStatus.OPEN), result("review", StepStatus.AWAITING_REVIEW)]
+    bump, review = step_views(PLAN, results, CandidateStatus.RUNNING, NOW)
+    assert bump.can_mark_merged and not bump.can_review
+    assert review.can_review and review.instructions == "Check the dashboards"
+    assert bump.instructions == ""
+
+
+def test_steps_the_run_recorded_beyond_the_plan_follow_it_in_order() -> None:
+    steps = step_views(PLAN, [result("hotfix", StepStatus.MERGED)], CandidateStatus.RUNNING, NOW)
+    assert [(s.number, s.name) for s in steps] == [(1, "bump"), (2, "review"), (3, "hotfix")]
+
+
+def test_a_step_waiting_for_an_unreachable_migrator_shows_the_retry_notice_and_not_its_raw_keys() -> None:
+    (bump, _) = step_views(
+        PLAN, [result("bump", StepStatus.IN_PROGRESS, **RETRY.metadata())], CandidateStatus.RUNNING, NOW
+    )
+    assert bump.retrying == "Migrator unreachable, retrying — attempt 2, next in 40 s"
+    assert bump.retry_error == "503 Service Unavailable: restarting"
+    assert bump.meta == [] and bump.error == ""
+
+
+def candidate(status: CandidateStatus = CandidateStatus.RUNNING, **progress: object) -> CandidateView:
+    return CandidateView(id="orders", kind="service", status=status, metadata={"team": "a", "tier": "1"}, **progress)
+
+
+def test_a_board_card_marks_a_candidate_whose_migrator_is_unreachable() -> None:
+    card = card_view(
+        "m1", candidate(current_step="bump", current_step_status=StepStatus.IN_PROGRESS, dispatch_retry=RETRY), NOW
+    )
+    assert card.retrying.startswith("Migrator unreachable, retrying — attempt 2, next in 40 s")
+    assert RETRY.error in card.retrying
+    assert (card.step_label, card.attention, card.href) == ("In progress", "", "/migrations/m1/candidates/orders")
+    assert (
+        card_view("m1", candidate(current_step="bump", current_step_status=StepStatus.IN_PROGRESS), NOW).retrying == ""
+    )
+
+
+def test_a_card_needs_attention_when_its_step_failed_and_only_not_started_cards_are_selectable() -> None:
+    failed = card_view("m1", candidate(current_step="bump", current_step_status=StepStatus.FAILED), NOW)
+    assert (failed.attention, failed.selectable) == ("failed", False)
+    assert card_view("m1", candidate(CandidateStatus.NOT_STARTED), NOW).selectable
+
+
+def test_a_column_offers_at_most_one_page_more_of_what_it_does_not_show() -> None:
+    page = CandidatePage(candidates=[candidate(CandidateStatus.NOT_STARTED)], total=5_000, limit=50, offset=0)
+    column = column_view("m1", CandidateStatus.NOT_STARTED, "Not started", page, NOW)
+    assert (column.total_text, column.more, len(column.cards)) == ("5,000", PAGE_SIZE, 1)
+
+
+def test_inputs_are_filled_from_saved_inputs_before_metadata_and_only_typed_values_are_sent() -> None:
+    required = [InputDefinition(name="image", label="Image"), InputDefinition(name="team", label="Team")]
+    fields = input_fields(required, {"image": "base:2"}, {"image": "base:1", "team": "a"})
+    assert [(f.name, f.value) for f in fields] == [("image", "base:2"), ("team", "a")]
+    assert entered(with_value(fields, "team", "  ")) == {"image": "base:2"}
+    assert input_fields(required) == [InputField("image", "Image"), InputField("team", "Team")]
+
+
+def test_needs_me_offers_the_one_action_each_waiting_step_allows() -> None:
+    def row(status: StepStatus, reason: str) -> tuple[bool, bool, bool]:
+        r = waiting_row(WaitingStep("m1", "M", result("bump", status, error="boom"), reason, NOW), NOW)
+        return r.can_approve, r.can_retry, r.can_mark_merged
+
+    assert row(StepStatus.AWAITING_REVIEW, "review") == (True, False, False)
+    assert row(StepStatus.FAILED, "failed") == (False, True, False)
+    assert row(StepStatus.OPEN, "open_pr") == (False, False, True)
+
+
+def test_the_view_builders_import_no_reflex() -> None:
+    code = "import sys, loom_ui.views.board, loom_ui.views.candidate, loom_ui.views.inbox, loom_ui.views.preview; "
+    code += "sys.exit('reflex' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
