@@ -5,9 +5,15 @@ The only place that maps typed errors to HTTP status codes.
 
 import asyncio
 import csv
+import gc
 import io
+import os
+import resource
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, status
@@ -46,6 +52,7 @@ from loom_backend.domain import (
     StepStatusEvent,
     SubmitCandidatesRequest,
     UpdateInputsRequest,
+    WireModel,
 )
 from loom_backend.service import MAX_FAILURES, MAX_TIMELINE_DAYS, LoomService
 
@@ -319,6 +326,11 @@ def create_api(
     @router.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @router.get("/debug/process", tags=["ops"], response_model=ProcessFigures, responses=_errors(401, 403))
+    async def debug_process(_: Annotated[Principal, Depends(role(Role.ADMIN))]) -> Any:
+        """This process's size for admins, so a soak (or an operator) sees growth that should not be there."""
+        return ProcessFigures.now()
 
     # -- signing in -------------------------------------------------------------------------
 
@@ -595,6 +607,52 @@ def create_api(
     )
     app.add_middleware(BodySizeLimit)
     return app
+
+
+# -- process figures (GET /api/debug/process) ---------------------------------------------------
+
+_STARTED = time.monotonic()
+
+
+class ProcessFigures(WireModel):
+    """What grows when a process leaks: memory, threads, `sys.path` (every failed import walks it), gc counts."""
+
+    pid: int
+    uptime_seconds: float
+    rss_bytes: int
+    threads: int
+    sys_path_entries: int
+    gc_counts: list[int]
+
+    @classmethod
+    def now(cls) -> Self:
+        return cls(
+            pid=os.getpid(),
+            uptime_seconds=round(time.monotonic() - _STARTED, 3),
+            rss_bytes=_rss_bytes(),
+            threads=_os_threads(),
+            sys_path_entries=len(sys.path),
+            gc_counts=list(gc.get_count()),
+        )
+
+
+def _rss_bytes() -> int:
+    """Resident memory now, from /proc on Linux; elsewhere the peak, which is what `resource` offers."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _os_threads() -> int:
+    """Every thread of the process (Temporal's Rust core and thread pools too), not only Python's."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    except (OSError, StopIteration):
+        return threading.active_count()
 
 
 # -- metrics, history export and Prometheus ----------------------------------------------------
