@@ -8,7 +8,8 @@ SQLite in a temporary data dir, LOOM_DEMO=false) as tests/e2e/harness.py does, a
    Step (the app's process tree, from /proc);
 2. soak: V board tabs open in Chromium for N minutes on one Migration's board, sampling the app's RSS, threads and
    `sys.path` length (GET /api/debug/process), and the CPU the tabs' polling alone costs;
-3. after: the same batch again, the tabs still open (so their polling is in its CPU; printed net of it too).
+3. after: the same batch again, the tabs still open (so their polling is in its CPU; printed net of it too);
+4. closed: once more after the tabs closed and their watch loops stopped: a leak stays, the tabs' live work goes.
 
 Target (issue 13): after 30 minutes with 10 tabs, Steps/s and CPU per Step within 10% of fresh, RSS growth < 50 MB.
 """
@@ -42,6 +43,7 @@ from loom_backend.domain import DispatchStepRequest  # noqa: E402
 from loom_backend.execution.dev_server import free_port  # noqa: E402
 from loom_backend.execution.engine import connect  # noqa: E402
 from loom_backend.settings import Settings  # noqa: E402
+from loom_ui.state import DISCONNECTED_GRACE_SECONDS, POLL_SECONDS  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -272,6 +274,12 @@ async def soak(loom: Loom, address: str, args: argparse.Namespace) -> None:
             rss_peak = max(rss_peak, rss_final)
             print(sample_line("after", bench, final), flush=True)
             await browser.close()
+        # A closed tab's watch loop stops after the grace period; then what stayed behind is the process itself.
+        await asyncio.sleep(DISCONNECTED_GRACE_SECONDS + 4 * POLL_SECONDS)
+        closed = await bench.batch(args.runs, args.steps)
+        print(closed.line("closed"), flush=True)
+        closed_figures = await bench.figures()
+        print(sample_line("closed", bench, closed_figures), flush=True)
         server.should_exit = True
     throughput = after.steps_per_s / fresh.steps_per_s
     cpu = after.cpu_ms_per_step / fresh.cpu_ms_per_step
@@ -284,6 +292,10 @@ async def soak(loom: Loom, address: str, args: argparse.Namespace) -> None:
         f"sys.path {before['sysPathEntries']} -> {ticking['sysPathEntries']} with tabs open -> "
         f"{soaked['sysPathEntries']} after the soak -> {final['sysPathEntries']}; "
         f"threads {before['threads']} -> {final['threads']}"
+    )
+    print(
+        f"closed/fresh (tabs closed again): Steps/s {closed.steps_per_s / fresh.steps_per_s:.2f}, "
+        f"CPU-ms/Step {closed.cpu_ms_per_step / fresh.cpu_ms_per_step:.2f}; sys.path {closed_figures['sysPathEntries']}"
     )
     ok = throughput >= 0.9 and cpu <= 1.1 and growth < 50 and final["sysPathEntries"] == ticking["sysPathEntries"]
     print("within target" if ok else "OFF TARGET")
