@@ -133,7 +133,10 @@ async def running(
                 address = await stack.enter_async_context(embedded_temporal(settings))
                 settings = settings.model_copy(update={"temporal_address": address})
             client = await connect(settings)
-            engine = TemporalEngine(client, settings.temporal_task_queue, dispatch_policy(settings))
+            temporal = TemporalEngine(client, settings.temporal_task_queue, dispatch_policy(settings))
+            engine = temporal
+            # Routes that need Temporal answer 503 at once while it is down, not after the client's retries.
+            stack.push_async_callback(_stop, asyncio.create_task(temporal.watch()))
             if settings.run_worker if run_worker is None else run_worker:
                 activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
@@ -146,12 +149,29 @@ async def running(
             open_pr_attention_hours=settings.open_pr_attention_hours,
             public_url=settings.public_url,
         )
+        stack.push_async_callback(_stop, asyncio.create_task(_watch_database(store)))
         loom = Loom(settings, store, notifier, engine, service, access)
         _current = loom
         try:
             yield loom
         finally:
             _current = None
+
+
+async def _watch_database(store: MigrationStore, every_seconds: float = 10.0) -> None:
+    """Say loudly, and keep saying, when the database stops taking writes (a SQLite file deleted under Loom, a
+    read-only or full disk): Runs wait meanwhile instead of failing, so the log and /api/readyz are where it shows."""
+    broken = False
+    while True:
+        try:
+            await asyncio.to_thread(store.check_writable)
+            if broken:
+                log.warning("Loom's database takes writes again; Runs go on")
+            broken = False
+        except Exception as exc:
+            broken = True
+            log.error("Loom's database does not take writes: %s. Runs wait until it does.", exc)
+        await asyncio.sleep(every_seconds)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -28,6 +28,7 @@ from loom_backend.domain import (
     MigrationSummary,
     Ownership,
     PrometheusSnapshot,
+    ReadinessCheck,
     RunChange,
     StepMetricsResponse,
     StepResult,
@@ -69,6 +70,9 @@ class RunStore(Protocol):
         """Move a not_started Candidate to running (saving inputs); return its status when it was not not_started."""
 
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None: ...
+
+    def check_writable(self) -> None:
+        """Commit a small write, or raise: what readiness asks, since a database can answer reads and refuse writes."""
 
     def reset_run(self, migration_id: str, candidate_id: str) -> None:
         """Forget the step results of the Candidate's previous Run (in this Migration only) before it runs again."""
@@ -190,6 +194,9 @@ class ExecutionEngine(Protocol):
     """Runs one durable Run per Candidate and relays operator and Migrator actions to it."""
 
     async def start_run(self, manifest: MigrationManifest, actor: str) -> None: ...
+
+    async def readiness(self) -> list[ReadinessCheck]:
+        """Whether Runs can go on: the engine answers, and something executes them."""
 
     async def cancel_run(self, run_id: str, actor: str) -> None: ...
 

@@ -38,6 +38,8 @@ from loom_backend.domain import (
     MigrationSummary,
     Principal,
     PrometheusSnapshot,
+    Readiness,
+    ReadinessCheck,
     Role,
     StepMetricsResponse,
     StepResult,
@@ -61,6 +63,7 @@ from loom_backend.ports import (
 
 T = TypeVar("T")
 MAX_TIMELINE_DAYS = 365
+READINESS_TIMEOUT_SECONDS = 5.0
 MAX_FAILURES = 500
 CANDIDATE_EXPORT_COLUMNS = ("id", "kind", "status", "currentStep", "stepStatus", "prUrl", "stepUpdatedAt")
 
@@ -486,6 +489,17 @@ class LoomService:
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
         return await self._db(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
+
+    async def readiness(self) -> Readiness:
+        """Whether this process can do its work now. No principal: probes do not sign in, and the answer names
+        components (database, Temporal, worker), never data."""
+        try:
+            await asyncio.wait_for(self._db(self.runs.check_writable), READINESS_TIMEOUT_SECONDS)
+            database = ReadinessCheck(name="database", ok=True)
+        except Exception as exc:
+            detail = f"the database does not take writes: {type(exc).__name__}: {exc}"[:500]
+            database = ReadinessCheck(name="database", ok=False, detail=detail)
+        return Readiness.of([database, *await self.engine.readiness()])
 
     async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
         self.authorize(principal, Role.VIEWER)

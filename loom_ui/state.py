@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
+from types import ModuleType
 
 import reflex as rx
 
@@ -63,11 +65,17 @@ def error_text(exc: BaseException) -> str:
     return f"Loom could not do that ({type(exc).__name__}: {exc}). Try again, or check the server log."
 
 
+@functools.cache
+def _app_module() -> ModuleType:
+    """Reflex's app module, resolved once: `get_app()` inserts the working directory into `sys.path` on each call."""
+    from reflex.utils.prerequisites import get_app
+
+    return get_app()
+
+
 def _client_connected(token: str) -> bool:
     with contextlib.suppress(Exception):
-        from reflex.utils.prerequisites import get_app
-
-        namespace = get_app().app.event_namespace
+        namespace = _app_module().app.event_namespace
         if namespace is not None:
             return token in namespace.token_to_sid
     return True

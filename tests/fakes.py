@@ -27,6 +27,7 @@ from loom_backend.domain import (
     Ownership,
     Principal,
     PrincipalKind,
+    ReadinessCheck,
     Role,
     RunChange,
     StepResult,
@@ -104,6 +105,11 @@ class FakeRunStore:
     registry: FakeRegistry
     results: dict[str, list[StepResult]] = field(default_factory=dict)
     applied: list[tuple[str, list[RunChange]]] = field(default_factory=list)
+    unwritable: Exception | None = None
+
+    def check_writable(self) -> None:
+        if self.unwritable is not None:
+            raise self.unwritable
 
     def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
         candidate = self.registry.get_candidate(migration_id, candidate_id)
@@ -262,6 +268,10 @@ class FakeEngine:
     started: dict[str, MigrationManifest] = field(default_factory=dict)
     actions: list[tuple[str, ...]] = field(default_factory=list)
     fail_start: Exception | None = None
+    checks: list[ReadinessCheck] = field(default_factory=lambda: [ReadinessCheck(name="temporal", ok=True)])
+
+    async def readiness(self) -> list[ReadinessCheck]:
+        return list(self.checks)
 
     async def start_run(self, manifest: MigrationManifest, actor: str) -> None:
         if self.fail_start:

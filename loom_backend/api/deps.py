@@ -61,6 +61,7 @@ def role(needed: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 Viewer = Annotated[Principal, Depends(role(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(role(Role.OPERATOR))]
+Admin = Annotated[Principal, Depends(role(Role.ADMIN))]
 MigrationId = Annotated[str, Path(max_length=128)]
 CandidateId = Annotated[str, Path(max_length=128)]
 StepName = Annotated[str, Path(max_length=128)]

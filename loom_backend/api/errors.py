@@ -19,6 +19,7 @@ _ERROR_STATUS: list[tuple[type[errors.LoomError], int]] = [
     (errors.MigratorUnavailable, status.HTTP_502_BAD_GATEWAY),
     (errors.Unauthenticated, status.HTTP_401_UNAUTHORIZED),
     (errors.Forbidden, status.HTTP_403_FORBIDDEN),
+    (errors.ServiceUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
 ]
 
 
@@ -47,6 +48,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "The body is too large",
         422: "The request is malformed; `details` names each field",
         502: "The Migrator could not be reached or answered something Loom cannot read",
+        503: "Something Loom needs (Temporal, its database) is down; try again after `Retry-After` seconds",
     }
     return {code: {"model": ErrorBody, "description": described[code]} for code in codes}
 
@@ -82,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
             [{"field": exc.field, "message": str(exc)}] if isinstance(exc, errors.InvalidInput) and exc.field else None
         )
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, errors.Unauthenticated) else None
+        if isinstance(exc, errors.ServiceUnavailable):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from loom_backend import errors
-from loom_backend.domain import Candidate, MigrationManifest, StepDefinition
+from loom_backend.api import create_api
+from loom_backend.domain import Candidate, MigrationManifest, ReadinessCheck, StepDefinition
 from loom_backend.execution.activities import RunActivities
 from loom_backend.execution.dev_server import embedded_temporal, free_port
 from loom_backend.execution.engine import TemporalEngine, connect
 from loom_backend.execution.worker import build_worker
 from loom_backend.migrator_client import HttpMigratorNotifier
+from loom_backend.service import LoomService
 from loom_backend.settings import Settings
 from loom_backend.store.sql_store import DatabaseFileGone, SqlStore
+from tests.fakes import FakeEngine, FakeNotifier
 from tests.integration.run_fixtures import *  # noqa: F403
+from tests.integration.test_registry_api import announcement
 
 
 def _manifest() -> MigrationManifest:
@@ -88,3 +94,70 @@ async def test_while_temporal_is_down_runs_answer_service_unavailable_at_once(tm
         assert [(c.name, c.ok) for c in checks] == [("temporal", False)]
     finally:
         watching.cancel()
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+async def api(store: SqlStore, access, credentials, fake_engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
+    service = LoomService.over(store, fake_engine, FakeNotifier(), access)
+    transport = httpx.ASGITransport(app=create_api(lambda: service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom", auth=credentials.auth) as client:
+        yield client
+
+
+async def test_readyz_answers_200_with_every_check_when_all_is_well(api: httpx.AsyncClient) -> None:
+    response = await api.get("/api/readyz", auth=None)
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": [{"name": "database", "ok": True, "detail": ""}, {"name": "temporal", "ok": True, "detail": ""}],
+    }
+    assert (await api.get("/api/healthz")).json() == {"status": "ok"}
+
+
+async def test_readyz_answers_503_naming_what_is_down(api: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    fake_engine.checks = [ReadinessCheck(name="temporal", ok=False, detail="Temporal does not answer: UNAVAILABLE")]
+    response = await api.get("/api/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ready"] is False
+    assert {c["name"]: c["ok"] for c in body["checks"]} == {"database": True, "temporal": False}
+    assert "does not answer" in body["checks"][1]["detail"]
+
+
+async def test_readyz_sees_a_sqlite_file_removed_under_loom(tmp_path, access, credentials) -> None:
+    path = tmp_path / "gone.db"
+    store = SqlStore(f"sqlite:///{path}")
+    store.upgrade_schema()
+    service = LoomService.over(store, FakeEngine(), FakeNotifier(), access)
+    transport = httpx.ASGITransport(app=create_api(lambda: service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as client:
+        assert (await client.get("/api/readyz")).status_code == 200
+        path.unlink()
+        response = await client.get("/api/readyz")
+    assert response.status_code == 503
+    database = response.json()["checks"][0]
+    assert database["name"] == "database" and not database["ok"] and "removed or replaced" in database["detail"]
+    store.engine.dispose()
+
+
+async def test_an_action_while_temporal_is_down_answers_503_with_retry_after(
+    api: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    assert (await api.post("/api/registry/announce", json=announcement())).status_code == 200
+    fake_engine.fail_start = errors.ServiceUnavailable("Temporal is unreachable (UNAVAILABLE)", retry_after_seconds=7)
+    response = await api.post(
+        "/api/migrations/base-image/candidates/svc-0/start", json={"inputs": {"targetImage": "debian:13"}}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"] == "ServiceUnavailable" and "Temporal is unreachable" in response.json()["message"]
+    candidate = (await api.get("/api/migrations/base-image/candidates", params={"q": "svc-0"})).json()["candidates"][0]
+    assert candidate["status"] == "not_started"  # nothing half-written

@@ -1,19 +1,88 @@
-"""For whoever runs Loom: a health check, and Prometheus metrics read from SQL at scrape time."""
+"""For whoever runs Loom: liveness, readiness, process figures, and Prometheus metrics read from SQL at scrape time."""
+
+import gc
+import os
+import resource
+import sys
+import threading
+import time
+from typing import Any, Self
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from loom_backend.api.deps import ServiceDep, Viewer
+from loom_backend.api.deps import Admin, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
 from loom_backend.api.prometheus import prometheus_text
+from loom_backend.domain import Readiness, WireModel
 
 router = APIRouter(tags=["ops"])
+_STARTED = time.monotonic()
 
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Whether it can do its work is /readyz."""
     return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Something Loom needs is down; `checks` names it"}},
+)
+async def readyz(service: ServiceDep) -> Any:
+    """Readiness: the database takes a write, Temporal answers with the namespace, and a worker polls the Runs."""
+    readiness = await service.readiness()
+    return JSONResponse(readiness.model_dump(mode="json"), status_code=200 if readiness.ready else 503)
+
+
+class ProcessFigures(WireModel):
+    """What grows when a process leaks: memory, threads, `sys.path` (every failed import walks it), gc counts."""
+
+    pid: int
+    uptime_seconds: float
+    rss_bytes: int
+    threads: int
+    sys_path_entries: int
+    gc_counts: list[int]
+
+    @classmethod
+    def now(cls) -> Self:
+        return cls(
+            pid=os.getpid(),
+            uptime_seconds=round(time.monotonic() - _STARTED, 3),
+            rss_bytes=_rss_bytes(),
+            threads=_os_threads(),
+            sys_path_entries=len(sys.path),
+            gc_counts=list(gc.get_count()),
+        )
+
+
+def _rss_bytes() -> int:
+    """Resident memory now, from /proc on Linux; elsewhere the peak, which is what `resource` offers."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _os_threads() -> int:
+    """Every thread of the process (Temporal's Rust core and thread pools too), not only Python's."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+    except (OSError, StopIteration):
+        return threading.active_count()
+
+
+@router.get("/debug/process", response_model=ProcessFigures, responses=_errors(401, 403))
+async def debug_process(_: Admin) -> Any:
+    """This process's size for admins, so a soak (or an operator) sees growth that should not be there."""
+    return ProcessFigures.now()
 
 
 @router.get(

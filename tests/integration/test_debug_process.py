@@ -1,0 +1,47 @@
+"""GET /api/debug/process: admins see the figures a leak would grow; nobody else does."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import httpx
+import pytest
+
+from loom_backend.api import create_api
+from loom_backend.auth import AccessControl, Role, TokenKind
+from loom_backend.domain import DryRunResult
+from loom_backend.service import LoomService
+from loom_backend.store.sql_store import SqlStore
+from tests.fakes import FakeEngine, FakeNotifier
+
+PATH = "/api/debug/process"
+
+
+def client(store: SqlStore, access: AccessControl) -> httpx.AsyncClient:
+    service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])))
+    app = create_api(lambda: service, get_access=lambda: access)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom")
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_an_admin_sees_this_process_size_threads_and_sys_path(store: SqlStore, access: AccessControl) -> None:
+    token = access.create_token(TokenKind.OPERATOR, "ada", Role.ADMIN)[1]
+    async with client(store, access) as http:
+        response = await http.get(PATH, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    figures = response.json()
+    assert figures["pid"] == os.getpid()
+    assert figures["sysPathEntries"] == len(sys.path)
+    assert figures["rssBytes"] > 1_000_000
+    assert figures["threads"] >= 1
+    assert figures["uptimeSeconds"] >= 0
+    assert len(figures["gcCounts"]) == 3
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_operators_are_refused_and_strangers_asked_to_sign_in(store: SqlStore, access: AccessControl) -> None:
+    operator = access.create_token(TokenKind.OPERATOR, "olga", Role.OPERATOR)[1]
+    async with client(store, access) as http:
+        assert (await http.get(PATH, headers={"Authorization": f"Bearer {operator}"})).status_code == 403
+        assert (await http.get(PATH)).status_code == 401
