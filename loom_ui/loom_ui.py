@@ -14,13 +14,14 @@ from loom_ui.pages.login import LoginState, login_page
 from loom_ui.pages.metrics import MetricsState, MigrationMetricsState, metrics_page
 from loom_ui.pages.migrations import MigrationsState, migrations_page
 from loom_ui.pages.preview import PreviewState, preview_page
-from loom_ui.state import LoomState, use_service
+from loom_ui.state import LoomState, use_app, use_service
 
 use_service(current_service)
 app = rx.App(
     api_transformer=create_api(current_service),
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
 )
+use_app(app)
 app.register_lifespan_task(running)
 app.add_page(
     migrations_page,

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Mapping
-from types import ModuleType
 
 import reflex as rx
 
@@ -65,20 +63,22 @@ def error_text(exc: BaseException) -> str:
     return f"Loom could not do that ({type(exc).__name__}: {exc}). Try again, or check the server log."
 
 
-@functools.cache
-def _app_module() -> ModuleType:
-    """Reflex's app module, resolved once: `get_app()` inserts the working directory into `sys.path` on each call."""
-    from reflex.utils.prerequisites import get_app
+_app: rx.App | None = None
 
-    return get_app()
+
+def use_app(app: rx.App) -> None:
+    """The app module hands over the app, so the watch loop can ask whether a tab is still connected.
+
+    Never Reflex's `get_app()`: it inserts the working directory into `sys.path` on every call, and a
+    per-tick call grew `sys.path` without bound (every failed import then walked all of it).
+    """
+    global _app
+    _app = app
 
 
 def _client_connected(token: str) -> bool:
-    with contextlib.suppress(Exception):
-        namespace = _app_module().app.event_namespace
-        if namespace is not None:
-            return token in namespace.token_to_sid
-    return True
+    namespace = _app.event_namespace if _app is not None else None
+    return namespace is None or token in namespace.token_to_sid
 
 
 class LoomState(rx.State):
