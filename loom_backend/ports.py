@@ -6,7 +6,7 @@ only what it calls and a fake of one is a few lines.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from loom_backend.domain import (
@@ -27,6 +27,7 @@ from loom_backend.domain import (
     MigrationManifest,
     MigrationSummary,
     Ownership,
+    Principal,
     PrometheusSnapshot,
     ReadinessCheck,
     RunChange,
@@ -225,3 +226,37 @@ class MigratorNotifier(Protocol):
     async def dispatch_step(self, request: DispatchStepRequest) -> None: ...
 
     async def dry_run(self, migrator_url: str, request: DryRunRequest) -> DryRunResult: ...
+
+
+class Gatekeeper(Protocol):
+    """Who a caller is (sessions, tokens, the proxy's name) and which Migrator token owns a Migration.
+
+    `auth.AccessControl` is the one implementation; the service asks it and decides what the caller may do.
+    Blocking except the `recent_*`/`recently_*` lookups, which answer from memory.
+    """
+
+    proxy_header: str | None
+    session_lifetime: timedelta
+    secure_cookie: bool
+
+    def proxy_user(self, name: str) -> Principal: ...
+
+    def session(self, secret: str) -> Principal | None: ...
+
+    def bearer(self, token: str) -> Principal | None: ...
+
+    def recent_bearer(self, token: str) -> Principal | None: ...
+
+    def login(self, name: str, password: str) -> tuple[str, Principal]: ...
+
+    def logout(self, secret: str) -> None: ...
+
+    def claim_migration(self, principal: Principal, migration_id: str) -> bool:
+        """Make the Migrator token the Migration's owner unless another owns it; True when the claim is new."""
+
+    def release_migration(self, principal: Principal, migration_id: str) -> None: ...
+
+    def check_migration(self, principal: Principal, migration_id: str) -> None:
+        """Raise Forbidden unless the token owns the Migration."""
+
+    def recently_allowed(self, principal: Principal, migration_id: str) -> bool: ...

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loom_backend import errors
-from loom_backend.auth import AccessControl
 from loom_backend.domain import (
     SESSION_COOKIE,
     Burndown,
@@ -54,6 +53,7 @@ from loom_backend.domain import (
 from loom_backend.ports import (
     BoardQueries,
     ExecutionEngine,
+    Gatekeeper,
     MetricsQueries,
     MigrationStore,
     MigratorNotifier,
@@ -95,7 +95,7 @@ class LoomService:
         metrics: MetricsQueries,
         engine: ExecutionEngine,
         notifier: MigratorNotifier,
-        access: AccessControl,
+        access: Gatekeeper,
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
         public_url: str = "http://localhost:3000",
@@ -117,7 +117,7 @@ class LoomService:
         store: MigrationStore,
         engine: ExecutionEngine,
         notifier: MigratorNotifier,
-        access: AccessControl,
+        access: Gatekeeper,
         **options: Any,
     ) -> LoomService:
         """A service whose read model plays every role, as the SQL store does."""
