@@ -35,6 +35,8 @@ from tests.credentials import new_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+# How long `loom api` may take to answer: on a 2-core machine at load 16 its start took over 30 s.
+START_TIMEOUT = 90.0
 T = TypeVar("T")
 
 # ---- waiting ---------------------------------------------------------------------------------
@@ -309,10 +311,12 @@ class LiveLoom:
                     return False
 
             try:
-                await eventually(healthy, 30, "the Loom app to answer", interval=0.1)
+                await eventually(healthy, START_TIMEOUT, "the Loom app to answer", interval=0.1)
             except AssertionError:
                 self.stop()
-                raise AssertionError(f"the Loom app did not come up in 30 s:\n{self.log_tail()}") from None
+                raise AssertionError(
+                    f"the Loom app did not come up in {START_TIMEOUT:.0f} s:\n{self.log_tail()}"
+                ) from None
         return self
 
     def kill(self) -> None:
