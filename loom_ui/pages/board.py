@@ -249,10 +249,15 @@ class BoardState(LiveMixin, LoomState):
 # -- view ---------------------------------------------------------------------------------
 
 
+CHIP_TEXT = {"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"}
+
+
 def _meta_chip(m: MetaPair) -> rx.Component:
     return rx.button(
-        rx.text(m.key, color=rx.color("gray", 11)),
-        rx.text(m.value),
+        # A button does not wrap: a long key or value is cut with an ellipsis (whole in the title), so a chip
+        # fits a card on a phone.
+        rx.text(m.key, color=rx.color("gray", 11), **CHIP_TEXT, max_width="90px"),
+        rx.text(m.value, **CHIP_TEXT, max_width="160px"),
         size="1",
         variant="soft",
         color_scheme="gray",
@@ -261,7 +266,7 @@ def _meta_chip(m: MetaPair) -> rx.Component:
         data_testid="meta-chip",
         # The filter box does what a chip does: a card keeps its Tab stops to the checkbox, its link and its PR.
         tab_index=-1,
-        style={"gap": "4px", "height": "20px", "padding": "0 6px"},
+        style={"gap": "4px", "height": "20px", "padding": "0 6px", "max_width": "100%", "min_width": "0"},
     )
 
 

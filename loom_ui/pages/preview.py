@@ -160,6 +160,10 @@ def _file(f: FilePreview) -> rx.Component:
             line_height="18px",
             overflow_x="auto",
             padding_y="6px",
+            # A region that scrolls sideways takes the keyboard too.
+            tab_index=0,
+            role="region",
+            aria_label="Diff of " + f.path,
         ),
         border=f"1px solid {rx.color('gray', 5)}",
         border_radius="var(--radius-3)",
