@@ -5,6 +5,10 @@ import os
 import reflex as rx
 
 PORT = int(os.environ.get("LOOM_PORT", "3000"))
+# Reflex picks the npm registry for its frontend packages by timing registry.npmjs.org against
+# registry.npmmirror.com, and logs "Failed to connect to ..." for each probe that fails (three on every start
+# where the mirror is unreachable). Naming the registry skips the probe; npm's own setting still wins.
+os.environ.setdefault("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
 
 config = rx.Config(
     app_name="loom_ui",

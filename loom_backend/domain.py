@@ -376,6 +376,20 @@ class StepStatusEvent(WireModel):
         return value
 
 
+# What an operator types: an input's value and a review comment. The forms say so before submit; the service refuses more.
+MAX_INPUT_LENGTH = 1_000
+MAX_COMMENT_LENGTH = 4_000
+
+
+def text_refusal(label: str, value: str, limit: int) -> str | None:
+    """Why an operator's text is refused (too long, or only spaces), or None; the forms and the service agree."""
+    if len(value) > limit:
+        return f"{label} is {len(value):,} characters; at most {limit:,}"
+    if value and not value.strip():
+        return f"{label} is only spaces; type a value or leave it empty"
+    return None
+
+
 class StartRequest(WireModel):
     inputs: StringMap = Field(default_factory=dict)
 
@@ -389,7 +403,7 @@ class RetryStepRequest(WireModel):
 
 
 class ReviewRequest(WireModel):
-    comment: Annotated[str, Field(max_length=10_000)] | None = None
+    comment: Annotated[str, Field(max_length=MAX_COMMENT_LENGTH)] | None = None
 
 
 class FileDiffStatus(StrEnum):

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from loom_backend import errors
 from loom_backend.domain import (
+    MAX_COMMENT_LENGTH,
+    MAX_INPUT_LENGTH,
     SESSION_COOKIE,
     Burndown,
     Candidate,
@@ -49,6 +51,7 @@ from loom_backend.domain import (
     missing_inputs,
     run_id,
     steps_for,
+    text_refusal,
 )
 from loom_backend.ports import (
     BoardQueries,
@@ -352,6 +355,9 @@ class LoomService:
         comment: str | None = None,
     ) -> None:
         self.authorize(principal, Role.OPERATOR)
+        refusal = text_refusal("The comment", comment or "", MAX_COMMENT_LENGTH)
+        if refusal:
+            raise errors.InvalidInput(refusal, field="comment")
         await self._require_running(migration_id, candidate_id)
         await self.engine.review_step(run_id(migration_id, candidate_id), step_name, approved, principal.name, comment)
 
@@ -384,8 +390,8 @@ class LoomService:
         return CandidateStepsResponse(status=candidate.status, steps=results)
 
     async def dry_run(self, principal: Principal, migration_id: str, request: DryRunCandidateRequest) -> DryRunResult:
-        """A preview asks the Migrator to do the work: operators only."""
-        self.authorize(principal, Role.OPERATOR)
+        """A preview changes nothing (the Migrator's dry run writes nothing), so viewers may preview too."""
+        self.authorize(principal, Role.VIEWER)
         migration = await self._migration(migration_id, with_candidates=False)
         if request.candidate is not None:
             candidate = request.candidate
@@ -555,3 +561,7 @@ class LoomService:
             raise errors.InvalidInput(
                 f"Unknown inputs: {', '.join(unknown)}; this Migration takes: {allowed}", field="inputs"
             )
+        for name, value in sorted(inputs.items()):
+            refusal = text_refusal(name, value, MAX_INPUT_LENGTH)
+            if refusal:
+                raise errors.InvalidInput(refusal, field=f"inputs.{name}")

@@ -20,6 +20,7 @@ use_service(current_service)
 app = rx.App(
     api_transformer=create_api(current_service),
     head_components=[rx.el.link(rel="icon", href="/favicon.svg", type="image/svg+xml")],
+    stylesheets=["/loom.css"],
 )
 use_app(app)
 app.register_lifespan_task(running)

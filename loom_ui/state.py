@@ -40,6 +40,10 @@ def service() -> LoomService:
 
 
 VIEWERS_CANT = "Viewers can't change Runs"
+VIEWER_NOTICE = (
+    "You are signed in as a viewer: you can follow Runs and preview them; starting, reviewing and cancelling "
+    "need the operator role, which an admin can give you."
+)
 
 
 async def principal_of(raw_headers: Mapping[str, str], cookie: str) -> Principal | None:

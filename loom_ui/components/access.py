@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from loom_ui.state import VIEWERS_CANT, LoomState
+from loom_ui.state import VIEWER_NOTICE, VIEWERS_CANT, LoomState
 
 SIGN_OUT_SCRIPT = (
     "fetch('/api/auth/logout', {method: 'POST', credentials: 'same-origin'})"
@@ -34,23 +34,45 @@ def user_menu() -> rx.Component:
     return rx.cond(
         LoomState.user_name != "",
         rx.hstack(
-            rx.icon("circle-user-round", size=16, color=rx.color("gray", 10)),
-            rx.text(LoomState.user_name, size="2", weight="medium", data_testid="signed-in-user"),
+            rx.icon("circle-user-round", size=16, color=rx.color("gray", 11), aria_hidden="true"),
+            rx.text(
+                LoomState.user_name,
+                size="2",
+                weight="medium",
+                data_testid="signed-in-user",
+                # A phone has room for the role, not the name.
+                display=["none", "none", "block"],
+                max_width="160px",
+                overflow="hidden",
+                text_overflow="ellipsis",
+                white_space="nowrap",
+            ),
             rx.badge(LoomState.user_role, variant="soft", color_scheme="gray", data_testid="signed-in-role"),
             rx.cond(
                 ~LoomState.user_via_proxy,
                 rx.button(
                     rx.icon("log-out", size=14),
-                    "Sign out",
+                    rx.text("Sign out", display=["none", "none", "inline"]),
                     size="1",
                     variant="ghost",
                     color_scheme="gray",
                     on_click=rx.call_script(SIGN_OUT_SCRIPT),
+                    aria_label="Sign out",
                     data_testid="sign-out",
                 ),
             ),
             spacing="2",
             align="center",
             margin_right="8px",
+        ),
+    )
+
+
+def viewer_notice() -> rx.Component:
+    """A line that says, without hovering, why the page's actions are disabled for a viewer."""
+    return rx.cond(
+        LoomState.user_role == "viewer",
+        rx.callout(
+            VIEWER_NOTICE, icon="eye", color_scheme="gray", size="1", margin_bottom="12px", data_testid="viewer-notice"
         ),
     )

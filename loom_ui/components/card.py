@@ -12,7 +12,10 @@ from loom_ui.components.status import status_badge
 def _attention_mark(c: Any) -> rx.Component:
     return rx.match(
         c.attention,
-        ("failed", rx.badge(rx.icon("circle-x", size=12), "Failed", color_scheme="red", variant="solid")),
+        (
+            "failed",
+            rx.badge(rx.icon("circle-x", size=12), "Failed", color_scheme="red", variant="solid", high_contrast=True),
+        ),
         ("review", rx.badge(rx.icon("eye", size=12), "Needs review", color_scheme="amber", variant="solid")),
         rx.fragment(),
     )
@@ -37,7 +40,7 @@ def _current_step(c: Any) -> rx.Component:
     return rx.cond(
         c.step != "",
         rx.hstack(
-            rx.icon("git-commit-horizontal", size=14, color=rx.color("gray", 10)),
+            rx.icon("git-commit-horizontal", size=14, color=rx.color("gray", 11), aria_hidden="true"),
             rx.text(c.step, size="1", weight="medium", trim="both"),
             status_badge(c.step_label, c.step_color, data_testid="step-status"),
             rx.spacer(),
@@ -50,12 +53,14 @@ def _current_step(c: Any) -> rx.Component:
                     href=c.pr_url,
                     is_external=True,
                     size="1",
+                    aria_label="PR of " + c.id,
                     data_testid="pr-link",
                 ),
             ),
             width="100%",
             align="center",
             spacing="2",
+            wrap="wrap",
         ),
     )
 
@@ -82,6 +87,7 @@ def card(c: Any, select: rx.Component, metadata: rx.Component) -> rx.Component:
                 width="100%",
                 align="center",
                 spacing="2",
+                wrap="wrap",
             ),
             metadata,
             _current_step(c),

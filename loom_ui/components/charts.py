@@ -49,6 +49,16 @@ def _y_axis(**props) -> rx.Component:
     return rx.recharts.y_axis(tick=TICK, stroke=AXIS, tick_line=False, axis_line=False, **props)
 
 
+# Recharts 3 makes every chart a Tab stop with no name; the card around it names it instead (role="img").
+NOT_FOCUSABLE = {"accessibilityLayer": False}
+CHAR_PX = 7.5
+
+
+def axis_width(longest_label: int) -> int:
+    """A y-axis wide enough for its longest tick label at the 12 px tick font, so none is cut off."""
+    return int(longest_label * CHAR_PX) + 14
+
+
 def activity_chart(rows, height: int = 260) -> rx.Component:
     """Runs started and completed as bars, Steps completed and failed as lines, one group per day."""
     return rx.recharts.composed_chart(
@@ -95,16 +105,23 @@ def activity_chart(rows, height: int = 260) -> rx.Component:
         height=height,
         bar_gap=2,
         margin={"top": 8, "right": 8, "left": 0, "bottom": 0},
+        custom_attrs=NOT_FOCUSABLE,
     )
 
 
-def step_duration_chart(rows, unit, height: int = 260) -> rx.Component:
+def step_duration_chart(rows, unit, height: int = 260, label_width=110) -> rx.Component:
     """One row per Step: the typical (p50) and the slow (p95) successful duration, side by side."""
     return rx.recharts.bar_chart(
         rx.recharts.cartesian_grid(stroke=GRID, stroke_dasharray="3 3", horizontal=False),
         rx.recharts.x_axis(type_="number", tick=TICK, stroke=AXIS, tick_line=False, unit=" " + unit),
         rx.recharts.y_axis(
-            data_key="step", type_="category", tick=TICK, stroke=AXIS, tick_line=False, axis_line=False, width=110
+            data_key="step",
+            type_="category",
+            tick=TICK,
+            stroke=AXIS,
+            tick_line=False,
+            axis_line=False,
+            width=label_width,
         ),
         _tooltip(),
         _legend(),
@@ -131,15 +148,16 @@ def step_duration_chart(rows, unit, height: int = 260) -> rx.Component:
         height=height,
         bar_gap=2,
         margin={"top": 8, "right": 16, "left": 0, "bottom": 0},
+        custom_attrs=NOT_FOCUSABLE,
     )
 
 
-def burndown_chart(rows, dots=False, height: int = 180, legend: bool = True) -> rx.Component:
+def burndown_chart(rows, dots=False, height: int = 180, legend: bool = True, y_width=36) -> rx.Component:
     """Candidates not completed at the end of each day; a dashed line carries today's pace to zero."""
     return rx.recharts.composed_chart(
         _grid(),
         _x_axis(data_key="day"),
-        _y_axis(allow_decimals=False, width=36),
+        _y_axis(allow_decimals=False, width=y_width),
         _tooltip(),
         *([_legend()] if legend else []),
         rx.recharts.area(
@@ -164,6 +182,7 @@ def burndown_chart(rows, dots=False, height: int = 180, legend: bool = True) -> 
         data=rows,
         height=height,
         margin={"top": 8, "right": 8, "left": 0, "bottom": 0},
+        custom_attrs=NOT_FOCUSABLE,
     )
 
 
@@ -172,17 +191,17 @@ def chart_card(title: str, subtitle, chart: rx.Component, has_data, empty_text: 
     return rx.card(
         rx.vstack(
             rx.vstack(
-                rx.heading(title, size="3"),
+                rx.heading(title, size="3", as_="h2"),
                 rx.cond(subtitle != "", rx.text(subtitle, size="1", color=rx.color("gray", 11))),
                 spacing="1",
             ),
             rx.cond(
                 has_data,
-                rx.box(chart, width="100%", data_testid="chart"),
+                rx.box(chart, width="100%", role="img", aria_label=title, data_testid="chart"),
                 rx.center(
                     rx.vstack(
                         rx.icon("chart-no-axes-column", size=22, color=rx.color("gray", 8)),
-                        rx.text(empty_text, size="2", color=rx.color("gray", 10), text_align="center"),
+                        rx.text(empty_text, size="2", color=rx.color("gray", 11), text_align="center"),
                         align="center",
                         spacing="2",
                     ),
@@ -203,9 +222,9 @@ def chart_card(title: str, subtitle, chart: rx.Component, has_data, empty_text: 
 
 def counter_tile(c, compact: bool = False) -> rx.Component:
     """One figure: `c` has key, label, value, hint and color (a Radix scale); compact for the board's panel."""
-    hint = rx.text(c.hint, size="1", color=rx.color("gray", 10))
+    hint = rx.text(c.hint, size="1", color=rx.color("gray", 11))
     return rx.box(
-        rx.text(c.label, size="1", color=rx.color("gray", 11), weight="medium"),
+        rx.text(c.label, size="1", color=rx.color("gray", 11), weight="medium", trim="both"),
         rx.text(
             c.value,
             size="4" if compact else "6",

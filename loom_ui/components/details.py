@@ -9,7 +9,9 @@ import reflex as rx
 
 def section(title: str, *children: rx.Component, **props: Any) -> rx.Component:
     """A titled card of the candidate page."""
-    return rx.card(rx.vstack(rx.heading(title, size="3"), *children, spacing="3", width="100%"), width="100%", **props)
+    return rx.card(
+        rx.vstack(rx.heading(title, size="3", as_="h2"), *children, spacing="3", width="100%"), width="100%", **props
+    )
 
 
 def key_values(pairs: Any, code: bool = False) -> rx.Component:
@@ -36,11 +38,12 @@ def _file(f: Any) -> rx.Component:
 def _file_group(g: Any) -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.icon("folder-git-2", size=14),
+            rx.icon("folder-git-2", size=14, aria_hidden="true"),
             rx.text(g.name, weight="medium", size="2"),
             rx.cond(g.repo != "", rx.code(g.repo, size="1")),
             align="center",
             spacing="2",
+            wrap="wrap",
         ),
         rx.foreach(g.files, _file),
         spacing="1",
@@ -52,5 +55,5 @@ def file_list(groups: Any, empty_text: str) -> rx.Component:
     return rx.cond(
         groups.length() > 0,
         rx.vstack(rx.foreach(groups, _file_group), spacing="3"),
-        rx.text(empty_text, size="2", color=rx.color("gray", 10)),
+        rx.text(empty_text, size="2", color=rx.color("gray", 11)),
     )

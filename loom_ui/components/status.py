@@ -6,7 +6,8 @@ import reflex as rx
 
 
 def status_badge(label, color, **props) -> rx.Component:
-    return rx.badge(label, color_scheme=color, variant="soft", radius="full", **props)
+    # High contrast: amber and red soft badges read below 4.5:1 in the light theme otherwise.
+    return rx.badge(label, color_scheme=color, variant="soft", radius="full", high_contrast=True, **props)
 
 
 def progress_bar(segments) -> rx.Component:

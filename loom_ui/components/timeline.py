@@ -39,7 +39,7 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
                 border_radius="999px",
                 background=rx.color(s.status_color, 4),
                 color=rx.color(s.status_color, 11),
-                border=f"1px solid {rx.color('gray', 6)}",
+                border=rx.cond(s.skipped, f"1px dashed {rx.color('gray', 8)}", f"1px solid {rx.color('gray', 6)}"),
                 flex_shrink="0",
             ),
             rx.box(width="2px", flex_grow="1", background=rx.color("gray", 5)),
@@ -49,11 +49,11 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
         ),
         rx.vstack(
             rx.hstack(
-                rx.text(s.name, weight="bold", size="3"),
+                rx.heading(s.name, size="3", as_="h3"),
                 rx.cond(s.type != "", rx.code(s.type, size="1", variant="ghost")),
                 status_badge(s.status_label, s.status_color, data_testid="timeline-status"),
                 rx.spacer(),
-                rx.cond(s.started != "", rx.text(s.started, size="1", color=rx.color("gray", 10))),
+                rx.cond(s.started != "", rx.text(s.started, size="1", color=rx.color("gray", 11))),
                 rx.cond(
                     s.duration != "",
                     rx.badge(rx.icon("timer", size=11), s.duration, variant="outline", color_scheme="gray"),
@@ -64,6 +64,15 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
                 wrap="wrap",
             ),
             rx.cond(s.description != "", rx.text(s.description, size="2", color=rx.color("gray", 11))),
+            rx.cond(
+                s.skipped,
+                rx.text(
+                    "Skipped: this Candidate's own plan leaves this Step out.",
+                    size="1",
+                    color=rx.color("gray", 11),
+                    data_testid="step-skipped",
+                ),
+            ),
             rx.cond(
                 s.pr_url != "",
                 rx.link(
@@ -99,6 +108,7 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
             actions,
             spacing="2",
             width="100%",
+            min_width="0",
             padding_bottom="18px",
         ),
         spacing="3",
@@ -126,7 +136,7 @@ def event_row(e: Any) -> rx.Component:
                 rx.cond(e.step != "", rx.code(e.step, size="1", variant="ghost")),
                 rx.cond(e.status != "", status_badge(e.status, e.status_color, size="1")),
                 rx.spacer(),
-                rx.text(e.when, size="1", color=rx.color("gray", 10), white_space="nowrap"),
+                rx.text(e.when, size="1", color=rx.color("gray", 11), white_space="nowrap"),
                 spacing="2",
                 wrap="wrap",
                 align="center",
@@ -139,7 +149,7 @@ def event_row(e: Any) -> rx.Component:
                         "by ", rx.text.strong(e.actor), size="1", color=rx.color("gray", 11), data_testid="event-actor"
                     ),
                 ),
-                rx.text(e.clock, size="1", color=rx.color("gray", 10)),
+                rx.text(e.clock, size="1", color=rx.color("gray", 11)),
                 spacing="2",
             ),
             rx.cond(
@@ -149,6 +159,7 @@ def event_row(e: Any) -> rx.Component:
             rx.cond(e.detail != "", rx.text(e.detail, size="1", color=rx.color("gray", 11))),
             spacing="1",
             width="100%",
+            min_width="0",
         ),
         spacing="2",
         align="start",

@@ -13,11 +13,14 @@ from loom_ui import format as fmt
 from loom_ui.components.card import card
 from loom_ui.components.dialog import dialog
 from loom_ui.components.forms import input_field
-from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
+from loom_ui.components.layout import breadcrumb, crumb, empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
 from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.board import COLUMNS, PAGE_SIZE, CardView, ColumnView, StepLine, column_view, plan_lines
-from loom_ui.views.common import InputField, MetaPair, entered, input_fields, with_value
+from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
+
+# One column under another on a phone or a small tablet; side by side from 1024 px (Radix's md).
+BOARD_COLUMNS = rx.breakpoints(initial="1", md="3")
 
 
 class BoardState(LiveMixin, LoomState):
@@ -45,6 +48,10 @@ class BoardState(LiveMixin, LoomState):
 
     def _live_scope(self) -> str | None:
         return self.migration_id or None
+
+    @rx.var
+    def bulk_has_errors(self) -> bool:
+        return has_errors(self.required_inputs)
 
     def _filter(self) -> fmt.BoardFilter:
         return fmt.BoardFilter(
@@ -214,6 +221,14 @@ class BoardState(LiveMixin, LoomState):
         for cid in chosen:
             try:
                 await service().start_run(who, mid, cid, inputs)
+            except errors.InvalidInput as exc:
+                async with self:
+                    shown = with_error(self.required_inputs, exc.field, str(exc))
+                    if shown is not None:
+                        self.required_inputs = shown
+                        self.busy = ""
+                        return None
+                failures.append(f"{cid}: {error_text(exc)}")
             except Exception as exc:
                 failures.append(f"{cid}: {error_text(exc)}")
         async with self:
@@ -234,17 +249,24 @@ class BoardState(LiveMixin, LoomState):
 # -- view ---------------------------------------------------------------------------------
 
 
+CHIP_TEXT = {"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"}
+
+
 def _meta_chip(m: MetaPair) -> rx.Component:
     return rx.button(
-        rx.text(m.key, color=rx.color("gray", 10)),
-        rx.text(m.value),
+        # A button does not wrap: a long key or value is cut with an ellipsis (whole in the title), so a chip
+        # fits a card on a phone.
+        rx.text(m.key, color=rx.color("gray", 11), **CHIP_TEXT, max_width="90px"),
+        rx.text(m.value, **CHIP_TEXT, max_width="160px"),
         size="1",
         variant="soft",
         color_scheme="gray",
         on_click=BoardState.add_meta(m.key, m.value).stop_propagation,
         title="Show only Candidates with " + m.key + " = " + m.value,
         data_testid="meta-chip",
-        style={"gap": "4px", "height": "20px", "padding": "0 6px"},
+        # The filter box does what a chip does: a card keeps its Tab stops to the checkbox, its link and its PR.
+        tab_index=-1,
+        style={"gap": "4px", "height": "20px", "padding": "0 6px", "max_width": "100%", "min_width": "0"},
     )
 
 
@@ -267,7 +289,7 @@ def candidate_card(c: CardView) -> rx.Component:
 def _column(col: ColumnView) -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.text(col.title, weight="bold", size="3"),
+            rx.heading(col.title, size="3", as_="h2"),
             rx.badge(col.total_text, variant="soft", radius="full", data_testid="column-count"),
             rx.spacer(),
             align="center",
@@ -278,7 +300,7 @@ def _column(col: ColumnView) -> rx.Component:
             col.total > 0,
             rx.vstack(rx.foreach(col.cards, candidate_card), spacing="2", width="100%"),
             rx.center(
-                rx.text("No Candidates here", size="2", color=rx.color("gray", 10)),
+                rx.text("No Candidates here", size="2", color=rx.color("gray", 11)),
                 padding="24px",
                 width="100%",
                 border=f"1px dashed {rx.color('gray', 6)}",
@@ -315,12 +337,12 @@ def _filters() -> rx.Component:
             value=BoardState.filter_text,
             on_change=BoardState.set_text,
             placeholder="Filter by id or metadata…",
-            width="280px",
+            width=["100%", "280px"],
             aria_label="Filter Candidates",
             data_testid="filter-text",
         ),
         rx.select.root(
-            rx.select.trigger(placeholder="Any kind", aria_label="Filter by kind"),
+            rx.select.trigger(placeholder="Any kind", aria_label="Filter by kind", data_testid="filter-kind"),
             rx.select.content(
                 rx.select.item("Any kind", value="all"),
                 rx.foreach(BoardState.kinds, lambda k: rx.select.item(k, value=k)),
@@ -376,6 +398,7 @@ def _filters() -> rx.Component:
                     rx.icon("play", size=14),
                     "Start ",
                     BoardState.selected.length(),
+                    aria_label="Start " + BoardState.selected.length().to_string() + " selected Candidates",
                     on_click=BoardState.open_bulk_start,
                     loading=BoardState.busy == "bulk-start",
                     disabled=BoardState.busy != "",
@@ -411,7 +434,7 @@ def _bulk_dialog() -> rx.Component:
                 "Start",
                 on_click=BoardState.start_selected,
                 loading=BoardState.busy == "bulk-start",
-                disabled=BoardState.busy != "",
+                disabled=(BoardState.busy != "") | BoardState.bulk_has_errors,
                 data_testid="bulk-start-confirm",
             ),
         ),
@@ -422,15 +445,16 @@ def _bulk_dialog() -> rx.Component:
 
 def _plan_step(s: StepLine) -> rx.Component:
     return rx.hstack(
-        rx.badge(s.number, radius="full", variant="soft"),
+        rx.badge(s.number, radius="full", variant="soft", flex_shrink="0"),
         rx.vstack(
             rx.hstack(
-                rx.text(s.name, weight="bold", size="2"),
+                rx.heading(s.name, size="2", as_="h4"),
                 rx.cond(s.type != "", rx.code(s.type, size="1")),
                 spacing="2",
             ),
             rx.cond(s.description != "", rx.text(s.description, size="2", color=rx.color("gray", 11))),
             spacing="1",
+            min_width="0",
         ),
         align="start",
         spacing="3",
@@ -444,13 +468,13 @@ def _overview_dialog() -> rx.Component:
         rx.cond(
             BoardState.overview.length() > 0,
             rx.vstack(
-                rx.heading("Phases", size="3"),
+                rx.heading("Phases", size="3", as_="h3"),
                 rx.ordered_list(rx.foreach(BoardState.overview, lambda o: rx.list_item(rx.text(o, size="2")))),
                 spacing="2",
                 margin_bottom="12px",
             ),
         ),
-        rx.heading("Steps", size="3", margin_bottom="8px"),
+        rx.heading("Steps", size="3", as_="h3", margin_bottom="8px"),
         rx.vstack(rx.foreach(BoardState.plan, _plan_step), spacing="3"),
         close="Close",
         trigger=rx.button(rx.icon("list-ordered", size=14), "Overview", variant="soft", data_testid="overview-button"),
@@ -473,33 +497,44 @@ def board_page() -> rx.Component:
             ),
             rx.fragment(
                 page_header(
-                    rx.heading(BoardState.name, size="7", data_testid="migration-name"),
+                    rx.heading(
+                        BoardState.name,
+                        size=rx.breakpoints(initial="6", sm="7"),
+                        as_="h1",
+                        data_testid="migration-name",
+                    ),
                     BoardState.description,
-                    rx.link(
-                        rx.button(
+                    rx.hstack(
+                        link_button(
                             rx.icon("download", size=14),
                             "Download CSV",
+                            href="/api/migrations/" + BoardState.migration_id + "/candidates.csv",
                             variant="soft",
                             color_scheme="gray",
                             white_space="nowrap",
+                            link_props={
+                                # A file from the API, not a page: the browser fetches it rather than the client router.
+                                "custom_attrs": {"reloadDocument": True, "download": True},
+                                "title": "Every Candidate with its current Step, PR link and metadata, as CSV",
+                                "data_testid": "download-csv",
+                            },
                         ),
-                        href="/api/migrations/" + BoardState.migration_id + "/candidates.csv",
-                        # A file from the API, not a page: the browser fetches it rather than the client router.
-                        custom_attrs={"reloadDocument": True, "download": True},
-                        title="Every Candidate with its current Step, PR link and metadata, as CSV",
-                        data_testid="download-csv",
+                        _overview_dialog(),
+                        spacing="2",
+                        wrap="wrap",
                     ),
-                    _overview_dialog(),
                     margin_bottom="16px",
                 ),
                 metrics_panel(),
                 _filters(),
                 rx.cond(
                     BoardState.loading,
-                    rx.grid(*[skeleton_rows(4, "84px") for _ in COLUMNS], columns="3", spacing="4", width="100%"),
+                    rx.grid(
+                        *[skeleton_rows(4, "84px") for _ in COLUMNS], columns=BOARD_COLUMNS, spacing="4", width="100%"
+                    ),
                     rx.grid(
                         rx.foreach(BoardState.columns, _column),
-                        columns="3",
+                        columns=BOARD_COLUMNS,
                         spacing="4",
                         width="100%",
                         align_items="start",

@@ -9,22 +9,37 @@ import reflex as rx
 
 from loom_backend import errors
 from loom_backend.domain import (
+    MAX_COMMENT_LENGTH,
+    CandidateStatus,
     Principal,
     steps_for,
+    text_refusal,
 )
 from loom_ui import format as fmt
 from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.details import file_list, key_values, section
 from loom_ui.components.dialog import confirm_dialog, dialog
-from loom_ui.components.forms import input_field
-from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
+from loom_ui.components.forms import field_error, input_field
+from loom_ui.components.layout import breadcrumb, crumb, empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.components.status import status_badge
 from loom_ui.components.timeline import event_row, timeline_step
 from loom_ui.state import LiveMixin, LoomState, error_text, service
-from loom_ui.views.candidate import EventView, FileGroupView, StepView, event_view, file_groups, step_views
-from loom_ui.views.common import InputField, MetaPair, entered, input_fields, with_value
+from loom_ui.views.candidate import (
+    EventView,
+    FileGroupView,
+    LeftPR,
+    StepView,
+    event_view,
+    file_groups,
+    left_open_prs,
+    step_views,
+)
+from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
 
 EVENTS_PAGE = 50
+# Enough of a cancelled Run's history to find the PRs it left open.
+LEFT_BEHIND_EVENTS = 1_000
+COMMENT_LIMIT_TEXT = f"Optional; at most {MAX_COMMENT_LENGTH:,} characters."
 
 
 class CandidateState(LiveMixin, LoomState):
@@ -41,6 +56,7 @@ class CandidateState(LiveMixin, LoomState):
     events_showing: str = ""
     files: list[FileGroupView] = []
     inputs: list[InputField] = []
+    left_behind: list[LeftPR] = []
     not_found: str = ""
 
     busy: str = ""
@@ -53,6 +69,18 @@ class CandidateState(LiveMixin, LoomState):
 
     def _live_scope(self) -> str | None:
         return self.migration_id or None
+
+    @rx.var
+    def comment_error(self) -> str:
+        return text_refusal("The comment", self.comment, MAX_COMMENT_LENGTH) or ""
+
+    @rx.var
+    def comment_count(self) -> str:
+        return f"{len(self.comment):,} / {MAX_COMMENT_LENGTH:,}"
+
+    @rx.var
+    def inputs_have_errors(self) -> bool:
+        return has_errors(self.inputs)
 
     async def _reload(self) -> None:
         mid, cid = self.migration_id, self.candidate_id
@@ -73,7 +101,18 @@ class CandidateState(LiveMixin, LoomState):
         self.status_color = fmt.status_color(candidate.status.value)
         self.meta = [MetaPair(k, v) for k, v in candidate.metadata.items()]
         self.saved_inputs = [MetaPair(k, v) for k, v in sorted(saved.items())]
-        self.steps = step_views(steps_for(candidate, migration.steps), results, candidate.status, now)
+        self.steps = step_views(
+            steps_for(candidate, migration.steps),
+            results,
+            candidate.status,
+            now,
+            migration_plan=migration.steps,
+            values={"id": cid, **candidate.metadata, **saved},
+        )
+        self.left_behind = []
+        if candidate.status == CandidateStatus.NOT_STARTED and events.total:
+            history = await service().list_events(who, mid, candidate_id=cid, limit=LEFT_BEHIND_EVENTS)
+            self.left_behind = left_open_prs(history.events)
         self.events = [event_view(e, now) for e in events.events]
         self.events_total = events.total
         self.events_showing = fmt.showing(len(events.events), events.total, "event")
@@ -146,6 +185,14 @@ class CandidateState(LiveMixin, LoomState):
             async with self:
                 who = await self._actor()
             await call(mid, cid, who)
+        except errors.InvalidInput as exc:
+            async with self:
+                self.busy = ""
+                shown = with_error(self.inputs, exc.field, str(exc))
+                if shown is not None:
+                    self.inputs = shown
+                    return None
+            return rx.toast.error(error_text(exc), duration=8000)
         except Exception as exc:
             async with self:
                 self.busy = ""
@@ -187,6 +234,8 @@ class CandidateState(LiveMixin, LoomState):
     @rx.event(background=True)
     async def review(self, step: str, approved: bool):
         async with self:
+            if self.comment_error:
+                return None
             comment = self.comment.strip() or None
         return await self._act(
             f"{'approve' if approved else 'reject'}:{step}",
@@ -208,14 +257,14 @@ class CandidateState(LiveMixin, LoomState):
 S = CandidateState
 
 
-def _action_button(label, icon: str, key, on_click, testid: str, **props) -> rx.Component:
+def _action_button(label, icon: str, key, on_click, testid: str, blocked=False, **props) -> rx.Component:
     return operator_only(
         rx.button(
             rx.icon(icon, size=14),
             label,
             on_click=on_click,
             loading=S.busy == key,
-            disabled=viewer_locked(S.busy != ""),
+            disabled=viewer_locked((S.busy != "") | blocked),
             data_testid=testid,
             **props,
         )
@@ -243,15 +292,27 @@ def _step_actions(s: StepView) -> rx.Component:
         rx.cond(
             s.can_review,
             rx.vstack(
+                rx.el.label(rx.text("Comment", size="2", weight="medium"), html_for="review-comment"),
                 rx.text_area(
                     value=S.comment,
                     on_change=S.set_comment,
-                    placeholder="Comment (optional)",
+                    placeholder="What you checked, or why you reject",
                     width="100%",
                     rows="2",
+                    id="review-comment",
                     disabled=~LoomState.can_operate,
+                    aria_invalid=rx.cond(S.comment_error != "", "true", "false"),
+                    aria_describedby="review-comment-help",
                     data_testid="review-comment",
                 ),
+                rx.hstack(
+                    rx.text(COMMENT_LIMIT_TEXT, size="1", color=rx.color("gray", 11), id="review-comment-help"),
+                    rx.spacer(),
+                    rx.text(S.comment_count, size="1", color=rx.color("gray", 11), data_testid="comment-count"),
+                    width="100%",
+                    wrap="wrap",
+                ),
+                field_error(S.comment_error, "comment-error"),
                 rx.hstack(
                     _action_button(
                         "Approve",
@@ -259,8 +320,10 @@ def _step_actions(s: StepView) -> rx.Component:
                         "approve:" + s.name,
                         S.review(s.name, True),
                         "approve",
+                        blocked=S.comment_error != "",
                         size="2",
                         color_scheme="green",
+                        high_contrast=True,
                     ),
                     _action_button(
                         "Reject",
@@ -268,9 +331,11 @@ def _step_actions(s: StepView) -> rx.Component:
                         "reject:" + s.name,
                         S.review(s.name, False),
                         "reject",
+                        blocked=S.comment_error != "",
                         size="2",
                         color_scheme="red",
                         variant="soft",
+                        high_contrast=True,
                     ),
                     spacing="2",
                 ),
@@ -289,7 +354,7 @@ def _history() -> rx.Component:
             rx.cond(
                 S.events_showing != "",
                 rx.hstack(
-                    rx.text(S.events_showing, size="1", color=rx.color("gray", 10)),
+                    rx.text(S.events_showing, size="1", color=rx.color("gray", 11)),
                     rx.button(
                         "Show more",
                         variant="soft",
@@ -309,7 +374,37 @@ def _history() -> rx.Component:
         rx.text(
             "Nothing has happened yet: start a Run to see who did what, and when.",
             size="2",
-            color=rx.color("gray", 10),
+            color=rx.color("gray", 11),
+        ),
+    )
+
+
+def _left_behind() -> rx.Component:
+    """What a cancelled Run left open: its PRs stay open on the forge until someone closes or merges them."""
+    return rx.cond(
+        S.left_behind.length() > 0,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("git-pull-request")),
+            rx.vstack(
+                rx.callout.text("The cancelled Run left these PRs open:", weight="medium"),
+                rx.foreach(
+                    S.left_behind,
+                    lambda p: rx.hstack(
+                        rx.code(p.step, size="1"),
+                        rx.link(p.pr_url, href=p.pr_url, is_external=True, size="2", data_testid="left-behind-pr"),
+                        spacing="2",
+                        align="center",
+                        wrap="wrap",
+                    ),
+                ),
+                rx.callout.text("Close or merge them on the forge; a new Run starts from the first Step.", size="1"),
+                spacing="1",
+                min_width="0",
+            ),
+            color_scheme="violet",
+            width="100%",
+            margin_bottom="16px",
+            data_testid="left-behind",
         ),
     )
 
@@ -322,12 +417,14 @@ def _inputs_dialog() -> rx.Component:
             "The Migration needs these inputs. Values come from saved inputs or the Candidate's metadata.",
             "Saved inputs apply to Steps that have not run yet.",
         ),
-        rx.vstack(rx.foreach(S.inputs, lambda i: input_field(i, lambda v: S.set_input(i.name, v))), spacing="3"),
+        rx.vstack(
+            rx.foreach(S.inputs, lambda i: input_field(i, lambda v: S.set_input(i.name, v))), spacing="3", width="100%"
+        ),
         actions=(
             rx.cond(
                 S.inputs_mode == "start",
-                _action_button("Start", "play", "start", S.start, "start-confirm"),
-                _action_button("Save", "save", "inputs", S.save_inputs, "inputs-confirm"),
+                _action_button("Start", "play", "start", S.start, "start-confirm", blocked=S.inputs_have_errors),
+                _action_button("Save", "save", "inputs", S.save_inputs, "inputs-confirm", blocked=S.inputs_have_errors),
             ),
         ),
         open=S.inputs_open,
@@ -339,7 +436,9 @@ def _cancel_dialog() -> rx.Component:
     return confirm_dialog(
         "Cancel the Run of " + S.candidate_id + "?",
         "The Run stops and the Candidate goes back to Not started. PRs already opened stay open.",
-        _action_button("Cancel Run", "square", "cancel", S.cancel, "cancel-confirm", color_scheme="red"),
+        _action_button(
+            "Cancel Run", "square", "cancel", S.cancel, "cancel-confirm", color_scheme="red", high_contrast=True
+        ),
         keep="Keep running",
         open=S.cancel_open,
         on_open_change=S.set_cancel_open,
@@ -357,15 +456,8 @@ def _header_actions() -> rx.Component:
                 _action_button("Start", "play", "start", S.start, "start"),
             ),
         ),
-        rx.cond(
-            LoomState.can_operate,
-            rx.link(
-                rx.button(rx.icon("eye", size=14), "Preview", variant="soft"), href=preview_href, data_testid="preview"
-            ),
-            operator_only(
-                rx.button(rx.icon("eye", size=14), "Preview", variant="soft", disabled=True, data_testid="preview")
-            ),
-        ),
+        # A preview changes nothing: viewers may look too.
+        link_button(rx.icon("eye", size=14), "Preview", href=preview_href, variant="soft", data_testid="preview"),
         rx.cond(
             S.inputs.length() > 0,
             operator_only(
@@ -387,6 +479,7 @@ def _header_actions() -> rx.Component:
                     "Cancel",
                     color_scheme="red",
                     variant="soft",
+                    high_contrast=True,
                     on_click=S.set_cancel_open(True),
                     disabled=viewer_locked(S.busy != ""),
                     data_testid="cancel",
@@ -394,6 +487,7 @@ def _header_actions() -> rx.Component:
             ),
         ),
         spacing="2",
+        wrap="wrap",
     )
 
 
@@ -415,17 +509,19 @@ def candidate_page() -> rx.Component:
             rx.fragment(
                 page_header(
                     rx.hstack(
-                        rx.heading(S.candidate_id, size="7"),
+                        rx.heading(S.candidate_id, size=rx.breakpoints(initial="6", sm="7"), as_="h1"),
                         rx.badge(S.kind, variant="outline", color_scheme="gray"),
                         status_badge(S.status_label, S.status_color, size="2", data_testid="candidate-status"),
                         align="center",
                         spacing="3",
+                        wrap="wrap",
                     ),
                     None,
                     _header_actions(),
                     align="center",
                     margin_bottom="18px",
                 ),
+                _left_behind(),
                 rx.cond(
                     S.loading,
                     skeleton_rows(4, "90px"),
@@ -455,7 +551,8 @@ def candidate_page() -> rx.Component:
                             spacing="4",
                             width="100%",
                         ),
-                        columns="minmax(0, 2fr) minmax(0, 1fr)",
+                        # Metadata and files under the timeline on a phone or a tablet held upright.
+                        columns=rx.breakpoints(initial="minmax(0, 1fr)", md="minmax(0, 2fr) minmax(0, 1fr)"),
                         spacing="4",
                         width="100%",
                         align_items="start",

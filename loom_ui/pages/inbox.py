@@ -6,14 +6,34 @@ from datetime import UTC, datetime
 
 import reflex as rx
 
+from loom_backend.domain import CandidateStatus, EventType, Principal
 from loom_ui.components.access import operator_only, viewer_locked
-from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
+from loom_ui.components.layout import empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.state import LiveMixin, LoomState, error_text, service
-from loom_ui.views.inbox import WaitingRow, waiting_row
+from loom_ui.views.candidate import left_open_prs
+from loom_ui.views.inbox import LeftBehindRow, WaitingRow, left_behind_rows, waiting_row
+
+# How far back Needs me looks for cancelled Runs, per Migration, and how much of one Run's history it reads.
+CANCELS_LOOKED_AT = 50
+RUN_HISTORY = 1_000
+
+
+async def _left_behind(who: Principal) -> list[LeftBehindRow]:
+    """The PRs cancelled Runs left open, read from the event log: the Run's Steps reset when it was cancelled."""
+    rows: list[LeftBehindRow] = []
+    for m in await service().list_migrations(who):
+        cancels = await service().list_events(who, m.id, event_type=EventType.RUN_CANCELLED, limit=CANCELS_LOOKED_AT)
+        for cid in dict.fromkeys(e.candidate_id for e in cancels.events):
+            if (await service().get_candidate(who, m.id, cid)).status != CandidateStatus.NOT_STARTED:
+                continue
+            history = await service().list_events(who, m.id, candidate_id=cid, limit=RUN_HISTORY)
+            rows += left_behind_rows(m.id, m.name, cid, left_open_prs(history.events))
+    return rows
 
 
 class InboxState(LiveMixin, LoomState):
     rows: list[WaitingRow] = []
+    left_behind: list[LeftBehindRow] = []
     busy: str = ""
     threshold: str = ""
 
@@ -21,6 +41,7 @@ class InboxState(LiveMixin, LoomState):
         now = datetime.now(UTC)
         waiting = await service().needs_me(self._viewer())
         self.rows = [waiting_row(w, now) for w in waiting]
+        self.left_behind = await _left_behind(self._viewer())
         self.needs_me_count = len(self.rows)
         self.threshold = f"{service().open_pr_attention_hours:g} h"
 
@@ -69,6 +90,8 @@ def _action(row: WaitingRow, action: str, label: str, icon: str, **props) -> rx.
         rx.button(
             rx.icon(icon, size=14),
             label,
+            # Ten rows, ten Approve buttons: each one's name says which Candidate and Step it acts on.
+            aria_label=label + " " + row.candidate_id + " · " + row.step + " (" + row.migration_name + ")",
             size="2",
             on_click=InboxState.act(row.key, action),
             loading=InboxState.busy == action + ":" + row.key,
@@ -93,39 +116,52 @@ def _row(row: WaitingRow) -> rx.Component:
             ),
             rx.vstack(
                 rx.hstack(
-                    rx.link(row.candidate_id, href=row.href, weight="bold", size="3"),
-                    rx.text("·", color=rx.color("gray", 9)),
+                    rx.link(row.candidate_id, href=row.href, weight="bold", size="3", min_width="0"),
+                    rx.text("·", color=rx.color("gray", 11), aria_hidden="true"),
                     rx.text(row.step, size="2", weight="medium"),
                     rx.badge(row.reason_label, color_scheme=row.color, variant="soft"),
                     align="center",
                     spacing="2",
+                    wrap="wrap",
                 ),
                 rx.hstack(
                     rx.link(
                         row.migration_name, href="/migrations/" + row.migration_id, size="1", color=rx.color("gray", 11)
                     ),
-                    rx.text("waiting ", row.waited, size="1", color=rx.color("gray", 10)),
+                    rx.text("waiting ", row.waited, size="1", color=rx.color("gray", 11)),
                     rx.cond(row.pr_url != "", rx.link("Open PR", href=row.pr_url, is_external=True, size="1")),
                     spacing="3",
+                    wrap="wrap",
                 ),
                 rx.cond(row.error != "", rx.text(row.error, size="1", color=rx.color("red", 11))),
                 spacing="1",
                 min_width="0",
+                flex="1 1 240px",
             ),
-            rx.spacer(),
-            rx.cond(
-                row.can_approve,
-                rx.hstack(
-                    _action(row, "approve", "Approve", "check", color_scheme="green"),
-                    rx.link(rx.button("Review", variant="soft"), href=row.href),
-                    spacing="2",
+            # On a phone the actions go under the text instead of over it.
+            rx.hstack(
+                rx.cond(
+                    row.can_approve,
+                    rx.hstack(
+                        _action(row, "approve", "Approve", "check", color_scheme="green", high_contrast=True),
+                        link_button(
+                            "Review",
+                            href=row.href,
+                            variant="soft",
+                            aria_label="Review " + row.candidate_id + " · " + row.step,
+                        ),
+                        spacing="2",
+                    ),
                 ),
+                rx.cond(row.can_retry, _action(row, "retry", "Retry", "rotate-ccw")),
+                rx.cond(row.can_mark_merged, _action(row, "merged", "Mark as merged", "git-merge", variant="soft")),
+                spacing="2",
+                margin_left="auto",
             ),
-            rx.cond(row.can_retry, _action(row, "retry", "Retry", "rotate-ccw")),
-            rx.cond(row.can_mark_merged, _action(row, "merged", "Mark as merged", "git-merge", variant="soft")),
             align="center",
             spacing="3",
             width="100%",
+            wrap="wrap",
         ),
         width="100%",
         data_testid="inbox-row",
@@ -148,7 +184,7 @@ def inbox_page() -> rx.Component:
             skeleton_rows(4, "64px"),
             rx.cond(
                 InboxState.rows.length() > 0,
-                rx.vstack(rx.foreach(InboxState.rows, _row), spacing="2", width="100%"),
+                rx.vstack(rx.foreach(InboxState.rows, _row), spacing="2", width="100%", data_testid="inbox-rows"),
                 empty_state(
                     "circle-check",
                     "Nothing waits on you",
@@ -159,5 +195,43 @@ def inbox_page() -> rx.Component:
                     ),
                 ),
             ),
+        ),
+        _left_behind_section(),
+    )
+
+
+def _left_behind_row(r: LeftBehindRow) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.icon("git-pull-request", size=16, color=rx.color("violet", 11), aria_hidden="true"),
+            rx.link(r.candidate_id, href=r.href, weight="bold", size="2"),
+            rx.code(r.step, size="1"),
+            rx.link(r.migration_name, href="/migrations/" + r.migration_id, size="1", color=rx.color("gray", 11)),
+            rx.link("Open PR", href=r.pr_url, is_external=True, size="2", data_testid="left-behind-pr"),
+            align="center",
+            spacing="3",
+            wrap="wrap",
+        ),
+        width="100%",
+        data_testid="left-behind-row",
+        data_candidate=r.candidate_id,
+    )
+
+
+def _left_behind_section() -> rx.Component:
+    return rx.cond(
+        InboxState.left_behind.length() > 0,
+        rx.vstack(
+            rx.heading("Left open by cancelled Runs", size="4", as_="h2"),
+            rx.text(
+                "Cancelling a Run leaves its PRs open: close or merge each on the forge.",
+                size="2",
+                color=rx.color("gray", 11),
+            ),
+            rx.foreach(InboxState.left_behind, _left_behind_row),
+            spacing="2",
+            width="100%",
+            margin_top="24px",
+            data_testid="left-behind",
         ),
     )

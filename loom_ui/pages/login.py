@@ -90,44 +90,46 @@ def _form() -> rx.Component:
 
 
 def login_page() -> rx.Component:
-    return rx.center(
-        rx.vstack(
-            rx.hstack(
-                rx.icon("waypoints", size=28, color=rx.color("accent", 10)),
-                rx.heading("Loom", size="7", weight="bold"),
-                spacing="2",
-                align="center",
-            ),
-            rx.card(
-                rx.vstack(
+    return rx.el.main(
+        rx.center(
+            rx.vstack(
+                rx.hstack(
+                    rx.icon("waypoints", size=28, color=rx.color("accent", 10)),
+                    rx.text("Loom", size="7", weight="bold"),
+                    spacing="2",
+                    align="center",
+                ),
+                rx.card(
                     rx.vstack(
-                        rx.heading("Sign in", size="5"),
-                        rx.text("Operators drive Runs; viewers follow them.", size="2", color=rx.color("gray", 11)),
-                        spacing="1",
+                        rx.vstack(
+                            rx.heading("Sign in", size="5", as_="h1"),
+                            rx.text("Operators drive Runs; viewers follow them.", size="2", color=rx.color("gray", 11)),
+                            spacing="1",
+                        ),
+                        rx.cond(L.ready, _form(), rx.skeleton(height="196px", width="100%")),
+                        spacing="5",
+                        width="100%",
                     ),
-                    rx.cond(L.ready, _form(), rx.skeleton(height="196px", width="100%")),
-                    spacing="5",
+                    size="4",
                     width="100%",
                 ),
-                size="4",
+                rx.text(
+                    "No account? An admin adds one with ",
+                    rx.code("loom user add NAME --role operator"),
+                    ". On a first start, ",
+                    rx.code("loom up"),
+                    " printed the admin's password.",
+                    size="1",
+                    color=rx.color("gray", 11),
+                    text_align="center",
+                ),
+                spacing="5",
+                align="center",
                 width="100%",
+                max_width="400px",
             ),
-            rx.text(
-                "No account? An admin adds one with ",
-                rx.code("loom user add NAME --role operator"),
-                ". On a first start, ",
-                rx.code("loom up"),
-                " printed the admin's password.",
-                size="1",
-                color=rx.color("gray", 10),
-                text_align="center",
-            ),
-            spacing="5",
-            align="center",
-            width="100%",
-            max_width="400px",
-        ),
-        min_height="100vh",
-        padding="24px",
-        background=rx.color("gray", 2),
+            min_height="100vh",
+            padding=["12px", "24px"],
+            background=rx.color("gray", 2),
+        )
     )

@@ -10,7 +10,14 @@ import reflex as rx
 
 from loom_backend.domain import Principal
 from loom_ui import format as fmt
-from loom_ui.components.charts import activity_chart, burndown_chart, chart_card, counter_tile, step_duration_chart
+from loom_ui.components.charts import (
+    activity_chart,
+    axis_width,
+    burndown_chart,
+    chart_card,
+    counter_tile,
+    step_duration_chart,
+)
 from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
 from loom_ui.state import LiveMixin, LoomState, service
 
@@ -19,6 +26,8 @@ FAILURES_SHOWN = 20
 # A short burndown marks each day, or a single day would draw nothing at all.
 DOTTED_DAYS = 31
 # The board's panel: Candidates by status are its columns already, so it shows the Run and Step figures.
+# A Step's name up to this wide on the durations chart; a longer one is cut by the chart, whole in the tooltip.
+MAX_LABEL_WIDTH = 240
 PANEL_COUNTERS = ("runs-started", "runs-completed", "runs-cancelled", "steps-failed", "reviews-waiting", "median-run")
 
 
@@ -39,6 +48,7 @@ class BurndownView:
     summary: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
     dots: bool = False
+    y_width: int = 36
 
 
 @dataclass
@@ -63,12 +73,15 @@ def _counters(overview, keys: tuple[str, ...] | None = None) -> list[CounterView
 
 async def _burndown(who: Principal, migration_id: str, name: str) -> BurndownView:
     b = await service().burndown(who, migration_id)
+    rows = fmt.burndown_rows(b)
+    widest = max((len(str(r.get(k) or 0)) for r in rows for k in ("remaining", "projected")), default=1)
     return BurndownView(
+        y_width=axis_width(widest),
         migration_id=migration_id,
         name=name,
         href=f"/migrations/{migration_id}",
         summary=fmt.burndown_summary(b, datetime.now(UTC).date()),
-        rows=fmt.burndown_rows(b),
+        rows=rows,
         dots=len(b.days) <= DOTTED_DAYS,
     )
 
@@ -81,6 +94,7 @@ class MetricsState(LiveMixin, LoomState):
     has_activity: bool = False
     durations: list[dict[str, Any]] = []
     duration_unit: str = "s"
+    duration_label_width: int = 110
     burndowns: list[BurndownView] = []
     failures: list[FailureView] = []
     migrations: int = 0
@@ -99,6 +113,8 @@ class MetricsState(LiveMixin, LoomState):
         self.activity = fmt.timeline_rows(timeline.days)
         self.has_activity = fmt.has_activity(self.activity)
         self.duration_unit, self.durations = fmt.step_duration_rows(steps.steps)
+        longest = max((len(str(r["step"])) for r in self.durations), default=8)
+        self.duration_label_width = min(axis_width(longest), MAX_LABEL_WIDTH)
         self.burndowns = [await _burndown(who, m.id, m.name) for m in migrations]
         self.failures = [FailureView(**vars(fmt.failure_row(f, names, now))) for f in failures.failures]
 
@@ -150,12 +166,13 @@ def _burndown_card(b: BurndownView) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.link(b.name, href=b.href, weight="bold", size="3", color=rx.color("gray", 12)),
+                rx.heading(rx.link(b.name, href=b.href, color=rx.color("gray", 12)), size="3", as_="h3"),
                 rx.spacer(),
                 rx.link(
                     rx.hstack(rx.text("Board", size="1"), rx.icon("arrow-right", size=12), spacing="1", align="center"),
                     href=b.href,
                     size="1",
+                    aria_label="Board of " + b.name,
                 ),
                 width="100%",
                 align="center",
@@ -163,7 +180,13 @@ def _burndown_card(b: BurndownView) -> rx.Component:
             rx.text(b.summary, size="1", color=rx.color("gray", 11), data_testid="burndown-summary"),
             rx.cond(
                 b.rows.length() > 0,
-                rx.box(burndown_chart(b.rows, b.dots, height=170), width="100%", data_testid="chart"),
+                rx.box(
+                    burndown_chart(b.rows, b.dots, height=170, y_width=b.y_width),
+                    width="100%",
+                    role="img",
+                    aria_label="Burndown of " + b.name + ": " + b.summary,
+                    data_testid="chart",
+                ),
             ),
             spacing="2",
             width="100%",
@@ -192,7 +215,7 @@ def failures_table(rows) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.vstack(
-                rx.heading("Recent failures", size="3"),
+                rx.heading("Recent failures", size="3", as_="h2"),
                 rx.text(
                     "The newest failed Steps, with the error the Run recorded.", size="1", color=rx.color("gray", 11)
                 ),
@@ -200,18 +223,23 @@ def failures_table(rows) -> rx.Component:
             ),
             rx.cond(
                 rows.length() > 0,
-                rx.table.root(
-                    rx.table.header(
-                        rx.table.row(
-                            *[
-                                rx.table.column_header_cell(h)
-                                for h in ("When", "Migration", "Candidate", "Step", "Error")
-                            ]
-                        )
+                rx.box(
+                    rx.table.root(
+                        rx.table.header(
+                            rx.table.row(
+                                *[
+                                    rx.table.column_header_cell(h)
+                                    for h in ("When", "Migration", "Candidate", "Step", "Error")
+                                ]
+                            )
+                        ),
+                        rx.table.body(rx.foreach(rows, _failure_row)),
+                        size="1",
+                        variant="ghost",
+                        width="100%",
                     ),
-                    rx.table.body(rx.foreach(rows, _failure_row)),
-                    size="1",
-                    variant="ghost",
+                    # On a phone the table scrolls inside its card, not the page.
+                    overflow_x="auto",
                     width="100%",
                 ),
                 rx.hstack(
@@ -240,7 +268,7 @@ def metrics_panel() -> rx.Component:
             rx.grid(
                 rx.vstack(
                     rx.hstack(
-                        rx.heading("Runs and Steps", size="2"),
+                        rx.heading("Runs and Steps", size="2", as_="h2"),
                         rx.spacer(),
                         rx.link(
                             rx.hstack(
@@ -251,13 +279,14 @@ def metrics_panel() -> rx.Component:
                             ),
                             href="/metrics",
                             size="1",
+                            aria_label="All metrics",
                         ),
                         width="100%",
                         align="center",
                     ),
                     rx.grid(
                         rx.foreach(S.panel_counters, lambda c: counter_tile(c, compact=True)),
-                        columns="3",
+                        columns=rx.breakpoints(initial="2", sm="3"),
                         spacing="2",
                         width="100%",
                     ),
@@ -265,12 +294,16 @@ def metrics_panel() -> rx.Component:
                     width="100%",
                 ),
                 rx.vstack(
-                    rx.heading("Burndown", size="2"),
+                    rx.heading("Burndown", size="2", as_="h2"),
                     rx.text(b.summary, size="1", color=rx.color("gray", 11), data_testid="burndown-summary"),
                     rx.cond(
                         b.rows.length() > 0,
                         rx.box(
-                            burndown_chart(b.rows, b.dots, height=110, legend=False), width="100%", data_testid="chart"
+                            burndown_chart(b.rows, b.dots, height=110, legend=False, y_width=b.y_width),
+                            width="100%",
+                            role="img",
+                            aria_label="Burndown: " + b.summary,
+                            data_testid="chart",
                         ),
                     ),
                     spacing="2",
@@ -318,7 +351,7 @@ def metrics_page() -> rx.Component:
                         chart_card(
                             "Step durations",
                             "p50 and p95 of each Step's successful runs, in " + S.duration_unit,
-                            step_duration_chart(S.durations, S.duration_unit),
+                            step_duration_chart(S.durations, S.duration_unit, label_width=S.duration_label_width),
                             S.durations.length() > 0,
                             "No Step has completed yet.",
                             data_testid="step-durations",
@@ -327,7 +360,7 @@ def metrics_page() -> rx.Component:
                         spacing="4",
                         width="100%",
                     ),
-                    rx.heading("Burndown", size="4", margin_top="8px"),
+                    rx.heading("Burndown", size="4", as_="h2", margin_top="8px"),
                     rx.grid(
                         rx.foreach(S.burndowns, _burndown_card),
                         columns=rx.breakpoints(initial="1", md="2", xl="3"),

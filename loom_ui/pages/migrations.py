@@ -87,7 +87,7 @@ def _card(m: MigrationCard) -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.hstack(
-                    rx.heading(m.name, size="4", weight="bold"),
+                    rx.heading(m.name, size="4", weight="bold", as_="h2"),
                     rx.spacer(),
                     rx.cond(
                         m.needs_attention > 0,
@@ -95,6 +95,7 @@ def _card(m: MigrationCard) -> rx.Component:
                     ),
                     width="100%",
                     align="center",
+                    wrap="wrap",
                 ),
                 rx.text(m.description, size="2", color=rx.color("gray", 11), trim="both"),
                 progress_bar(m.segments),
@@ -105,11 +106,12 @@ def _card(m: MigrationCard) -> rx.Component:
                 ),
                 rx.hstack(
                     rx.text(m.total, size="1", color=rx.color("gray", 11)),
-                    rx.text("·", size="1", color=rx.color("gray", 9)),
+                    rx.text("·", size="1", color=rx.color("gray", 11), aria_hidden="true"),
                     rx.text(m.steps, size="1", color=rx.color("gray", 11)),
                     rx.spacer(),
                     rx.text("Last activity ", m.last_activity, size="1", color=rx.color("gray", 11)),
                     width="100%",
+                    wrap="wrap",
                 ),
                 spacing="3",
                 width="100%",
@@ -137,7 +139,7 @@ def _empty() -> rx.Component:
             color=rx.color("gray", 11),
         ),
         rx.code_block(MigrationsState.announce_curl, language="bash", wrap_long_lines=True, width="100%"),
-        rx.text("The board updates by itself as soon as the Migration arrives.", size="1", color=rx.color("gray", 10)),
+        rx.text("The board updates by itself as soon as the Migration arrives.", size="1", color=rx.color("gray", 11)),
     )
 
 

@@ -4,49 +4,98 @@ from __future__ import annotations
 
 import reflex as rx
 
+from loom_backend import errors
 from loom_backend.domain import CandidateStatus, DryRunCandidateRequest
 from loom_ui.components.access import operator_only, viewer_locked
+from loom_ui.components.forms import input_field
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
 from loom_ui.state import LoomState, error_text, service
+from loom_ui.views.common import InputField, entered, has_errors, input_fields, with_error, with_value
 from loom_ui.views.preview import FilePreview, LineView, StepPreview, step_previews
+
+# The preview re-runs this long after the last keystroke in an input.
+RERUN_AFTER_MS = 600
 
 
 class PreviewState(LoomState):
     migration_name: str = ""
     candidate_status: str = ""
+    inputs: list[InputField] = []
     steps: list[StepPreview] = []
     error: str = ""
     loading: bool = True
+    running: bool = False
     busy: bool = False
+
+    @rx.var
+    def inputs_have_errors(self) -> bool:
+        return has_errors(self.inputs)
 
     @rx.event
     async def load(self):
         if not await self._signed_in():
             return
-        self.loading, self.error, self.steps = True, "", []
+        self.loading, self.error, self.steps, self.migration_name = True, "", [], ""
         yield
         mid, cid = self.migration_id, self.candidate_id
         try:
-            who = await self._actor()  # a dry run asks the Migrator to do the work: operators only, as in the API
-            self.migration_name = (await service().get_migration(who, mid, with_candidates=False)).name
-            self.candidate_status = (await service().get_candidate(who, mid, cid)).status.value
+            # A dry run changes nothing, so a viewer may preview as well (the service says so too).
+            who = self._viewer()
+            migration = await service().get_migration(who, mid, with_candidates=False)
+            candidate = await service().get_candidate(who, mid, cid)
+            saved = await service().get_inputs(who, mid, cid)
+            self.migration_name = migration.name
+            self.candidate_status = candidate.status.value
+            self.inputs = input_fields(migration.required_inputs, saved, candidate.metadata)
             await self._count_needs_me()
-            self.steps = step_previews(await service().dry_run(who, mid, DryRunCandidateRequest(candidate_id=cid)))
         except Exception as exc:
             self.error = error_text(exc)
+            self.loading = False
+            return
+        await self._preview()
         self.loading = False
+
+    async def _preview(self) -> None:
+        """Ask the Migrator's dry run with the inputs as typed; a field the service refuses shows why."""
+        if has_errors(self.inputs):
+            return
+        request = DryRunCandidateRequest(candidate_id=self.candidate_id, inputs=entered(self.inputs))
+        try:
+            result = await service().dry_run(self._viewer(), self.migration_id, request)
+        except errors.InvalidInput as exc:
+            shown = with_error(self.inputs, exc.field, str(exc))
+            if shown is not None:
+                self.inputs = shown
+            else:
+                self.error = error_text(exc)
+            return
+        except Exception as exc:
+            self.error = error_text(exc)
+            return
+        self.error = ""
+        self.steps = step_previews(result)
+
+    @rx.event
+    async def set_input(self, name: str, value: str):
+        """Called debounced while an operator types: the preview follows the inputs without a button."""
+        self.inputs = with_value(self.inputs, name, value)
+        self.running = True
+        yield
+        await self._preview()
+        self.running = False
 
     @rx.event(background=True)
     async def start(self):
         async with self:
-            if self.busy:
+            if self.busy or has_errors(self.inputs):
                 return None
             self.busy = True
             mid, cid = self.migration_id, self.candidate_id
+            inputs = entered(self.inputs)
         try:
             async with self:
                 who = await self._actor()
-            await service().start_run(who, mid, cid, {})
+            await service().start_run(who, mid, cid, inputs)
         except Exception as exc:
             async with self:
                 self.busy = False
@@ -80,7 +129,7 @@ def _line(line: LineView) -> rx.Component:
                 ("add", rx.color("green", 11)),
                 ("del", rx.color("red", 11)),
                 ("hunk", rx.color("blue", 11)),
-                ("meta", rx.color("gray", 10)),
+                ("meta", rx.color("gray", 11)),
                 rx.color("gray", 12),
             ),
         },
@@ -90,8 +139,8 @@ def _line(line: LineView) -> rx.Component:
 def _file(f: FilePreview) -> rx.Component:
     return rx.box(
         rx.hstack(
-            rx.icon("file-code", size=14),
-            rx.text(f.path, weight="medium", size="2", font_family="var(--code-font-family)"),
+            rx.icon("file-code", size=14, aria_hidden="true"),
+            rx.text(f.path, weight="medium", size="2", font_family="var(--code-font-family)", min_width="0"),
             rx.cond(f.repo != "", rx.code(f.repo, size="1", variant="ghost")),
             rx.badge(f.label, color_scheme=f.color, variant="soft"),
             rx.spacer(),
@@ -99,6 +148,7 @@ def _file(f: FilePreview) -> rx.Component:
             rx.text("-", f.removed, size="1", color=rx.color("red", 11)),
             align="center",
             spacing="2",
+            wrap="wrap",
             padding="8px 12px",
             background=rx.color("gray", 3),
             width="100%",
@@ -110,6 +160,10 @@ def _file(f: FilePreview) -> rx.Component:
             line_height="18px",
             overflow_x="auto",
             padding_y="6px",
+            # A region that scrolls sideways takes the keyboard too.
+            tab_index=0,
+            role="region",
+            aria_label="Diff of " + f.path,
         ),
         border=f"1px solid {rx.color('gray', 5)}",
         border_radius="var(--radius-3)",
@@ -123,7 +177,7 @@ def _step(s: StepPreview) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
-                rx.heading(s.name, size="4"),
+                rx.heading(s.name, size="4", as_="h2"),
                 rx.cond(s.skipped, rx.badge("Skipped", color_scheme="gray")),
                 rx.cond(s.error != "", rx.badge("Error", color_scheme="red")),
                 rx.cond(~s.skipped & (s.error == ""), rx.badge(s.files.length(), " files", variant="soft")),
@@ -134,7 +188,7 @@ def _step(s: StepPreview) -> rx.Component:
             rx.cond(
                 s.skipped,
                 rx.text(
-                    "This Step would not change anything for this Candidate.", size="2", color=rx.color("gray", 10)
+                    "This Step would not change anything for this Candidate.", size="2", color=rx.color("gray", 11)
                 ),
             ),
             rx.foreach(s.files, _file),
@@ -143,6 +197,52 @@ def _step(s: StepPreview) -> rx.Component:
         ),
         width="100%",
         data_testid="preview-step",
+    )
+
+
+def _inputs() -> rx.Component:
+    """The Migration's inputs, as a Run would get them; the preview follows what is typed, after a short pause."""
+    return rx.cond(
+        P.inputs.length() > 0,
+        rx.card(
+            rx.vstack(
+                rx.hstack(
+                    rx.heading("Inputs", size="3", as_="h2"),
+                    rx.cond(
+                        P.running,
+                        rx.hstack(
+                            rx.spinner(size="1"),
+                            rx.text("Updating the preview…", size="1", color=rx.color("gray", 11)),
+                            spacing="1",
+                            align="center",
+                            data_testid="preview-running",
+                        ),
+                    ),
+                    align="center",
+                    spacing="3",
+                    wrap="wrap",
+                ),
+                rx.text(
+                    "Try values here: the preview updates as you type. Nothing is saved; Start uses them.",
+                    size="1",
+                    color=rx.color("gray", 11),
+                ),
+                rx.grid(
+                    rx.foreach(
+                        P.inputs,
+                        lambda i: input_field(i, lambda v: P.set_input(i.name, v), debounce_timeout=RERUN_AFTER_MS),
+                    ),
+                    columns=rx.breakpoints(initial="1", md="2"),
+                    spacing="3",
+                    width="100%",
+                ),
+                spacing="2",
+                width="100%",
+            ),
+            width="100%",
+            margin_bottom="16px",
+            data_testid="preview-inputs",
+        ),
     )
 
 
@@ -155,7 +255,7 @@ def preview_page() -> rx.Component:
             rx.text("Preview", size="2", weight="medium"),
         ),
         page_header(
-            rx.heading("Preview of ", P.candidate_id, size="7"),
+            rx.heading("Preview of ", P.candidate_id, size=rx.breakpoints(initial="6", sm="7"), as_="h1"),
             "What a Run would change, as the Migrator's dry run reports it. Nothing is written.",
             rx.cond(
                 P.candidate_status == "not_started",
@@ -165,13 +265,14 @@ def preview_page() -> rx.Component:
                         "Start",
                         on_click=P.start,
                         loading=P.busy,
-                        disabled=viewer_locked(P.busy),
+                        disabled=viewer_locked(P.busy | P.inputs_have_errors),
                         data_testid="preview-start",
                     )
                 ),
             ),
             margin_bottom="18px",
         ),
+        _inputs(),
         rx.cond(
             P.loading,
             skeleton_rows(3, "160px"),

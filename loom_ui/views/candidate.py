@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,6 +11,7 @@ from loom_backend.domain import (
     Candidate,
     CandidateStatus,
     DispatchRetry,
+    EventType,
     StepAction,
     StepDefinition,
     StepEvent,
@@ -44,6 +46,7 @@ class StepView:
     can_retry: bool = False
     can_review: bool = False
     can_mark_merged: bool = False
+    skipped: bool = False
 
 
 @dataclass
@@ -61,6 +64,12 @@ class EventView:
 
 
 @dataclass
+class LeftPR:
+    step: str = ""
+    pr_url: str = ""
+
+
+@dataclass
 class FileView:
     path: str = ""
     url: str = ""
@@ -73,8 +82,19 @@ class FileGroupView:
     files: list[FileView] = field(default_factory=list)
 
 
+def fill_template(text: str, values: Mapping[str, str]) -> str:
+    """`{name}` placeholders filled from `values`; unknown ones stay as written."""
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
 def step_view(
-    number: int, name: str, d: StepDefinition | None, r: StepResult | None, candidate: CandidateStatus, now: datetime
+    number: int,
+    name: str,
+    d: StepDefinition | None,
+    r: StepResult | None,
+    candidate: CandidateStatus,
+    now: datetime,
+    values: Mapping[str, str] | None = None,
 ) -> StepView:
     """One Step of the timeline: its definition, what the Run recorded of it, and the actions the domain allows."""
     view = StepView(
@@ -87,7 +107,11 @@ def step_view(
     )
     if r is None:
         return view
-    meta = {k: v for k, v in r.metadata.items() if k != "prUrl" and not k.startswith(RETRY_NOTICE_PREFIX)}
+    meta = {
+        k: v
+        for k, v in r.metadata.items()
+        if k not in ("prUrl", "instructions") and not k.startswith(RETRY_NOTICE_PREFIX)
+    }
     error = meta.pop("error", "") if r.status == StepStatus.FAILED else ""
     end = r.completed_at or (now if r.status.waiting else None)
     retry = DispatchRetry.of(r)
@@ -98,7 +122,10 @@ def step_view(
     view.started = fmt.clock_time(r.started_at)
     view.duration = fmt.duration(r.started_at, end)
     view.pr_url = r.pr_url or ""
-    view.instructions = (d.instructions or "") if d and r.status == StepStatus.AWAITING_REVIEW else ""
+    if r.status == StepStatus.AWAITING_REVIEW:
+        # The Migrator's filled-in text when it sent one; else the definition's template, filled in here.
+        template = (d.instructions or "") if d else ""
+        view.instructions = r.metadata.get("instructions") or fill_template(template, values or {})
     view.error = error
     view.retrying = fmt.dispatch_retry_text(retry, now) if retry else ""
     view.retry_error = retry.error if retry else ""
@@ -110,17 +137,66 @@ def step_view(
 
 
 def step_views(
-    plan: Sequence[StepDefinition], results: Sequence[StepResult], candidate: CandidateStatus, now: datetime
+    plan: Sequence[StepDefinition],
+    results: Sequence[StepResult],
+    candidate: CandidateStatus,
+    now: datetime,
+    *,
+    migration_plan: Sequence[StepDefinition] = (),
+    values: Mapping[str, str] | None = None,
 ) -> list[StepView]:
-    """Every Step in order, the plan's and any the Run recorded beyond it."""
+    """Every Step in order, the plan's and any the Run recorded beyond it; a Step of the Migration that the
+    Candidate's own plan leaves out stays in its place, marked skipped, so the numbers never shift."""
     by_name = {r.step_name: r for r in results}
-    planned = {s.name for s in plan}
-    names = [s.name for s in plan] + [r.step_name for r in results if r.step_name not in planned]
-    definitions = {s.name: s for s in plan}
-    return [
-        step_view(number, name, definitions.get(name), by_name.get(name), candidate, now)
-        for number, name in enumerate(names, start=1)
-    ]
+    names = [s.name for s in plan]
+    names += [r.step_name for r in results if r.step_name not in names]
+    skipped: set[str] = set()
+    for i, s in enumerate(migration_plan):
+        if s.name in names:
+            continue
+        before = next((m.name for m in reversed(migration_plan[:i]) if m.name in names), None)
+        names.insert(names.index(before) + 1 if before else 0, s.name)
+        skipped.add(s.name)
+    definitions = {**{s.name: s for s in migration_plan}, **{s.name: s for s in plan}}
+    views = []
+    for number, name in enumerate(names, start=1):
+        if name in skipped:
+            d = definitions[name]
+            views.append(
+                StepView(
+                    number=number,
+                    name=name,
+                    description=d.description or "",
+                    type=d.type or "",
+                    status="skipped",
+                    status_label="Skipped",
+                    status_color="gray",
+                    skipped=True,
+                )
+            )
+        else:
+            views.append(step_view(number, name, definitions.get(name), by_name.get(name), candidate, now, values))
+    return views
+
+
+def left_open_prs(events: Sequence[StepEvent]) -> list[LeftPR]:
+    """The PRs a cancelled Run left open: each Step's last PR that neither merged nor completed before the cancel.
+
+    Empty unless the newest Run was cancelled (a Run started since then owns its PRs again).
+    """
+    prs: dict[str, str] = {}
+    cancelled = False
+    for e in sorted(events, key=lambda e: (e.created_at, e.id or 0)):
+        if e.event_type == EventType.RUN_STARTED:
+            prs, cancelled = {}, False
+        elif e.event_type == EventType.RUN_CANCELLED:
+            cancelled = True
+        elif e.step_name and not cancelled:
+            if e.metadata.get("prUrl"):
+                prs[e.step_name] = e.metadata["prUrl"]
+            if e.status in (StepStatus.MERGED.value, StepStatus.COMPLETED.value):
+                prs.pop(e.step_name, None)
+    return [LeftPR(step, url) for step, url in prs.items()] if cancelled else []
 
 
 def event_view(e: StepEvent, now: datetime) -> EventView:

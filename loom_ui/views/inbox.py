@@ -8,6 +8,7 @@ from datetime import datetime
 from loom_backend.domain import CandidateStatus, StepAction, available_actions
 from loom_backend.service import WaitingStep
 from loom_ui import format as fmt
+from loom_ui.views.candidate import LeftPR
 
 REASONS = {
     "review": ("Awaiting review", "amber", "eye"),
@@ -58,3 +59,33 @@ def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
         can_retry=StepAction.RETRY in actions,
         can_mark_merged=StepAction.MARK_MERGED in actions,
     )
+
+
+@dataclass
+class LeftBehindRow:
+    """A PR a cancelled Run left open: nothing in Loom waits on it, but someone should close or merge it."""
+
+    key: str = ""
+    migration_id: str = ""
+    migration_name: str = ""
+    candidate_id: str = ""
+    step: str = ""
+    pr_url: str = ""
+    href: str = ""
+
+
+def left_behind_rows(
+    migration_id: str, migration_name: str, candidate_id: str, prs: list[LeftPR]
+) -> list[LeftBehindRow]:
+    return [
+        LeftBehindRow(
+            key=f"{migration_id}/{candidate_id}/{p.step}",
+            migration_id=migration_id,
+            migration_name=migration_name,
+            candidate_id=candidate_id,
+            step=p.step,
+            pr_url=p.pr_url,
+            href=f"/migrations/{migration_id}/candidates/{candidate_id}",
+        )
+        for p in prs
+    ]

@@ -40,6 +40,8 @@ READ_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", f"{RUN}/steps", None),
     ("GET", "/api/metrics/overview", None),
     ("GET", "/api/prometheus", None),
+    # A preview changes nothing: viewers may ask for one.
+    ("POST", f"/api/migrations/{MIGRATION}/dry-run", {"candidateId": "svc-1"}),
 ]
 ACTION_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", f"{RUN}/start", {"inputs": {"targetImage": "base:2"}}),
@@ -48,7 +50,6 @@ ACTION_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", f"{RUN}/steps/review/reject", {}),
     ("POST", f"{RUN}/steps/bump/mark-merged", None),
     ("PATCH", f"{RUN}/inputs", {"inputs": {"targetImage": "base:3"}}),
-    ("POST", f"/api/migrations/{MIGRATION}/dry-run", {"candidateId": "svc-1"}),
     ("POST", f"{RUN}/cancel", None),
 ]
 OPERATOR_ROUTES = READ_ROUTES + ACTION_ROUTES

@@ -10,6 +10,8 @@ import pytest
 from loom_backend import errors
 from loom_backend.auth import AccessControl
 from loom_backend.domain import (
+    MAX_COMMENT_LENGTH,
+    MAX_INPUT_LENGTH,
     Candidate,
     CandidateStatus,
     Credentials,
@@ -219,12 +221,12 @@ async def test_dry_run_reports_an_unreachable_migrator(service: LoomService) -> 
 # -- who may do what ------------------------------------------------------------------------------
 
 
-async def test_a_viewer_reads_but_may_not_drive_runs_or_preview(service: LoomService) -> None:
+async def test_a_viewer_reads_and_previews_but_may_not_drive_runs(service: LoomService, notifier: FakeNotifier) -> None:
     assert (await service.get_migration(VIEWER, "base-image")).name == "Upgrade base image"
     with pytest.raises(errors.Forbidden, match="vera is a viewer; this needs the operator role"):
         await service.start_run(VIEWER, "base-image", "a", {"targetImage": "x"})
-    with pytest.raises(errors.Forbidden):
-        await service.dry_run(VIEWER, "base-image", DryRunCandidateRequest(candidate_id="a"))
+    notifier.dry_run_result = DryRunResult(steps=[])
+    assert (await service.dry_run(VIEWER, "base-image", DryRunCandidateRequest(candidate_id="a"))).steps == []
     assert (await service.get_candidate(VIEWER, "base-image", "a")).status == CandidateStatus.NOT_STARTED
 
 
@@ -365,3 +367,32 @@ async def test_needs_me_lists_prs_open_longer_than_the_configured_hours(service:
 async def test_the_csv_export_starts_with_the_columns_and_needs_a_known_migration(service: LoomService) -> None:
     with pytest.raises(errors.MigrationNotFound):
         await anext(service.export_candidates(VIEWER, "nope"))
+
+
+# -- what an operator types ---------------------------------------------------------------------
+
+
+async def test_an_input_longer_than_the_limit_or_only_spaces_is_refused_on_the_field_and_nothing_is_saved(
+    service: LoomService, registry: FakeRegistry
+) -> None:
+    for value, words in (("x" * (MAX_INPUT_LENGTH + 1), "at most 1,000"), ("   ", "only spaces")):
+        for call in (
+            service.update_inputs(OPERATOR, "base-image", "a", {"targetImage": value}),
+            service.start_run(OPERATOR, "base-image", "a", {"targetImage": value}),
+            service.dry_run(OPERATOR, "base-image", DryRunCandidateRequest(candidate_id="a", inputs={"team": value})),
+        ):
+            with pytest.raises(errors.InvalidInput, match=words) as refused:
+                await call
+            assert refused.value.field in ("inputs.targetImage", "inputs.team")
+    assert await service.get_inputs(OPERATOR, "base-image", "a") == {}
+    await service.update_inputs(OPERATOR, "base-image", "a", {"targetImage": "x" * MAX_INPUT_LENGTH})
+
+
+async def test_a_review_comment_longer_than_the_limit_or_only_spaces_is_refused(
+    service: LoomService, engine: FakeEngine
+) -> None:
+    for comment in ("c" * (MAX_COMMENT_LENGTH + 1), " \n "):
+        with pytest.raises(errors.InvalidInput) as refused:
+            await service.review_step(OPERATOR, "base-image", "a", "bump", True, comment)
+        assert refused.value.field == "comment"
+    assert engine.actions == []

@@ -7,20 +7,25 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from loom_backend.domain import (
+    MAX_INPUT_LENGTH,
     CandidatePage,
     CandidateStatus,
     CandidateView,
     DispatchRetry,
+    EventType,
     InputDefinition,
+    MigrationSummary,
     StepDefinition,
+    StepEvent,
     StepResult,
     StepStatus,
 )
 from loom_backend.service import WaitingStep
 from loom_ui.views.board import PAGE_SIZE, card_view, column_view
-from loom_ui.views.candidate import step_views
-from loom_ui.views.common import InputField, entered, input_fields, with_value
+from loom_ui.views.candidate import left_open_prs, step_views
+from loom_ui.views.common import InputField, entered, has_errors, input_fields, with_error, with_value
 from loom_ui.views.inbox import waiting_row
+from loom_ui.views.palette import PAGES, palette_items
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 PLAN = [
@@ -127,3 +132,97 @@ def test_the_view_builders_import_no_reflex() -> None:
     code = "import sys, loom_ui.views.board, loom_ui.views.candidate, loom_ui.views.inbox, loom_ui.views.preview; "
     code += "sys.exit('reflex' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- issue 17: the rough edges a new operator hit -------------------------------------------------
+
+
+def test_review_instructions_show_once_filled_in_from_the_candidate_and_its_inputs() -> None:
+    """Item 3: the yellow box holds the filled-in text; no grey chip repeats it."""
+    plan = [StepDefinition(name="review", migrator_app="m", instructions="Check {id} runs {targetImage} ({nope})")]
+    (review,) = step_views(
+        plan,
+        [result("review", StepStatus.AWAITING_REVIEW)],
+        CandidateStatus.RUNNING,
+        NOW,
+        values={"id": "checkout", "targetImage": "base:2"},
+    )
+    assert review.instructions == "Check checkout runs base:2 ({nope})"
+    (sent,) = step_views(
+        plan,
+        [result("review", StepStatus.AWAITING_REVIEW, instructions="From the Migrator")],
+        CandidateStatus.RUNNING,
+        NOW,
+    )
+    assert (sent.instructions, sent.meta) == ("From the Migrator", [])
+
+
+def test_a_step_the_candidates_own_plan_leaves_out_stays_in_place_marked_skipped() -> None:
+    """Item 6: the numbers do not shift once a Run starts, and the skipped Step says so."""
+    migration_plan = [*PLAN, StepDefinition(name="rollout", migrator_app="m")]
+    own = [PLAN[0], migration_plan[2]]
+    steps = step_views(
+        own, [result("bump", StepStatus.COMPLETED)], CandidateStatus.RUNNING, NOW, migration_plan=migration_plan
+    )
+    assert [(s.number, s.name, s.status, s.skipped) for s in steps] == [
+        (1, "bump", "completed", False),
+        (2, "review", "skipped", True),
+        (3, "rollout", "", False),
+    ]
+    assert steps[1].status_label == "Skipped" and not steps[1].can_review
+
+
+def event(
+    kind: EventType, step: str | None = None, status: str | None = None, minute: int = 0, **meta: str
+) -> StepEvent:
+    return StepEvent(
+        run_id="m1__c",
+        migration_id="m1",
+        candidate_id="c",
+        step_name=step,
+        event_type=kind,
+        status=status,
+        metadata=meta,
+        created_at=NOW + timedelta(minutes=minute),
+    )
+
+
+def test_a_cancelled_run_leaves_behind_the_prs_it_opened_that_never_merged() -> None:
+    """Item 9: read from the event log, since the Run's Steps reset when it is cancelled."""
+    history = [
+        event(EventType.RUN_STARTED, minute=0),
+        event(EventType.STEP_UPDATED, "bump", "open", 1, prUrl="https://git/pr/1"),
+        event(EventType.STEP_UPDATED, "bump", "merged", 2),
+        event(EventType.STEP_UPDATED, "chart", "open", 3, prUrl="https://git/pr/2"),
+        event(EventType.RUN_CANCELLED, minute=4),
+    ]
+    assert [(p.step, p.pr_url) for p in left_open_prs(list(reversed(history)))] == [("chart", "https://git/pr/2")]
+    assert left_open_prs([*history, event(EventType.RUN_STARTED, minute=5)]) == []
+    assert left_open_prs(history[:-1]) == []
+
+
+def test_an_input_over_the_limit_or_only_spaces_gets_an_error_on_its_field_before_submit() -> None:
+    """Item 8: the form checks what the service will check, and shows the service's refusal on the field it names."""
+    fields = input_fields([InputDefinition(name="image", label="Image")])
+    too_long = with_value(fields, "image", "x" * (MAX_INPUT_LENGTH + 1))
+    assert "at most 1,000" in too_long[0].error and has_errors(too_long)
+    assert "only spaces" in with_value(fields, "image", "   ")[0].error
+    assert not has_errors(with_value(too_long, "image", "base:2"))
+    shown = with_error(fields, "inputs.image", "Image is refused")
+    assert shown is not None and shown[0].error == "Image is refused"
+    assert with_error(fields, "comment", "no") is None
+
+
+def test_the_palette_matches_pages_migrations_and_candidates_by_what_was_typed() -> None:
+    """Item 14: every page with nothing typed; typing narrows to what contains it."""
+    migrations = [
+        MigrationSummary(id=mid, name=name, description="", steps=[], migrator_url="http://m", created_at=NOW)
+        for mid, name in (("base-image", "Upgrade base image"), ("helm", "Helm 3"))
+    ]
+    everything = palette_items("", migrations, [])
+    assert [i.label for i in everything] == [label for label, _ in PAGES] + ["Upgrade base image", "Helm 3"]
+    found = palette_items("base", migrations, [("base-image", candidate(CandidateStatus.RUNNING))])
+    assert [(i.hint, i.href) for i in found] == [
+        ("Migration", "/migrations/base-image"),
+        ("Candidate of base-image", "/migrations/base-image/candidates/orders"),
+    ]

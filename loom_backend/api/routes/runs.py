@@ -119,6 +119,6 @@ async def candidate_steps(
     responses=_errors(400, 401, 403, 404, 413, 422, 502),
 )
 async def dry_run(
-    migration_id: MigrationId, body: DryRunCandidateRequest, service: ServiceDep, principal: Operator
+    migration_id: MigrationId, body: DryRunCandidateRequest, service: ServiceDep, principal: Viewer
 ) -> Any:
     return await service.dry_run(principal, migration_id, body)
