@@ -55,6 +55,15 @@ ShortText = Annotated[str, Field(max_length=10_000)]
 StringMap = dict[str, str]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def absent_when_none() -> Any:
+    """An optional field left out of the JSON when None: upstream's schema has it non-nullable."""
+    return Field(default=None, exclude_if=_is_none)
+
+
 def run_id(migration_id: str, candidate_id: str) -> str:
     """The Run of a Candidate has a stable id: each Candidate runs at most once per Migration."""
     return f"{migration_id}{RUN_ID_SEPARATOR}{candidate_id}"
@@ -137,10 +146,10 @@ class InputDefinition(WireModel):
 class StepDefinition(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=128)]
     migrator_app: Annotated[str, Field(min_length=1, max_length=128)]
-    description: ShortText | None = None
-    type: Annotated[str, Field(max_length=128)] | None = None
+    description: ShortText | None = absent_when_none()
+    type: Annotated[str, Field(max_length=128)] | None = absent_when_none()
     config: StringMap = Field(default_factory=dict)
-    instructions: ShortText | None = None
+    instructions: ShortText | None = absent_when_none()
 
     @property
     def is_manual_review(self) -> bool:
@@ -177,7 +186,7 @@ class Candidate(WireModel):
     kind: Annotated[str, Field(min_length=1, max_length=128)]
     metadata: StringMap = Field(default_factory=dict)
     files: list[FileGroup] = Field(default_factory=list)
-    steps: Annotated[list[StepDefinition] | None, AfterValidator(_check_unique_step_names)] = None
+    steps: Annotated[list[StepDefinition] | None, AfterValidator(_check_unique_step_names)] = absent_when_none()
     status: CandidateStatus = CandidateStatus.NOT_STARTED
 
 
@@ -287,9 +296,20 @@ class StepResult(WireModel):
     completed_at: datetime | None = None
 
 
+class StepState(StepResult):
+    """A Step's outcome as GET .../steps answers it: with the Candidate and a success flag, as upstream's clients read."""
+
+    candidate: Candidate
+    success: bool
+
+    @classmethod
+    def of(cls, result: StepResult, candidate: Candidate) -> StepState:
+        return cls(**dict(result), candidate=candidate, success=result.status.succeeded)
+
+
 class CandidateStepsResponse(WireModel):
     status: CandidateStatus
-    steps: list[StepResult]
+    steps: list[StepState]
 
 
 class MigrationManifest(WireModel):
@@ -409,7 +429,7 @@ class FileDiff(WireModel):
 class StepDryRunResult(WireModel):
     step_name: str
     skipped: bool = False
-    error: str | None = None
+    error: str | None = absent_when_none()
     files: list[FileDiff] = Field(default_factory=list)
 
 

@@ -377,7 +377,8 @@ class Migrator:
         if fn is None:
             if step_type not in self._handlers:
                 return StepDryRunResult(step_name=step.name, error=f"no handler for Step type {step_type!r}")
-            return StepDryRunResult(step_name=step.name)
+            # A review changes no file; the Migrator owns what its Step types mean (DOMAIN: type routing).
+            return StepDryRunResult(step_name=step.name, skipped=step_type == MANUAL_REVIEW)
         ctx = DryRunContext(request, step)
         try:
             if inspect.iscoroutinefunction(fn):

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         StepEvent,
         StepResult,
         StepStatus,
-        StepStatusEvent,
         StringMap,
         action_refusal,
         callback_refusal,
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewStepInput,
         RunInput,
         RunView,
+        StepEventInput,
         StepView,
         UpdateInputsInput,
     )
@@ -413,7 +413,12 @@ class RunWorkflow:
             await self._record()
 
     def _finish(
-        self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: RunChange
+        self,
+        step: _Step,
+        status: StepStatus,
+        metadata: StringMap | None = None,
+        *extra: RunChange,
+        actor: str | None = None,
     ) -> list[RunChange]:
         """Move the Step to a terminal status (merged, completed or failed); the writes that record it."""
         now = workflow.now()
@@ -424,7 +429,9 @@ class RunWorkflow:
         return [
             *extra,
             self._result(step),
-            *self._event(EventType.STEP_COMPLETED, step, status=status, duration_ms=duration, metadata=metadata),
+            *self._event(
+                EventType.STEP_COMPLETED, step, status=status, actor=actor, duration_ms=duration, metadata=metadata
+            ),
         ]
 
     # --- validation: the rules live in the domain --------------------------------------------
@@ -445,7 +452,7 @@ class RunWorkflow:
     # --- updates: Migrator callbacks ------------------------------------------------------
 
     @workflow.update(name=STEP_EVENT_UPDATE)
-    async def step_event(self, event: StepStatusEvent) -> None:
+    async def step_event(self, event: StepEventInput) -> None:
         step = self._steps[event.step_name]
         if step.status is event.status:
             return  # the same callback again: already applied
@@ -459,13 +466,15 @@ class RunWorkflow:
             step.updated_at = now
             self._enqueue(
                 self._result(step),
-                *self._event(EventType.STEP_UPDATED, step, status=event.status, metadata=event.metadata),
+                *self._event(
+                    EventType.STEP_UPDATED, step, status=event.status, actor=event.actor, metadata=event.metadata
+                ),
             )
         else:
-            self._enqueue(*self._finish(step, event.status, event.metadata))
+            self._enqueue(*self._finish(step, event.status, event.metadata, actor=event.actor))
 
     @step_event.validator
-    def _validate_step_event(self, event: StepStatusEvent) -> None:
+    def _validate_step_event(self, event: StepEventInput) -> None:
         self._refuse(callback_refusal(self._position(), event))
 
     # --- updates: operator actions --------------------------------------------------------

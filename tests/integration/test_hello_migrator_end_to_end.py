@@ -116,7 +116,7 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
             "check-readme": "completed",
         }
         others = (await api.get(RUNS, params={"status": "not_started"})).json()
-        assert sorted(c["id"] for c in others["candidates"]) == ["checkout", "search"]
+        assert sorted(c["id"] for c in others) == ["checkout", "search"]
 
         after = await preview()
         assert after["before"] == "# billing\n\nHello!\n", (
