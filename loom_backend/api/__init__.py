@@ -7,8 +7,8 @@ dependencies (the service, who is calling, which role) in `deps.py`.
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from loom_backend.api.errors import install_error_handlers
 from loom_backend.api.middleware import PREFIX, BodySizeLimit
@@ -47,15 +47,16 @@ async def _no_such_route(request: Request) -> None:
 
     Inside the Reflex app every other path goes on to the pages, so /api must end here.
     """
-    path = request.url.path
-    allowed = sorted(
-        {
-            method
-            for route in request.app.router.routes
-            if isinstance(route, APIRoute) and route.endpoint is not _no_such_route and route.path_regex.match(path)
-            for method in route.methods or ()
-        }
-    )
+    allowed = [method for method in ALL_METHODS if _routed(request, method)]
     if allowed:
         raise StarletteHTTPException(405, f"{request.method} is not allowed here", {"Allow": ", ".join(allowed)})
-    raise StarletteHTTPException(404, f"No such route: {request.method} {path} (see {PREFIX}/docs)")
+    raise StarletteHTTPException(404, f"No such route: {request.method} {request.url.path} (see {PREFIX}/docs)")
+
+
+def _routed(request: Request, method: str) -> bool:
+    """Whether a route other than this last one takes the request's path with `method`."""
+    scope = {**request.scope, "method": method}
+    return any(
+        getattr(route, "endpoint", None) is not _no_such_route and route.matches(scope)[0] == Match.FULL
+        for route in request.app.router.routes
+    )
