@@ -68,6 +68,9 @@ with workflow.unsafe.imports_passed_through():
         UpdateInputsInput,
     )
 
+# A repeated `open` or `awaiting_review` with new metadata (a PR's checks, review, mergeable) updates the Step;
+# Runs recorded before this took such a repeat as a no-op, and replay keeps that.
+METADATA_UPDATES_PATCH = "step-metadata-updates"
 PERSIST_TIMEOUT = timedelta(seconds=30)
 # The read model being down must not fail a Run: keep trying, slowly.
 PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -454,7 +457,11 @@ class RunWorkflow:
     @workflow.update(name=STEP_EVENT_UPDATE)
     async def step_event(self, event: StepEventInput) -> None:
         step = self._steps[event.step_name]
-        if step.status is event.status:
+        if step.status is event.status and not (
+            event.status.waiting
+            and any(step.metadata.get(k) != v for k, v in event.metadata.items())
+            and workflow.patched(METADATA_UPDATES_PATCH)
+        ):
             return  # the same callback again: already applied
         now = workflow.now()
         step.metadata.update(event.metadata)
