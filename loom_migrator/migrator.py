@@ -17,7 +17,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from loom_backend.domain import (
+from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
+from loom_migrator.client import LoomClient, LoomError, LoomRejected
+from loom_migrator.context import StepContext
+from loom_migrator.dryrun import DryRunContext, StepSkipped
+from loom_migrator.server import ThreadedServer
+from loom_migrator.signing import SignatureRejected, SignatureVerifier, signing_key
+from loom_migrator.wire import (
     Candidate,
     DispatchStepRequest,
     DryRunRequest,
@@ -28,12 +34,6 @@ from loom_backend.domain import (
     StepDefinition,
     StepDryRunResult,
 )
-from loom_backend.signing import SignatureRejected, SignatureVerifier, signing_key
-from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
-from loom_migrator.client import LoomClient, LoomError, LoomRejected
-from loom_migrator.context import StepContext
-from loom_migrator.dryrun import DryRunContext, StepSkipped
-from loom_migrator.server import ThreadedServer
 
 log = logging.getLogger("loom_migrator")
 
