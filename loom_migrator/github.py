@@ -196,7 +196,13 @@ class GitHub:
         try:
             while True:
                 wakeup.clear()
-                status = await self.status(pr.repo, pr.number)
+                try:
+                    status = await self.status(pr.repo, pr.number)
+                except GitHubError as exc:  # GitHub down for a while must not fail a Step that waits for days
+                    log.warning("Reading %s failed, trying again in %s s: %s", pr.url, self.poll_seconds, exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wakeup.wait(), self.poll_seconds)
+                    continue
                 if status.pr.merged:
                     return {**status.metadata(), "mergeCommit": status.pr.merge_commit_sha or ""}
                 if status.pr.state == "closed":

@@ -36,6 +36,7 @@ class FakeGitHub:
         self.check_runs: list[dict[str, Any]] = []
         self.reviews: list[dict[str, Any]] = []
         self.calls: list[str] = []
+        self.failures = 0  # how many more reads of a pull request answer 502
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self.server = ThreadedServer(self.app())
@@ -72,6 +73,9 @@ class FakeGitHub:
         async def pull(request: Request) -> JSONResponse:
             if (refusal := self._refuse(request)) is not None:
                 return refusal
+            if request.method == "GET" and self.failures > 0:
+                self.failures -= 1
+                return JSONResponse({"message": "Bad Gateway"}, status_code=502)
             found = self.pulls.get(int(request.path_params["number"]))
             if found is None:
                 return JSONResponse({"message": "Not Found"}, status_code=404)
@@ -203,6 +207,20 @@ def test_without_a_webhook_the_helper_polls_and_a_pr_closed_unmerged_fails_the_s
         failed.metadata["error"]
         == f"The pull request https://github.example/{REPO}/pull/1 was closed without being merged"
     )
+
+
+def test_github_failing_for_a_while_does_not_fail_a_waiting_step(loom: FakeLoom, github_server: FakeGitHub) -> None:
+    github = GitHub(GITHUB_TOKEN, api_url=github_server.url, poll_seconds=0.05)
+    migrator = migrator_with_a_pr_step(loom, github)
+    with migrator.serve_in_thread():
+        loom.dispatch(migrator.migrator_url, migrator.id, migrator.steps[0], CHECKOUT)
+        event_where(loom, StepStatus.OPEN, checks="none")
+        github_server.failures = 3
+        github_server.merge(1)
+        merged = event_where(loom, StepStatus.MERGED)
+    assert merged.metadata["mergeCommit"] == "c0ffee"
+    assert github_server.failures == 0
+    assert StepStatus.FAILED not in [e.status for e in loom.events_for("checkout")]
 
 
 def test_opening_a_pr_for_a_branch_that_has_one_updates_it_instead_of_opening_another(
