@@ -19,8 +19,8 @@ PATH = "/api/debug/process"
 
 
 def client(store: SqlStore, access: AccessControl) -> httpx.AsyncClient:
-    service = LoomService(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])))
-    app = create_api(lambda: service, get_access=lambda: access)
+    service = LoomService.over(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])), access)
+    app = create_api(lambda: service)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom")
 
 
