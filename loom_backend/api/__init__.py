@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from loom_backend.api.errors import install_error_handlers
 from loom_backend.api.middleware import PREFIX, BodySizeLimit
@@ -54,9 +54,12 @@ async def _no_such_route(request: Request) -> None:
 
 
 def _routed(request: Request, method: str) -> bool:
-    """Whether a route other than this last one takes the request's path with `method`."""
+    """Whether an /api route other than this last one takes the request's path with `method` (the pages that
+    Reflex mounts after the API take every path and method, so they do not count)."""
     scope = {**request.scope, "method": method}
     return any(
-        getattr(route, "endpoint", None) is not _no_such_route and route.matches(scope)[0] == Match.FULL
+        not isinstance(route, Mount)
+        and getattr(route, "endpoint", None) is not _no_such_route
+        and route.matches(scope)[0] == Match.FULL
         for route in request.app.router.routes
     )

@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from loom_backend.api import create_api
+from loom_backend.api import ALL_METHODS, create_api
 from loom_backend.auth import AccessControl, ProvisionedToken, Role, TokenKind
 from loom_backend.execution.activities import RunActivities
 from loom_backend.execution.engine import TemporalEngine
@@ -240,3 +242,17 @@ async def test_an_unknown_api_route_answers_json_404_and_a_wrong_method_405(loom
     assert "No such route" in missing.json()["message"]
     wrong = await loom.api.delete("/api/migrations")
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
+
+
+async def test_with_pages_mounted_behind_the_api_as_reflex_does_an_unknown_api_route_still_answers_json_404() -> None:
+    async def page(request: Request) -> Response:
+        return Response("<html>the board's 404 page</html>", status_code=404, media_type="text/html")
+
+    app = create_api(lambda: None)  # type: ignore[arg-type, return-value]  (no route reaches the service)
+    app.mount("", Starlette(routes=[Route("/{path:path}", page, methods=ALL_METHODS)]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom") as client:
+        missing = await client.get("/api/migrations/x/nope")
+        assert (missing.status_code, missing.headers["content-type"]) == (404, "application/json")
+        wrong = await client.delete("/api/migrations")
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
+        assert (await client.get("/some/page")).headers["content-type"].startswith("text/html")
