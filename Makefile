@@ -25,9 +25,10 @@ lint: setup
 
 setup: $(VENV)/.installed $(BUN) $(AXE)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml loom_migrator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e './loom_migrator[github]'  # the SDK, its own distribution, from this checkout
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 

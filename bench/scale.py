@@ -134,10 +134,16 @@ async def drain(
         completed_steps = collections.Counter((e["candidateId"], e["stepName"]) for e in await every("step_completed"))
         completed_runs = collections.Counter(e["candidateId"] for e in await every("run_completed"))
         params = {"status": "completed", "limit": 1}
-        done = (await api.get(f"/api/migrations/{migration_id}/candidates", params=params, headers=as_operator)).json()
-        total = (
-            await api.get(f"/api/migrations/{migration_id}/candidates", params={"limit": 1}, headers=as_operator)
-        ).json()
+        done = int(
+            (await api.get(f"/api/migrations/{migration_id}/candidates", params=params, headers=as_operator)).headers[
+                "X-Total-Count"
+            ]
+        )
+        total = int(
+            (
+                await api.get(f"/api/migrations/{migration_id}/candidates", params={"limit": 1}, headers=as_operator)
+            ).headers["X-Total-Count"]
+        )
     expected_steps = {(cid, name) for cid in ids[: args.runs] for name in names}
     lost = expected_steps - set(completed_steps)
     twice = [key for key, n in completed_steps.items() if n != 1]
@@ -150,10 +156,8 @@ async def drain(
         problems.append("Step results for Candidates that were not started")
     if len(completed_runs) != args.runs or any(n != 1 for n in completed_runs.values()):
         problems.append(f"{len(completed_runs)} run_completed Candidates, expected {args.runs} once each")
-    if done["total"] != args.runs or total["total"] != args.candidates:
-        problems.append(
-            f"{done['total']} of {total['total']} Candidates completed, expected {args.runs} of {args.candidates}"
-        )
+    if done != args.runs or total != args.candidates:
+        problems.append(f"{done} of {total} Candidates completed, expected {args.runs} of {args.candidates}")
     verdict = "nothing lost" if not problems else "LOST: " + "; ".join(problems)
     return (
         f"announce {args.candidates:,} Candidates {announce_seconds:.1f} s; {args.runs:,} Runs x {args.steps} Steps "

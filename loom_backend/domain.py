@@ -1,103 +1,56 @@
 """Loom's domain model and its wire form (camelCase JSON), defined once.
 
-These models serve the HTTP API, the Migrator SDK, the Temporal Run and the UI alike,
-so a field renamed here is renamed everywhere. Pure: no I/O.
+These models serve the HTTP API, the Temporal Run and the UI alike, so a field renamed here is renamed
+everywhere. What Loom and a Migrator send each other lives in the Migrator SDK (loom_migrator.wire) and is
+re-exported here, so both packages share one definition. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, model_validator
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
-_SLUG = re.compile(SLUG_PATTERN)
-RUN_ID_SEPARATOR = "__"
-MAX_CANDIDATES_PER_REQUEST = 20_000
-
-
-def _check_slug(value: str) -> str:
-    if not _SLUG.match(value):
-        raise ValueError(
-            "must be a slug: lowercase letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, at most 128 characters"
-        )
-    return value
-
-
-def _check_http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-def _check_migration_id(value: str) -> str:
-    """A Run id is '{migrationId}__{candidateId}', split at its first '__': the Migration's part must hold none."""
-    if RUN_ID_SEPARATOR in value or value.endswith("_"):
-        raise ValueError(
-            f"must not contain {RUN_ID_SEPARATOR!r} nor end with '_': a Run id is "
-            f"'<migrationId>{RUN_ID_SEPARATOR}<candidateId>', so the Migration's id must end where "
-            f"the first {RUN_ID_SEPARATOR!r} begins (use '-' instead)"
-        )
-    return value
-
-
-Slug = Annotated[str, AfterValidator(_check_slug)]
-MigrationSlug = Annotated[str, AfterValidator(_check_slug), AfterValidator(_check_migration_id)]
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
-ShortText = Annotated[str, Field(max_length=10_000)]
-StringMap = dict[str, str]
-
-
-def run_id(migration_id: str, candidate_id: str) -> str:
-    """The Run of a Candidate has a stable id: each Candidate runs at most once per Migration."""
-    return f"{migration_id}{RUN_ID_SEPARATOR}{candidate_id}"
-
-
-def parse_run_id(the_run: str) -> tuple[str, str]:
-    """(migration id, candidate id) of a Run id, split at the first separator; ValueError when malformed.
-
-    Unambiguous because a Migration id holds no separator and does not end with '_' (MigrationSlug).
-    """
-    migration_id, separator, candidate_id = the_run.partition(RUN_ID_SEPARATOR)
-    if not separator or not migration_id or not candidate_id:
-        raise ValueError(f"{the_run!r} is not a Run id: expected '<migrationId>{RUN_ID_SEPARATOR}<candidateId>'")
-    return migration_id, candidate_id
-
-
-class CandidateStatus(StrEnum):
-    NOT_STARTED = "not_started"
-    RUNNING = "running"
-    COMPLETED = "completed"
-
-
-class StepStatus(StrEnum):
-    IN_PROGRESS = "in_progress"
-    OPEN = "open"
-    AWAITING_REVIEW = "awaiting_review"
-    MERGED = "merged"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @property
-    def succeeded(self) -> bool:
-        return self in SUCCEEDED_STEP_STATUSES
-
-    @property
-    def waiting(self) -> bool:
-        """Intermediate statuses: the Run keeps waiting for the next callback."""
-        return self in (StepStatus.IN_PROGRESS, StepStatus.OPEN, StepStatus.AWAITING_REVIEW)
-
-
-# Older migrators speak the upstream protocol's words for the same states.
-LEGACY_STEP_STATUSES = {"pending": StepStatus.OPEN, "succeeded": StepStatus.COMPLETED}
-CALLBACK_STEP_STATUSES = frozenset(StepStatus) - {StepStatus.IN_PROGRESS}
+from loom_migrator.wire import (  # noqa: F401  (re-exported: these names were defined here)
+    CALLBACK_STEP_STATUSES,
+    LEGACY_STEP_STATUSES,
+    MAX_CANDIDATES_PER_REQUEST,
+    RUN_ID_SEPARATOR,
+    SLUG_PATTERN,
+    SUCCEEDED_STEP_STATUSES,
+    Candidate,
+    Candidates,
+    CandidateStatus,
+    DispatchStepRequest,
+    DryRunRequest,
+    DryRunResult,
+    FileDiff,
+    FileDiffStatus,
+    FileGroup,
+    FileRef,
+    HttpUrl,
+    InputDefinition,
+    MigrationAnnouncement,
+    MigrationSlug,
+    ShortText,
+    Slug,
+    StepDefinition,
+    StepDryRunResult,
+    Steps,
+    StepStatus,
+    StepStatusEvent,
+    StringMap,
+    SubmitCandidatesRequest,
+    WireModel,
+    absent_when_none,
+    merged_metadata,
+    parse_run_id,
+    run_id,
+)
 
 
 class EventType(StrEnum):
@@ -114,109 +67,6 @@ class EventType(StrEnum):
     INPUTS_UPDATED = "inputs_updated"
     RUN_COMPLETED = "run_completed"
     RUN_CANCELLED = "run_cancelled"
-
-
-class WireModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are ignored for forward compatibility."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        use_enum_values=False,
-        serialize_by_alias=True,
-    )
-
-
-class InputDefinition(WireModel):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    label: Annotated[str, Field(min_length=1, max_length=256)]
-    description: ShortText | None = None
-
-
-class StepDefinition(WireModel):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    migrator_app: Annotated[str, Field(min_length=1, max_length=128)]
-    description: ShortText | None = None
-    type: Annotated[str, Field(max_length=128)] | None = None
-    config: StringMap = Field(default_factory=dict)
-    instructions: ShortText | None = None
-
-    @property
-    def is_manual_review(self) -> bool:
-        return self.type == "manual-review"
-
-
-def _check_unique_step_names(steps: list[StepDefinition] | None) -> list[StepDefinition] | None:
-    if steps is None:
-        return None
-    seen: set[str] = set()
-    for step in steps:
-        if step.name in seen:
-            raise ValueError(f"step names must be unique; {step.name!r} appears twice")
-        seen.add(step.name)
-    return steps
-
-
-Steps = Annotated[list[StepDefinition], AfterValidator(_check_unique_step_names)]
-
-
-class FileRef(WireModel):
-    path: Annotated[str, Field(min_length=1, max_length=4096)]
-    url: Annotated[str, Field(max_length=4096)] = ""
-
-
-class FileGroup(WireModel):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    repo: Annotated[str, Field(max_length=256)] = ""
-    files: list[FileRef] = Field(default_factory=list)
-
-
-class Candidate(WireModel):
-    id: Slug
-    kind: Annotated[str, Field(min_length=1, max_length=128)]
-    metadata: StringMap = Field(default_factory=dict)
-    files: list[FileGroup] = Field(default_factory=list)
-    steps: Annotated[list[StepDefinition] | None, AfterValidator(_check_unique_step_names)] = None
-    status: CandidateStatus = CandidateStatus.NOT_STARTED
-
-
-def _check_unique_candidate_ids(candidates: list[Candidate]) -> list[Candidate]:
-    seen: set[str] = set()
-    for candidate in candidates:
-        if candidate.id in seen:
-            raise ValueError(f"candidate ids must be unique; {candidate.id!r} appears twice")
-        seen.add(candidate.id)
-    return candidates
-
-
-Candidates = Annotated[
-    list[Candidate],
-    Field(max_length=MAX_CANDIDATES_PER_REQUEST),
-    AfterValidator(_check_unique_candidate_ids),
-]
-
-
-class MigrationAnnouncement(WireModel):
-    """What a Migrator posts on start-up to register or update its Migration."""
-
-    id: MigrationSlug
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    description: ShortText
-    overview: list[ShortText] = Field(default_factory=list)
-    required_inputs: list[InputDefinition] = Field(default_factory=list)
-    steps: Annotated[Steps, Field(min_length=1)]
-    candidates: Candidates
-    migrator_url: HttpUrl
-
-    @field_validator("required_inputs")
-    @classmethod
-    def _unique_input_names(cls, inputs: list[InputDefinition]) -> list[InputDefinition]:
-        names = [i.name for i in inputs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"input names must be unique; {', '.join(duplicates)} repeated")
-        return inputs
 
 
 class Migration(MigrationAnnouncement):
@@ -241,10 +91,6 @@ class MigrationSummary(WireModel):
     candidate_counts: dict[CandidateStatus, int] = Field(default_factory=dict)
     needs_attention: int = 0
     last_activity_at: datetime | None = None
-
-
-class SubmitCandidatesRequest(WireModel):
-    candidates: Candidates
 
 
 class CandidateView(Candidate):
@@ -287,9 +133,20 @@ class StepResult(WireModel):
     completed_at: datetime | None = None
 
 
+class StepState(StepResult):
+    """A Step's outcome as GET .../steps answers it: with the Candidate and a success flag, as upstream's clients read."""
+
+    candidate: Candidate
+    success: bool
+
+    @classmethod
+    def of(cls, result: StepResult, candidate: Candidate) -> StepState:
+        return cls(**dict(result), candidate=candidate, success=result.status.succeeded)
+
+
 class CandidateStepsResponse(WireModel):
     status: CandidateStatus
-    steps: list[StepResult]
+    steps: list[StepState]
 
 
 class MigrationManifest(WireModel):
@@ -304,22 +161,6 @@ class MigrationManifest(WireModel):
     @property
     def run_id(self) -> str:
         return run_id(self.migration_id, self.candidate.id)
-
-
-class DispatchStepRequest(WireModel):
-    """What Loom posts to `{migratorUrl}/dispatch-step`."""
-
-    migration_id: str
-    step_name: str
-    candidate: Candidate
-    config: StringMap = Field(default_factory=dict)
-    callback_id: str
-    event_name: str
-    migrator_app: str
-    migrator_url: str
-    type: str | None = None
-    # The same on every retry of one Step attempt, new for a Retry: a Migrator drops repeats by it.
-    dispatch_id: str | None = None
 
 
 class DispatchRetry(WireModel):
@@ -355,27 +196,6 @@ class DispatchRetry(WireModel):
             return None
 
 
-class StepStatusEvent(WireModel):
-    """A Migrator's callback about one Step, posted to `/api/event/{runId}`."""
-
-    step_name: Annotated[str, Field(min_length=1, max_length=128)]
-    candidate_id: Annotated[str, Field(min_length=1, max_length=128)]
-    status: StepStatus
-    metadata: StringMap = Field(default_factory=dict)
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _accept_legacy_status(cls, value: Any) -> Any:
-        return LEGACY_STEP_STATUSES.get(value, value) if isinstance(value, str) else value
-
-    @field_validator("status")
-    @classmethod
-    def _not_in_progress(cls, value: StepStatus) -> StepStatus:
-        if value not in CALLBACK_STEP_STATUSES:
-            raise ValueError("in_progress is set by Loom when it dispatches a Step, not by a Migrator")
-        return value
-
-
 # What an operator types: an input's value and a review comment. The forms say so before submit; the service refuses more.
 MAX_INPUT_LENGTH = 1_000
 MAX_COMMENT_LENGTH = 4_000
@@ -406,31 +226,6 @@ class ReviewRequest(WireModel):
     comment: Annotated[str, Field(max_length=MAX_COMMENT_LENGTH)] | None = None
 
 
-class FileDiffStatus(StrEnum):
-    NEW = "new"
-    MODIFIED = "modified"
-    DELETED = "deleted"
-
-
-class FileDiff(WireModel):
-    path: str
-    repo: str = ""
-    before: str = ""
-    after: str = ""
-    status: FileDiffStatus
-
-
-class StepDryRunResult(WireModel):
-    step_name: str
-    skipped: bool = False
-    error: str | None = None
-    files: list[FileDiff] = Field(default_factory=list)
-
-
-class DryRunResult(WireModel):
-    steps: list[StepDryRunResult]
-
-
 class DryRunCandidateRequest(WireModel):
     """Preview a Run: name a known Candidate, or pass one in full."""
 
@@ -443,14 +238,6 @@ class DryRunCandidateRequest(WireModel):
         if (self.candidate_id is None) == (self.candidate is None):
             raise ValueError("give exactly one of candidateId or candidate")
         return self
-
-
-class DryRunRequest(WireModel):
-    """What Loom posts to `{migratorUrl}/dry-run`."""
-
-    migration_id: str
-    candidate: Candidate
-    steps: list[StepDefinition]
 
 
 class StepEvent(WireModel):
@@ -490,11 +277,6 @@ def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> li
     return candidate.steps if candidate.steps else migration_steps
 
 
-def merged_metadata(candidate: Candidate, inputs: StringMap) -> Candidate:
-    """The Candidate as a Step sees it: operator inputs merged over discovered metadata."""
-    return candidate.model_copy(update={"metadata": {**candidate.metadata, **inputs}})
-
-
 def missing_inputs(required: list[InputDefinition], inputs: StringMap) -> list[str]:
     return [i.name for i in required if not inputs.get(i.name, "").strip()]
 
@@ -504,7 +286,6 @@ def missing_inputs(required: list[InputDefinition], inputs: StringMap) -> list[s
 # Plain functions of the models above, so the workflow, the store, the service and the pages
 # ask the same rule instead of re-deriving it; unit-tested without Temporal or a database.
 
-SUCCEEDED_STEP_STATUSES = frozenset({StepStatus.MERGED, StepStatus.COMPLETED})
 # A person must act: an operator's review, or a Retry (or Cancel) of a failed Step.
 ATTENTION_STEP_STATUSES = frozenset({StepStatus.FAILED, StepStatus.AWAITING_REVIEW})
 # The callbacks the Step a Run waits on takes, by its status; a Step in another status takes none.

@@ -102,9 +102,10 @@ class BoardQueries(Protocol):
         metadata: StringMap | None = None,
         needs_attention: bool = False,
         candidate_id: str | None = None,
-        limit: int = 500,
+        limit: int | None = 500,
         offset: int = 0,
-    ) -> CandidatePage: ...
+    ) -> CandidatePage:
+        """`limit=None`: every Candidate from `offset` on."""
 
     def list_events(
         self,
@@ -201,8 +202,8 @@ class ExecutionEngine(Protocol):
 
     async def cancel_run(self, run_id: str, actor: str) -> None: ...
 
-    async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
-        """Deliver a Migrator callback; raises RunNotFound or StepNotInState."""
+    async def step_event(self, run_id: str, event: StepStatusEvent, actor: str | None = None) -> None:
+        """Deliver a Migrator callback, or an operator's override (`actor`); raises RunNotFound or StepNotInState."""
 
     async def retry_step(self, run_id: str, step_name: str, actor: str) -> None: ...
 

@@ -44,6 +44,7 @@ from loom_backend.domain import (
     Role,
     StepMetricsResponse,
     StepResult,
+    StepState,
     StepStatus,
     StepStatusEvent,
     StringMap,
@@ -230,8 +231,13 @@ class LoomService:
         await self._db(self.registry.submit_candidates, migration_id, candidates, self.clock())
 
     async def step_event(self, principal: Principal, migration_id: str, the_run: str, event: StepStatusEvent) -> None:
-        """A Migrator's callback; only the owning token's, remembered for a few seconds so callbacks stay cheap."""
-        self.require_migrator(principal)
+        """A Migrator's callback (only the owning token's, remembered for a few seconds so callbacks stay cheap),
+        or an operator's manual override of a Step's status, recorded with the operator as actor."""
+        if not principal.is_migrator:
+            self.authorize(principal, Role.OPERATOR)
+            await self._require_running(migration_id, event.candidate_id)
+            await self.engine.step_event(the_run, event, actor=principal.name)
+            return
         if not self.access.recently_allowed(principal, migration_id):
             await self._db(self.access.check_migration, principal, migration_id)
         await self.engine.step_event(the_run, event)
@@ -266,9 +272,10 @@ class LoomService:
         text: str | None = None,
         metadata: StringMap | None = None,
         needs_attention: bool = False,
-        limit: int = 500,
+        limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
+        """One page of the Candidates that match; `limit=None` answers all of them."""
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
         return await self._db(
@@ -387,7 +394,7 @@ class LoomService:
         results = await self._db(self.runs.step_results, run_id(migration_id, candidate_id))
         if candidate.status == CandidateStatus.NOT_STARTED:
             raise errors.RunNotFound(run_id(migration_id, candidate_id))
-        return CandidateStepsResponse(status=candidate.status, steps=results)
+        return CandidateStepsResponse(status=candidate.status, steps=[StepState.of(r, candidate) for r in results])
 
     async def dry_run(self, principal: Principal, migration_id: str, request: DryRunCandidateRequest) -> DryRunResult:
         """A preview changes nothing (the Migrator's dry run writes nothing), so viewers may preview too."""

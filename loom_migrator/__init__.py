@@ -3,7 +3,13 @@
 Imports neither Reflex nor Temporal: a Migrator needs only FastAPI, httpx and Loom's wire models.
 """
 
-from loom_backend.domain import (
+from loom_migrator.backoff import Backoff
+from loom_migrator.client import LoomClient, LoomError, LoomRejected, LoomUnreachable
+from loom_migrator.context import StepContext
+from loom_migrator.dryrun import DryRunContext, StepSkipped, file_diff
+from loom_migrator.migrator import MANUAL_REVIEW, Migrator, StepFailed, format_instructions
+from loom_migrator.server import ThreadedServer
+from loom_migrator.wire import (
     Candidate,
     DispatchStepRequest,
     DryRunRequest,
@@ -18,12 +24,6 @@ from loom_backend.domain import (
     StepStatus,
     StepStatusEvent,
 )
-from loom_migrator.backoff import Backoff
-from loom_migrator.client import LoomClient, LoomError, LoomRejected, LoomUnreachable
-from loom_migrator.context import StepContext
-from loom_migrator.dryrun import DryRunContext, StepSkipped, file_diff
-from loom_migrator.migrator import MANUAL_REVIEW, Migrator, StepFailed, format_instructions
-from loom_migrator.server import ThreadedServer
 
 __all__ = [
     "MANUAL_REVIEW",

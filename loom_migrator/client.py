@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from loom_backend.domain import Candidate, MigrationAnnouncement, StepStatusEvent, SubmitCandidatesRequest
 from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
+from loom_migrator.wire import Candidate, MigrationAnnouncement, StepStatusEvent, SubmitCandidatesRequest
 
 log = logging.getLogger("loom_migrator")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from loom_backend.domain import DispatchStepRequest, StepStatus, StepStatusEvent
 from loom_migrator.client import LoomClient
 from loom_migrator.dryrun import CandidateStepView
+from loom_migrator.wire import DispatchStepRequest, StepStatus, StepStatusEvent
 
 Metadata = Mapping[str, object] | None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from loom_backend.domain import Candidate, DryRunRequest, FileDiff, FileDiffStatus, StepDefinition
+from loom_migrator.wire import Candidate, DryRunRequest, FileDiff, FileDiffStatus, StepDefinition
 
 
 class StepSkipped(Exception):

@@ -17,7 +17,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from loom_backend.domain import (
+from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
+from loom_migrator.client import LoomClient, LoomError, LoomRejected
+from loom_migrator.context import StepContext
+from loom_migrator.dryrun import DryRunContext, StepSkipped
+from loom_migrator.server import ThreadedServer
+from loom_migrator.signing import SignatureRejected, SignatureVerifier, signing_key
+from loom_migrator.wire import (
     Candidate,
     DispatchStepRequest,
     DryRunRequest,
@@ -28,12 +34,6 @@ from loom_backend.domain import (
     StepDefinition,
     StepDryRunResult,
 )
-from loom_backend.signing import SignatureRejected, SignatureVerifier, signing_key
-from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF, Backoff
-from loom_migrator.client import LoomClient, LoomError, LoomRejected
-from loom_migrator.context import StepContext
-from loom_migrator.dryrun import DryRunContext, StepSkipped
-from loom_migrator.server import ThreadedServer
 
 log = logging.getLogger("loom_migrator")
 
@@ -377,7 +377,8 @@ class Migrator:
         if fn is None:
             if step_type not in self._handlers:
                 return StepDryRunResult(step_name=step.name, error=f"no handler for Step type {step_type!r}")
-            return StepDryRunResult(step_name=step.name)
+            # A review changes no file; the Migrator owns what its Step types mean (DOMAIN: type routing).
+            return StepDryRunResult(step_name=step.name, skipped=step_type == MANUAL_REVIEW)
         ctx = DryRunContext(request, step)
         try:
             if inspect.iscoroutinefunction(fn):

@@ -27,7 +27,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from loom_backend.domain import (
+from loom_migrator.server import ThreadedServer
+from loom_migrator.signing import sign, signing_key
+from loom_migrator.wire import (
     Candidate,
     DispatchStepRequest,
     DryRunRequest,
@@ -40,8 +42,6 @@ from loom_backend.domain import (
     merged_metadata,
     run_id,
 )
-from loom_backend.signing import sign, signing_key
-from loom_migrator.server import ThreadedServer
 
 Route = Literal["announce", "candidates", "event"]
 T = TypeVar("T")

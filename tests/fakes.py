@@ -90,6 +90,9 @@ class FakeRegistry:
 
     def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
         self.inputs[(migration_id, candidate_id)] = dict(inputs)
+        candidate = self.get_candidate(migration_id, candidate_id)
+        if candidate is not None:
+            candidate.metadata = {**candidate.metadata, **inputs}
 
     def set_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
         for candidate in self.migrations[migration_id].candidates:
@@ -148,7 +151,7 @@ class FakeBoard:
         status: CandidateStatus | None = None,
         kind: str | None = None,
         candidate_id: str | None = None,
-        limit: int = 500,
+        limit: int | None = 500,
         offset: int = 0,
         **_: object,
     ) -> CandidatePage:
@@ -160,7 +163,8 @@ class FakeBoard:
             and (kind is None or c.kind == kind)
             and (candidate_id is None or c.id == candidate_id)
         ]
-        return CandidatePage(candidates=found[offset : offset + limit], total=len(found), limit=limit, offset=offset)
+        end = None if limit is None else offset + limit
+        return CandidatePage(candidates=found[offset:end], total=len(found), limit=limit or len(found), offset=offset)
 
     def list_events(self, migration_id: str, *, limit: int = 100, offset: int = 0, **_: object) -> EventPage:
         return EventPage(events=[], total=0, limit=limit, offset=offset)
@@ -283,10 +287,10 @@ class FakeEngine:
         self.started.pop(run_id, None)
         self.actions.append(("cancel", run_id, actor))
 
-    async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
+    async def step_event(self, run_id: str, event: StepStatusEvent, actor: str | None = None) -> None:
         if run_id not in self.started:
             raise errors.RunNotFound(run_id)
-        self.actions.append(("event", run_id, event.step_name, event.status.value))
+        self.actions.append(("event", run_id, event.step_name, event.status.value, *([actor] if actor else [])))
 
     async def retry_step(self, run_id: str, step_name: str, actor: str) -> None:
         self.actions.append(("retry", run_id, step_name, actor))

@@ -19,9 +19,9 @@ from examples.demo_migrator.changes import (
     fails_first_attempt,
     update_ci_image,
 )
-from loom_backend.domain import Candidate, FileGroup, FileRef, InputDefinition
 from loom_migrator import Backoff, DryRunContext, FileDiff, Migrator, StepContext, StepFailed, file_diff
 from loom_migrator.backoff import ANNOUNCE_BACKOFF, CALLBACK_BACKOFF
+from loom_migrator.wire import Candidate, FileGroup, FileRef, InputDefinition
 
 MIGRATION_ID = "upgrade-base-image"
 APP_NAME = "demo-migrator"

@@ -48,6 +48,7 @@ from loom_backend.execution.messages import (
     ReviewStepInput,
     RunInput,
     RunView,
+    StepEventInput,
     UpdateInputsInput,
 )
 from loom_backend.settings import Settings
@@ -269,8 +270,8 @@ class TemporalEngine:
                     raise errors.StepNotInState(cause.message) from exc
                 raise
 
-    async def step_event(self, run_id: str, event: StepStatusEvent) -> None:
-        await self._update(run_id, STEP_EVENT_UPDATE, event)
+    async def step_event(self, run_id: str, event: StepStatusEvent, actor: str | None = None) -> None:
+        await self._update(run_id, STEP_EVENT_UPDATE, StepEventInput(**dict(event), actor=actor))
 
     async def retry_step(self, run_id: str, step_name: str, actor: str) -> None:
         await self._update(run_id, RETRY_STEP_UPDATE, RetryStepInput(step_name=step_name, actor=actor))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from loom_backend.domain import DispatchStepRequest, MigrationManifest, RunChange, StringMap
+from loom_backend.domain import DispatchStepRequest, MigrationManifest, RunChange, StepStatusEvent, StringMap
 
 WORKFLOW_NAME = "LoomRun"
 
@@ -49,6 +49,15 @@ class RunInput(BaseModel):
     manifest: MigrationManifest
     actor: str | None = None
     dispatch: DispatchPolicy = Field(default_factory=DispatchPolicy)
+
+
+class StepEventInput(StepStatusEvent):
+    """A Step callback as the Run takes it: a Migrator's (no actor), or an operator's manual override.
+
+    A subclass, so a callback recorded in an older Run's history (a bare StepStatusEvent) still decodes.
+    """
+
+    actor: str | None = None
 
 
 class RetryStepInput(BaseModel):

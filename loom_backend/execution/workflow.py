@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         StepEvent,
         StepResult,
         StepStatus,
-        StepStatusEvent,
         StringMap,
         action_refusal,
         callback_refusal,
@@ -64,10 +63,14 @@ with workflow.unsafe.imports_passed_through():
         ReviewStepInput,
         RunInput,
         RunView,
+        StepEventInput,
         StepView,
         UpdateInputsInput,
     )
 
+# A repeated `open` or `awaiting_review` with new metadata (a PR's checks, review, mergeable) updates the Step;
+# Runs recorded before this took such a repeat as a no-op, and replay keeps that.
+METADATA_UPDATES_PATCH = "step-metadata-updates"
 PERSIST_TIMEOUT = timedelta(seconds=30)
 # The read model being down must not fail a Run: keep trying, slowly.
 PERSIST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -413,7 +416,12 @@ class RunWorkflow:
             await self._record()
 
     def _finish(
-        self, step: _Step, status: StepStatus, metadata: StringMap | None = None, *extra: RunChange
+        self,
+        step: _Step,
+        status: StepStatus,
+        metadata: StringMap | None = None,
+        *extra: RunChange,
+        actor: str | None = None,
     ) -> list[RunChange]:
         """Move the Step to a terminal status (merged, completed or failed); the writes that record it."""
         now = workflow.now()
@@ -424,7 +432,9 @@ class RunWorkflow:
         return [
             *extra,
             self._result(step),
-            *self._event(EventType.STEP_COMPLETED, step, status=status, duration_ms=duration, metadata=metadata),
+            *self._event(
+                EventType.STEP_COMPLETED, step, status=status, actor=actor, duration_ms=duration, metadata=metadata
+            ),
         ]
 
     # --- validation: the rules live in the domain --------------------------------------------
@@ -445,9 +455,13 @@ class RunWorkflow:
     # --- updates: Migrator callbacks ------------------------------------------------------
 
     @workflow.update(name=STEP_EVENT_UPDATE)
-    async def step_event(self, event: StepStatusEvent) -> None:
+    async def step_event(self, event: StepEventInput) -> None:
         step = self._steps[event.step_name]
-        if step.status is event.status:
+        if step.status is event.status and not (
+            event.status.waiting
+            and any(step.metadata.get(k) != v for k, v in event.metadata.items())
+            and workflow.patched(METADATA_UPDATES_PATCH)
+        ):
             return  # the same callback again: already applied
         now = workflow.now()
         step.metadata.update(event.metadata)
@@ -459,13 +473,15 @@ class RunWorkflow:
             step.updated_at = now
             self._enqueue(
                 self._result(step),
-                *self._event(EventType.STEP_UPDATED, step, status=event.status, metadata=event.metadata),
+                *self._event(
+                    EventType.STEP_UPDATED, step, status=event.status, actor=event.actor, metadata=event.metadata
+                ),
             )
         else:
-            self._enqueue(*self._finish(step, event.status, event.metadata))
+            self._enqueue(*self._finish(step, event.status, event.metadata, actor=event.actor))
 
     @step_event.validator
-    def _validate_step_event(self, event: StepStatusEvent) -> None:
+    def _validate_step_event(self, event: StepEventInput) -> None:
         self._refuse(callback_refusal(self._position(), event))
 
     # --- updates: operator actions --------------------------------------------------------

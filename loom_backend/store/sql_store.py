@@ -313,7 +313,7 @@ class SqlStore:
         metadata: StringMap | None = None,
         needs_attention: bool = False,
         candidate_id: str | None = None,
-        limit: int = 500,
+        limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
         table = CANDIDATES
@@ -348,7 +348,7 @@ class SqlStore:
                 session, migration_id, [c for c in candidates if c.status != CandidateStatus.NOT_STARTED]
             )
         views = [CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {})) for c in candidates]
-        return CandidatePage(candidates=views, total=total, limit=limit, offset=offset)
+        return CandidatePage(candidates=views, total=total, limit=len(views) if limit is None else limit, offset=offset)
 
     def _progress(
         self, session: Session, migration_id: str, candidates: Sequence[Candidate]
@@ -401,6 +401,7 @@ class SqlStore:
                 .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
                 .values(inputs=inputs, updated_at=_now())
             )
+            _merge_into_metadata(session, migration_id, candidate_id, inputs)
 
     def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
         """Compare-and-set, so two Starts of one Candidate can never both win."""
@@ -416,6 +417,7 @@ class SqlStore:
                 .returning(CANDIDATES.c.id)
             ).first()
             if claimed is not None:
+                _merge_into_metadata(session, migration_id, candidate_id, inputs)
                 return None
             row = session.get(CandidateRow, (migration_id, candidate_id))
             return CandidateStatus(row.status) if row is not None else None
@@ -698,6 +700,16 @@ def _run_is_active() -> Any:
         CANDIDATES.c.id == STEP_RESULTS.c.candidate_id,
         CANDIDATES.c.status == RUNNING,
     )
+
+
+def _merge_into_metadata(session: Session, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
+    """A Run's inputs show in its Candidate's metadata, as upstream's Start promises, so a client that edits
+    the inputs from the metadata keeps them."""
+    if not inputs:
+        return
+    where = (CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
+    metadata = session.execute(select(CANDIDATES.c.metadata).where(*where)).scalar_one_or_none()
+    session.execute(update(CANDIDATES).where(*where).values(metadata={**(metadata or {}), **inputs}))
 
 
 def _row_mapping(row: CandidateRow) -> dict[str, Any]:

@@ -67,7 +67,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             assert [i["name"] for i in announced["requiredInputs"]] == ["targetImage"]
             assert len(announced["candidates"]) == len(repos.CATALOGUE)
             chosen = next(c for c in announced["candidates"] if c["id"] == cid)
-            assert chosen["steps"] is None, "the Candidate runs the Migration's four Steps"
+            assert "steps" not in chosen, "the Candidate runs the Migration's four Steps"
             assert chosen["status"] == "not_started"
 
             started = await api.post(
@@ -105,7 +105,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
             assert "Retry the Step" in failed["metadata"]["error"]
             assert TARGET not in (git(repo, "show", f"main:{ci_path}").stdout), "the failed attempt changed nothing"
             running = (await api.get(RUNS, params={"status": "running"})).json()
-            assert [c["id"] for c in running["candidates"]] == [cid], "a failed Step leaves the Run running"
+            assert [c["id"] for c in running] == [cid], "a failed Step leaves the Run running"
 
             retried = await api.post(
                 f"{RUNS}/{cid}/retry-step", json={"stepName": "update-ci"}, headers=loom.as_operator("bob")
@@ -120,7 +120,7 @@ async def test_a_flaky_candidate_runs_from_start_through_review_and_retry_to_a_m
                 "cleanup": "completed",
             }
             completed = (await api.get(RUNS, params={"status": "completed"})).json()
-            assert [c["id"] for c in completed["candidates"]] == [cid]
+            assert [c["id"] for c in completed] == [cid]
 
             page = (await api.get(f"/api/migrations/{MIGRATION_ID}/events", params={"candidateId": cid})).json()
             events = page["events"]

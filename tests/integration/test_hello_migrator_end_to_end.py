@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -29,16 +31,82 @@ async def loom(temporal_address: str, tmp_path: Path) -> AsyncIterator[LiveLoom]
         yield app
 
 
-@pytest.fixture
-def hello_migrator(loom: LiveLoom, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+@pytest.fixture(scope="session")
+def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with only the SDK installed (`pip install ./loom_migrator`), once per test session.
+
+    Built from a copy of the SDK's folder, so the build leaves nothing in the checkout.
+    """
+    where = tmp_path_factory.mktemp("sdk-venv")
+    source = shutil.copytree(ROOT / "loom_migrator", where / "src" / "loom_migrator", ignore=IGNORED)
+    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
+    python = where / "venv" / "bin" / "python"
+    env = clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("PYTHONPATH", None)
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(source)], env=env, capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return python
+
+
+IGNORED = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+
+
+def sdk_env(**overrides: str) -> dict[str, str]:
+    """The environment of a process in the SDK's virtualenv: nothing of this checkout on its path."""
+    env = clean_env(**overrides)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_the_sdk_installs_alone_without_reflex_temporal_or_sqlalchemy(sdk_python: Path, tmp_path: Path) -> None:
+    probe = (
+        "import importlib.util, json; "
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "
+        "['loom_migrator', 'loom_migrator.github', 'reflex', 'temporalio', 'sqlalchemy', 'sqlmodel', 'loom_backend']}))"
+    )
+    found = subprocess.run(
+        [str(sdk_python), "-c", probe], cwd=tmp_path, env=sdk_env(), capture_output=True, text=True, check=True
+    )
+    assert json.loads(found.stdout) == {
+        "loom_migrator": True,
+        "loom_migrator.github": True,
+        "reflex": False,
+        "temporalio": False,
+        "sqlalchemy": False,
+        "sqlmodel": False,
+        "loom_backend": False,
+    }
+    listed = subprocess.run(
+        [str(sdk_python), "-m", "pip", "list", "--format=json"], env=sdk_env(), capture_output=True, text=True
+    )
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "loom-migrator" in names
+    assert not names & {"reflex", "temporalio", "sqlalchemy", "sqlmodel", "alembic", "loom"}
+
+
+# The same example, run by the shared virtualenv from the checkout, and by the SDK's own virtualenv from
+# the examples folder alone (so `loom_backend` could not be imported even by accident).
+RUNNERS = ["checkout", "sdk-only"]
+
+
+@pytest.fixture(params=RUNNERS)
+def hello_migrator(request: pytest.FixtureRequest, loom: LiveLoom, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     port = free_port()
-    env = clean_env(
+    settings = dict(
         LOOM_URL=loom.url, MIGRATOR_URL=f"http://127.0.0.1:{port}", LOOM_TOKEN=loom.credentials.migrator_token
     )
-    with open(tmp_path / "hello-migrator.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    if request.param == "checkout":
+        command, cwd, env = [sys.executable, "-c", SERVE, str(port)], ROOT, clean_env(**settings)
+    else:
+        python = request.getfixturevalue("sdk_python")
+        serve = SERVE.replace(
+            "from examples.hello_migrator", f"sys.path.insert(0, {str(ROOT / 'examples')!r}); from hello_migrator"
         )
+        command, cwd, env = [str(python), "-c", serve, str(port)], tmp_path, sdk_env(**settings)
+    with open(tmp_path / "hello-migrator.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
@@ -116,7 +184,7 @@ async def test_the_hello_migrator_from_the_docs_announces_and_runs_a_candidate_t
             "check-readme": "completed",
         }
         others = (await api.get(RUNS, params={"status": "not_started"})).json()
-        assert sorted(c["id"] for c in others["candidates"]) == ["checkout", "search"]
+        assert sorted(c["id"] for c in others) == ["checkout", "search"]
 
         after = await preview()
         assert after["before"] == "# billing\n\nHello!\n", (

@@ -159,5 +159,5 @@ async def test_an_action_while_temporal_is_down_answers_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "7"
     assert response.json()["error"] == "ServiceUnavailable" and "Temporal is unreachable" in response.json()["message"]
-    candidate = (await api.get("/api/migrations/base-image/candidates", params={"q": "svc-0"})).json()["candidates"][0]
+    candidate = (await api.get("/api/migrations/base-image/candidates", params={"q": "svc-0"})).json()[0]
     assert candidate["status"] == "not_started"  # nothing half-written

@@ -69,7 +69,7 @@ async def test_submitting_candidates_merges_and_answers_204(api: httpx.AsyncClie
         "/api/migrations/base-image/candidates", json={"candidates": [{"id": "new", "kind": "service"}]}
     )
     assert response.status_code == 204
-    ids = [c["id"] for c in (await api.get("/api/migrations/base-image/candidates")).json()["candidates"]]
+    ids = [c["id"] for c in (await api.get("/api/migrations/base-image/candidates")).json()]
     assert ids == ["new"]
 
 
@@ -79,14 +79,27 @@ async def test_submitting_candidates_to_an_unknown_migration_is_404(api: httpx.A
     assert "nope" in response.json()["message"]
 
 
-async def test_candidates_filter_and_page(api: httpx.AsyncClient) -> None:
+async def test_candidates_are_a_json_array_of_all_by_default(api: httpx.AsyncClient) -> None:
+    await api.post("/api/registry/announce", json=announcement(n=600))
+    response = await api.get("/api/migrations/base-image/candidates")
+    assert [c["id"] for c in response.json()] == [f"svc-{i}" for i in range(600)]
+    assert response.headers["X-Total-Count"] == "600"
+    assert "Link" not in response.headers
+
+
+async def test_candidates_filter_and_page_with_the_total_and_links_in_headers(api: httpx.AsyncClient) -> None:
     await api.post("/api/registry/announce", json=announcement(n=10))
-    page = (
-        await api.get("/api/migrations/base-image/candidates", params={"kind": "worker", "limit": 2, "offset": 1})
-    ).json()
-    assert page["total"] == 5
-    assert [c["id"] for c in page["candidates"]] == ["svc-2", "svc-4"]
-    assert (await api.get("/api/migrations/base-image/candidates", params={"status": "running"})).json()["total"] == 0
+    response = await api.get(
+        "/api/migrations/base-image/candidates", params={"kind": "worker", "limit": 2, "offset": 1}
+    )
+    assert [c["id"] for c in response.json()] == ["svc-2", "svc-4"]
+    assert response.headers["X-Total-Count"] == "5"
+    assert {rel: link["url"] for rel, link in response.links.items()} == {
+        "next": "http://loom/api/migrations/base-image/candidates?kind=worker&limit=2&offset=3",
+        "prev": "http://loom/api/migrations/base-image/candidates?kind=worker&limit=2&offset=0",
+    }
+    running = await api.get("/api/migrations/base-image/candidates", params={"status": "running"})
+    assert (running.json(), running.headers["X-Total-Count"]) == ([], "0")
     bad = await api.get("/api/migrations/base-image/candidates", params={"status": "exploded"})
     assert bad.status_code == 422
     assert bad.json()["details"][0]["field"] == "status"

@@ -94,6 +94,28 @@ async def test_happy_path_runs_every_step_and_records_each_result_and_event_once
         assert not await loom.engine.is_running(run)
 
 
+async def test_an_open_step_takes_new_metadata_while_it_waits_and_an_exact_repeat_changes_nothing(make_loom) -> None:
+    """A Migrator reports a PR's checks and review as they change, with `open` again; the Step keeps waiting."""
+    async with make_loom() as loom:
+        run = await loom.start(CID)
+        await loom.dispatched("disable-prune")
+        await loom.engine.step_event(run, callback("disable-prune", "open", prUrl="https://git/pr/1", checks="pending"))
+        await loom.engine.step_event(run, callback("disable-prune", "open", prUrl="https://git/pr/1", checks="pending"))
+        await loom.engine.step_event(run, callback("disable-prune", "open", checks="success", review="approved"))
+
+        async def updated() -> bool:
+            return loom.results(CID)["disable-prune"].metadata.get("review") == "approved"
+
+        await eventually(updated, 10, "the Step's metadata to show the review")
+        result = loom.results(CID)["disable-prune"]
+        assert (result.status, result.pr_url) == (StepStatus.OPEN, "https://git/pr/1")
+        assert result.metadata == {"prUrl": "https://git/pr/1", "checks": "success", "review": "approved"}
+        assert [k for k in loom.event_kinds(CID) if k[0] == "step_updated"] == [
+            ("step_updated", "disable-prune", "open"),
+            ("step_updated", "disable-prune", "open"),
+        ]
+
+
 async def test_rejected_review_fails_the_step_until_it_is_retried(make_loom) -> None:
     async with make_loom() as loom:
         run = await loom.start(CID)

@@ -249,11 +249,37 @@ async def test_a_migrator_token_may_not_read_or_drive_runs(service: LoomService,
         await service.start_run(migrator, "base-image", "a", {"targetImage": "x"})
 
 
-async def test_an_operator_may_not_announce_or_post_callbacks(service: LoomService) -> None:
+async def test_an_operator_may_not_announce(service: LoomService) -> None:
     with pytest.raises(errors.Forbidden, match="operator token"):
         await service.announce(OPERATOR, ANNOUNCEMENT)
-    with pytest.raises(errors.Forbidden):
+
+
+async def test_an_operators_callback_is_a_manual_override_recorded_with_the_operator_as_actor(
+    service: LoomService, engine: FakeEngine
+) -> None:
+    await service.start_run(OPERATOR, "base-image", "a", {"targetImage": "x"})
+    await service.step_event(ADMIN, "base-image", "base-image__a", EVENT)
+    await service.step_event(OPERATOR, "base-image", "base-image__a", EVENT)
+    assert engine.actions[-2:] == [
+        ("event", "base-image__a", "bump", "completed", "root"),
+        ("event", "base-image__a", "bump", "completed", "ana"),
+    ]
+
+
+async def test_a_viewer_may_not_override_a_step_and_nobody_overrides_a_candidate_without_a_run(
+    service: LoomService,
+) -> None:
+    with pytest.raises(errors.CandidateNotRunning):
         await service.step_event(OPERATOR, "base-image", "base-image__a", EVENT)
+    await service.start_run(OPERATOR, "base-image", "a", {"targetImage": "x"})
+    with pytest.raises(errors.Forbidden, match="vera is a viewer; this needs the operator role"):
+        await service.step_event(VIEWER, "base-image", "base-image__a", EVENT)
+
+
+async def test_a_starts_inputs_show_in_the_candidates_metadata(service: LoomService) -> None:
+    await service.start_run(OPERATOR, "base-image", "a", {"targetImage": "debian:13"})
+    candidate = await service.get_candidate(VIEWER, "base-image", "a")
+    assert candidate.metadata == {"team": "payments", "targetImage": "debian:13"}
 
 
 async def test_another_tokens_migration_is_refused(service: LoomService, access: AccessControl) -> None:

@@ -2,11 +2,11 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from loom_backend.api.deps import MigrationId, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
-from loom_backend.domain import CandidatePage, CandidateStatus, EventPage, EventType, ListMigrationsResponse, Migration
+from loom_backend.domain import CandidateStatus, CandidateView, EventPage, EventType, ListMigrationsResponse, Migration
 
 router = APIRouter(tags=["migrations"])
 
@@ -22,20 +22,26 @@ async def get_migration(migration_id: MigrationId, service: ServiceDep, principa
 
 
 @router.get(
-    "/migrations/{migration_id}/candidates", response_model=CandidatePage, responses=_errors(401, 403, 404, 422)
+    "/migrations/{migration_id}/candidates",
+    response_model=list[CandidateView],
+    responses=_errors(401, 403, 404, 422),
 )
 async def list_candidates(
     migration_id: MigrationId,
+    request: Request,
+    response: Response,
     service: ServiceDep,
     principal: Viewer,
     status_: Annotated[CandidateStatus | None, Query(alias="status")] = None,
     kind: Annotated[str | None, Query(max_length=128)] = None,
     q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
     needs_attention: Annotated[bool, Query(alias="needsAttention")] = False,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    limit: Annotated[int | None, Query(ge=1, le=10_000_000, description="All of them when absent")] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Any:
-    return await service.list_candidates(
+    """The Candidates as a JSON array (upstream's shape), all by default; `limit`/`offset` page it, with the total
+    in `X-Total-Count` and the next and previous pages in `Link`."""
+    page = await service.list_candidates(
         principal,
         migration_id,
         status=status_,
@@ -45,6 +51,23 @@ async def list_candidates(
         limit=limit,
         offset=offset,
     )
+    response.headers["X-Total-Count"] = str(page.total)
+    links = page_links(request, page.total, limit, offset)
+    if links:
+        response.headers["Link"] = links
+    return page.candidates
+
+
+def page_links(request: Request, total: int, limit: int | None, offset: int) -> str:
+    """RFC 8288 links to the next and previous pages of a paged list (none when it is all on one page)."""
+    if limit is None:
+        return ""
+    links = []
+    if offset + limit < total:
+        links.append((offset + limit, "next"))
+    if offset > 0:
+        links.append((max(offset - limit, 0), "prev"))
+    return ", ".join(f'<{request.url.include_query_params(limit=limit, offset=at)}>; rel="{rel}"' for at, rel in links)
 
 
 @router.get("/migrations/{migration_id}/events", response_model=EventPage, responses=_errors(401, 403, 404, 422))

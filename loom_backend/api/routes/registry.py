@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from loom_backend import errors
-from loom_backend.api.deps import MigrationId, MigratorPrincipal, ServiceDep
+from loom_backend.api.deps import CurrentPrincipal, MigrationId, MigratorPrincipal, ServiceDep
 from loom_backend.api.errors import _errors
 from loom_backend.domain import MigrationAnnouncement, StepStatusEvent, SubmitCandidatesRequest, parse_run_id
 
@@ -36,10 +36,10 @@ async def submit_candidates(
 async def step_event(
     run_id: Annotated[str, Path(max_length=260)],
     body: StepStatusEvent,
-    principal: MigratorPrincipal,
+    principal: CurrentPrincipal,
     service: ServiceDep,
 ) -> dict[str, str]:
-    """A Migrator's callback about one Step of a Run."""
+    """A Migrator's callback about one Step of a Run; from an operator or admin, a manual override of its status."""
     try:
         migration_id, candidate_id = parse_run_id(run_id)
     except ValueError:
