@@ -805,6 +805,11 @@ class Credentials:
     proxy_user: str | None = None
     session: str | None = None
     bearer: str | None = None
+    # For the cross-site rule: whether the request changes state, the page it says it came from (its Origin, or
+    # without one its Referer), and the Host it was sent to. The board's websocket sends no writes here.
+    writes: bool = False
+    source: str | None = None
+    host: str | None = None
 
 
 @dataclass(frozen=True)

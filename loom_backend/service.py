@@ -8,13 +8,14 @@ admins may do everything, and a Migrator token reaches only the Migrations it ow
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from loom_backend import errors
-from loom_backend.auth import AccessControl
+from loom_backend.auth import AccessControl, SignInThrottle, origin_refusal
 from loom_backend.domain import (
     SESSION_COOKIE,
     Burndown,
@@ -62,6 +63,7 @@ from loom_backend.ports import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_TIMELINE_DAYS = 365
 READINESS_TIMEOUT_SECONDS = 5.0
 MAX_FAILURES = 500
@@ -99,6 +101,8 @@ class LoomService:
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
         public_url: str = "http://localhost:3000",
+        sign_in_throttle: SignInThrottle | None = None,
+        concurrent_sign_ins: int = 2,
     ) -> None:
         self.registry = registry
         self.runs = runs
@@ -110,6 +114,9 @@ class LoomService:
         self.clock = clock
         self.open_pr_attention_hours = open_pr_attention_hours
         self.public_url = public_url
+        self.sign_in_throttle = sign_in_throttle or SignInThrottle()
+        # Each Argon2 check takes tens of MB for a moment: a few at a time keeps memory flat under a burst.
+        self._hashing = asyncio.Semaphore(concurrent_sign_ins)
 
     @classmethod
     def over(
@@ -160,6 +167,8 @@ class LoomService:
         if cookie and len(cookie) <= 256:
             principal = await self._db(self.access.session, cookie)
             if principal is not None:
+                if credentials.writes:  # a browser sends the cookie whoever's page asks: the page must be Loom's
+                    self.check_origin(credentials.source, credentials.host, required=True)
                 return principal
             if credentials.bearer is None:
                 raise errors.Unauthenticated("The session has expired or was signed out; sign in again")
@@ -198,9 +207,30 @@ class LoomService:
         if not principal.is_migrator:
             raise errors.Forbidden("This is an operator token; Migrator routes need a Migrator token")
 
-    async def login(self, username: str, password: str) -> tuple[str, Principal]:
-        """Check a built-in account's password and open a session: its secret (the cookie) and who signed in."""
-        return await self._db(self.access.login, username, password)
+    def check_origin(self, source: str | None, host: str | None, *, required: bool) -> None:
+        """Refuse a request a page of another site made a browser send (see `auth.origin_refusal`)."""
+        refusal = origin_refusal(source, host, self.public_url, required=required)
+        if refusal is not None:
+            raise errors.CrossSiteRequest(refusal)
+
+    async def login(self, username: str, password: str, client: str = "") -> tuple[str, Principal]:
+        """Check a built-in account's password and open a session: its secret (the cookie) and who signed in.
+
+        Throttled per account and per client address (TooManySignIns); a few Argon2 checks at a time.
+        """
+        wait = self.sign_in_throttle.retry_after(username, client)
+        if wait is not None:
+            log.warning("Sign-in refused for %r from %s: too many failed sign-ins lately", username, client)
+            raise errors.TooManySignIns(
+                f"Too many failed sign-ins for this account or from this address; try again in {wait} s", wait
+            )
+        try:
+            async with self._hashing:
+                return await self._db(self.access.login, username, password)
+        except errors.Unauthenticated:
+            self.sign_in_throttle.failed(username, client)
+            log.warning("Failed sign-in for %r from %s", username, client)
+            raise
 
     async def logout(self, session: str) -> None:
         if session and len(session) <= 256:
