@@ -97,7 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "body: the request body is not valid UTF-8 JSON"
             details = [{"field": "body", "rule": "json_invalid", "message": message}]
             return JSONResponse(error_body("invalid_request", message, details), status_code=422)
-        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+        code = "body_too_large" if exc.status_code == 413 else "http_error"
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,5 +1,6 @@
 """ASGI middleware in front of the routes."""
 
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -10,7 +11,12 @@ PREFIX = "/api"
 
 
 class BodySizeLimit:
-    """Refuse bodies over the limit with 413 before they are read into memory."""
+    """Refuse bodies over the limit with 413 before they are read into memory.
+
+    A declared Content-Length over the limit is refused at once. A streamed (chunked) body trips the limit while
+    the route reads it; FastAPI turns any other exception raised then into "the body could not be parsed" (a 422),
+    so the limit raises an HTTPException, which FastAPI passes on to the error handlers as the 413 it is.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -25,33 +31,29 @@ class BodySizeLimit:
             await self._too_large(send)
             return
         received = 0
-        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received, too_large
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_large = True
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+        except BodyTooLarge:  # read outside a route's body parsing: nothing was answered yet
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("body_too_large", f"Request bodies are limited to {self.max_bytes // (1024 * 1024)} MB"),
-            status_code=413,
-        )
+        response = JSONResponse(error_body("body_too_large", BodyTooLarge(self.max_bytes).detail), status_code=413)
         await response({"type": "http"}, _no_receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request bodies are limited to {max_bytes // (1024 * 1024)} MB")
 
 
 async def _no_receive() -> Message:
