@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from loom_backend import errors
 from loom_backend.auth import AccessControl, SignInThrottle, origin_refusal
 from loom_backend.domain import (
+    MAX_METADATA_KEYS,
     SESSION_COOKIE,
     Burndown,
     Candidate,
@@ -341,7 +342,7 @@ class LoomService:
         candidate = await self._candidate(migration_id, candidate_id)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         inputs = {**saved, **inputs}
-        self._check_input_keys(migration, inputs)
+        self._check_input_keys(migration, candidate, inputs)
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
             raise errors.InvalidInput(f"Missing required inputs: {', '.join(missing)}", field="inputs")
@@ -396,9 +397,9 @@ class LoomService:
         self.authorize(principal, Role.OPERATOR)
         migration = await self._migration(migration_id, with_candidates=False)
         candidate = await self._candidate(migration_id, candidate_id)
-        self._check_input_keys(migration, inputs)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         merged = {**saved, **inputs}
+        self._check_input_keys(migration, candidate, merged)
         await self._db(self.registry.set_inputs, migration_id, candidate_id, merged)
         if candidate.status == CandidateStatus.RUNNING:
             await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, principal.name)
@@ -425,7 +426,7 @@ class LoomService:
             candidate = await self._candidate(migration_id, request.candidate_id)
             saved = await self._db(self.registry.get_inputs, migration_id, candidate.id)
         inputs = {**saved, **request.inputs}
-        self._check_input_keys(migration, inputs)
+        self._check_input_keys(migration, candidate, inputs)
         return await self.notifier.dry_run(
             migration.migrator_url,
             DryRunRequest(
@@ -577,11 +578,15 @@ class LoomService:
             raise errors.CandidateNotRunning(candidate_id)
 
     @staticmethod
-    def _check_input_keys(migration: Migration, inputs: StringMap) -> None:
+    def _check_input_keys(migration: Migration, candidate: Candidate, inputs: StringMap) -> None:
         known = {i.name for i in migration.required_inputs}
         unknown = sorted(set(inputs) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
             raise errors.InvalidInput(
                 f"Unknown inputs: {', '.join(unknown)}; this Migration takes: {allowed}", field="inputs"
+            )
+        if len(merged_metadata(candidate, inputs).metadata) > MAX_METADATA_KEYS:  # what each Step is sent
+            raise errors.InvalidInput(
+                f"A Candidate's metadata and inputs together hold at most {MAX_METADATA_KEYS} keys", field="inputs"
             )

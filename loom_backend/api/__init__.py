@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from loom_backend.api.errors import install_error_handlers
-from loom_backend.api.middleware import PREFIX, BodySizeLimit
+from loom_backend.api.middleware import PREFIX, BodySizeLimit, RefuseNulInUrl
 from loom_backend.api.routes import auth, metrics, migrations, ops, registry, runs
 from loom_backend.service import LoomService
 
@@ -33,4 +33,5 @@ def create_api(get_service: Callable[[], LoomService]) -> FastAPI:
     for module in (ops, auth, registry, migrations, runs, metrics):
         app.include_router(module.router, prefix=PREFIX)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RefuseNulInUrl)
     return app

@@ -10,6 +10,27 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 PREFIX = "/api"
 
 
+class RefuseNulInUrl:
+    """A NUL character in the path or the query is refused with 422 before any route: PostgreSQL cannot compare
+    with one and no id or filter holds one. (Bodies: every wire model refuses NUL in its fields.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            query = scope.get("query_string", b"").lower()
+            where = "path" if "\x00" in scope["path"] else "query" if b"%00" in query or b"\x00" in query else None
+            if where is not None:
+                message = f"{where}: must not contain NUL characters (\\x00)"
+                details = [{"field": where, "rule": "nul_character", "message": message}]
+                await JSONResponse(error_body("invalid_request", message, details), status_code=422)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """Refuse bodies over the limit with 413 before they are read into memory.
 

@@ -13,6 +13,7 @@ from loom_backend.domain import SESSION_COOKIE, Identity, LoginRequest, local_pa
 from loom_backend.service import LoomService
 
 router = APIRouter(tags=["auth"])
+NO_NUL = r"^[^\x00]*$"
 
 
 def refuse_other_sites(request: Request, service: LoomService) -> None:
@@ -57,9 +58,9 @@ async def login(request: Request, body: LoginRequest, service: ServiceDep) -> An
 async def login_form(
     request: Request,
     service: ServiceDep,
-    username: Annotated[str, Form(max_length=128)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
+    username: Annotated[str, Form(max_length=128, pattern=NO_NUL)] = "",
+    password: Annotated[str, Form(max_length=1024, pattern=NO_NUL)] = "",
+    next_: Annotated[str, Form(alias="next", max_length=2048, pattern=NO_NUL)] = "/",
 ) -> Response:
     """The sign-in page's plain HTML form: the browser posts it and follows the redirect, cookie set."""
     refuse_other_sites(request, service)
