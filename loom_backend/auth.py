@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loom_backend import errors
-from loom_backend.domain import Principal, PrincipalKind, Role, TokenKind, TokenRecord, UserRecord
+from loom_backend.domain import (  # noqa: F401  (origin_refusal, SignInThrottle: moved to the domain, named here too)
+    Principal,
+    PrincipalKind,
+    Role,
+    SignInThrottle,
+    TokenKind,
+    TokenRecord,
+    UserRecord,
+    origin_refusal,
+)
 from loom_backend.ports import AuthStore
 from loom_backend.signing import token_digest
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from loom_backend.auth import AccessControl, parse_provisioned_tokens
+from loom_backend.auth import AccessControl, SignInThrottle, parse_provisioned_tokens
 from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
@@ -148,6 +148,12 @@ async def running(
             access,
             open_pr_attention_hours=settings.open_pr_attention_hours,
             public_url=settings.public_url,
+            sign_in_throttle=SignInThrottle(
+                settings.sign_in_failures_per_account,
+                settings.sign_in_failures_per_client,
+                settings.sign_in_window_seconds,
+            ),
+            concurrent_sign_ins=settings.sign_in_concurrency,
         )
         stack.push_async_callback(_stop, asyncio.create_task(_watch_database(store)))
         loom = Loom(settings, store, notifier, engine, service, access)

@@ -7,18 +7,27 @@ re-exported here, so both packages share one definition. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
 from loom_migrator.wire import (  # noqa: F401  (re-exported: these names were defined here)
     CALLBACK_STEP_STATUSES,
     LEGACY_STEP_STATUSES,
+    MAX_CANDIDATE_STEPS,
     MAX_CANDIDATES_PER_REQUEST,
+    MAX_FILE_GROUPS,
+    MAX_FILES,
+    MAX_METADATA_KEY_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LENGTH,
     RUN_ID_SEPARATOR,
     SLUG_PATTERN,
     SUCCEEDED_STEP_STATUSES,
@@ -34,6 +43,7 @@ from loom_migrator.wire import (  # noqa: F401  (re-exported: these names were d
     FileRef,
     HttpUrl,
     InputDefinition,
+    Metadata,
     MigrationAnnouncement,
     MigrationSlug,
     ShortText,
@@ -211,11 +221,11 @@ def text_refusal(label: str, value: str, limit: int) -> str | None:
 
 
 class StartRequest(WireModel):
-    inputs: StringMap = Field(default_factory=dict)
+    inputs: Metadata = Field(default_factory=dict)
 
 
 class UpdateInputsRequest(WireModel):
-    inputs: StringMap
+    inputs: Metadata
 
 
 class RetryStepRequest(WireModel):
@@ -231,7 +241,7 @@ class DryRunCandidateRequest(WireModel):
 
     candidate_id: str | None = None
     candidate: Candidate | None = None
-    inputs: StringMap = Field(default_factory=dict)
+    inputs: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_candidate(self) -> DryRunCandidateRequest:
@@ -600,6 +610,11 @@ class Credentials:
     proxy_user: str | None = None
     session: str | None = None
     bearer: str | None = None
+    # For the cross-site rule: whether the request changes state, the page it says it came from (its Origin, or
+    # without one its Referer), and the Host it was sent to. The board's websocket sends no writes here.
+    writes: bool = False
+    source: str | None = None
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -653,3 +668,76 @@ def local_path(target: str) -> str:
     if not target.startswith("/") or target.startswith(("//", "/\\")) or any(c in target for c in "\r\n\t"):
         return "/"
     return target
+
+
+# -- sign-in and cross-site rules (pure: the service applies them) -------------------------------
+
+
+def _origin(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def origin_refusal(source: str | None, host: str | None, public_url: str, *, required: bool) -> str | None:
+    """Why a browser's request must not be taken as Loom's own page's (cross-site request forgery), or None.
+
+    `source` is the request's Origin header, or without one its Referer. It is Loom's own when its host and port are
+    the Host the request was sent to (a proxy may change the scheme) or it is LOOM_PUBLIC_URL's origin. `Origin: null`
+    (sandboxed frames, redirects across sites, file: pages) is never Loom's. Browsers send Origin on every POST, PUT,
+    PATCH and DELETE, so one without either header is no browser's: `required` refuses it where a cookie speaks.
+    """
+    if source is None or not source.strip():
+        return "The request names no Origin or Referer; a signed-in browser always sends one" if required else None
+    given = _origin(source)
+    if given is not None and (given[1] == (host or "").strip().lower() or given == _origin(public_url)):
+        return None
+    shown = source.strip()[:200]
+    return f"The request comes from {shown!r}, not from Loom's own pages; a cross-site request cannot change anything"
+
+
+class SignInThrottle:
+    """Failed sign-ins over a sliding window, per account and per client address, in this process only.
+
+    Once a key has `limit` failures inside the window, it may not try again until the oldest of them leaves it.
+    Memory stays bounded: at most `limit` times per key, and keys whose failures all left the window are dropped
+    when there are more than `max_keys`.
+    """
+
+    def __init__(
+        self,
+        per_account: int = 10,
+        per_client: int = 50,
+        window_seconds: float = 300.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_keys: int = 10_000,
+    ) -> None:
+        self.limits = {"account": per_account, "client": per_client}
+        self.window = timedelta(seconds=window_seconds)
+        self.clock = clock
+        self.max_keys = max_keys
+        self._failures: dict[tuple[str, str], deque[datetime]] = {}
+
+    def _keys(self, username: str, client: str) -> list[tuple[str, str]]:
+        return [("account", username.lower()), ("client", client)]
+
+    def retry_after(self, username: str, client: str) -> int | None:
+        """Seconds until this account and this address may try again; None when they may now."""
+        now = self.clock()
+        waits = []
+        for key in self._keys(username, client):
+            failures = self._failures.get(key)
+            if failures and len(failures) >= self.limits[key[0]] and now - failures[0] < self.window:
+                waits.append(math.ceil((failures[0] + self.window - now).total_seconds()))
+        return max(waits, default=None)
+
+    def failed(self, username: str, client: str) -> None:
+        now = self.clock()
+        if len(self._failures) >= self.max_keys:
+            for key in [k for k, f in self._failures.items() if now - f[-1] >= self.window]:
+                del self._failures[key]
+            if len(self._failures) >= self.max_keys:
+                self._failures.clear()  # a flood of distinct names: start over rather than grow
+        for key in self._keys(username, client):
+            self._failures.setdefault(key, deque(maxlen=self.limits[key[0]])).append(now)

@@ -68,6 +68,18 @@ class Forbidden(LoomError):
     """The caller is known but may not do this: a role too low, or a Migration another token owns."""
 
 
+class CrossSiteRequest(Forbidden):
+    """A state-changing request carried the session cookie but came from a page that is not Loom's (CSRF)."""
+
+
+class TooManySignIns(LoomError):
+    """Too many failed sign-ins for this account or from this address lately; try again after a while."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ServiceUnavailable(LoomError):
     """Something Loom depends on (Temporal, its database) is down; the same request may work later."""
 

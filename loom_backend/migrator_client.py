@@ -44,6 +44,12 @@ def _excerpt(response: httpx.Response) -> str:
     return text[:MAX_ERROR_TEXT]
 
 
+def migrator_endpoint(migrator_url: str, route: str) -> httpx.URL:
+    """`{migratorUrl}/{route}`, joined as URL paths join: the Migrator URL's own path kept, never a query or fragment."""
+    base = httpx.URL(migrator_url)
+    return base.copy_with(path=base.path.rstrip("/") + "/", query=None, fragment=None).join(route)
+
+
 @dataclass
 class _Lane:
     """One Migrator's connection pool, and its turns: requests to it that may be in flight at once."""
@@ -83,8 +89,7 @@ class HttpMigratorNotifier:
         self._client = client  # tests hand one in; otherwise each Migrator gets its own
         self._lanes: dict[str, _Lane] = {}
 
-    def _lane(self, url: str) -> _Lane:
-        origin = httpx.URL(url)
+    def _lane(self, origin: httpx.URL) -> _Lane:
         key = f"{origin.scheme}://{origin.host}:{origin.port}"
         lane = self._lanes.get(key)
         if lane is None:
@@ -99,7 +104,7 @@ class HttpMigratorNotifier:
             lane = self._lanes[key] = _Lane(client, asyncio.Semaphore(self._max_in_flight))
         return lane
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST once a turn is free; waiting for it counts against the timeout, as a full pool's wait would."""
         lane = self._lane(url)
         try:
@@ -123,25 +128,25 @@ class HttpMigratorNotifier:
         except UrlRefused as exc:
             raise errors.InvalidInput(str(exc), field="migratorUrl") from exc
 
-    async def _signed(self, migration_id: str, body: bytes) -> dict[str, str]:
+    async def _signed(self, migration_id: str, url: httpx.URL, body: bytes) -> dict[str, str]:
         """Content type and, when the Migration has an owning token, Loom's signature; unsigned requests get 401s."""
         headers = {"content-type": "application/json"}
         key = await self._signing_keys(migration_id) if self._signing_keys else None
         if key is not None:
-            headers.update(sign(key, body))
+            headers.update(sign(key, "POST", url.path, body))
         elif self._signing_keys is not None:
             log.warning("Migration %r has no active Migrator token: its requests go unsigned", migration_id)
         return headers
 
     async def dispatch_step(self, request: DispatchStepRequest) -> None:
-        url = f"{request.migrator_url.rstrip('/')}/dispatch-step"
+        url = migrator_endpoint(request.migrator_url, "dispatch-step")
         try:
             await self.url_policy.check(request.migrator_url)
         except UrlRefused as exc:
             raise DispatchRejected(str(exc)) from exc
         body = request.model_dump_json(by_alias=True).encode()
         try:
-            response = await self._post(url, body, await self._signed(request.migration_id, body))
+            response = await self._post(url, body, await self._signed(request.migration_id, url, body))
         except httpx.HTTPError as exc:
             raise DispatchFailed(f"Migrator at {request.migrator_url} could not be reached: {exc!r}") from exc
         if response.is_success:
@@ -152,11 +157,11 @@ class HttpMigratorNotifier:
         raise DispatchFailed(message)
 
     async def dry_run(self, migrator_url: str, request: DryRunRequest) -> DryRunResult:
-        url = f"{migrator_url.rstrip('/')}/dry-run"
+        url = migrator_endpoint(migrator_url, "dry-run")
         await self.check_url(migrator_url)
         body = request.model_dump_json(by_alias=True).encode()
         try:
-            response = await self._post(url, body, await self._signed(request.migration_id, body))
+            response = await self._post(url, body, await self._signed(request.migration_id, url, body))
         except httpx.HTTPError as exc:
             raise errors.MigratorUnavailable(
                 f"The Migrator at {migrator_url} could not be reached for a dry run ({exc!r}); "

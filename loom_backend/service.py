@@ -8,6 +8,7 @@ admins may do everything, and a Migrator token reaches only the Migrations it ow
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from loom_backend import errors
 from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
+    MAX_METADATA_KEYS,
     SESSION_COOKIE,
     Burndown,
     Candidate,
@@ -42,6 +44,7 @@ from loom_backend.domain import (
     Readiness,
     ReadinessCheck,
     Role,
+    SignInThrottle,
     StepMetricsResponse,
     StepResult,
     StepState,
@@ -50,6 +53,7 @@ from loom_backend.domain import (
     StringMap,
     merged_metadata,
     missing_inputs,
+    origin_refusal,
     run_id,
     steps_for,
     text_refusal,
@@ -66,6 +70,7 @@ from loom_backend.ports import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MAX_TIMELINE_DAYS = 365
 READINESS_TIMEOUT_SECONDS = 5.0
 MAX_FAILURES = 500
@@ -103,6 +108,8 @@ class LoomService:
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
         public_url: str = "http://localhost:3000",
+        sign_in_throttle: SignInThrottle | None = None,
+        concurrent_sign_ins: int = 2,
     ) -> None:
         self.registry = registry
         self.runs = runs
@@ -114,6 +121,9 @@ class LoomService:
         self.clock = clock
         self.open_pr_attention_hours = open_pr_attention_hours
         self.public_url = public_url
+        self.sign_in_throttle = sign_in_throttle or SignInThrottle()
+        # Each Argon2 check takes tens of MB for a moment: a few at a time keeps memory flat under a burst.
+        self._hashing = asyncio.Semaphore(concurrent_sign_ins)
 
     @classmethod
     def over(
@@ -164,6 +174,8 @@ class LoomService:
         if cookie and len(cookie) <= 256:
             principal = await self._db(self.access.session, cookie)
             if principal is not None:
+                if credentials.writes:  # a browser sends the cookie whoever's page asks: the page must be Loom's
+                    self.check_origin(credentials.source, credentials.host, required=True)
                 return principal
             if credentials.bearer is None:
                 raise errors.Unauthenticated("The session has expired or was signed out; sign in again")
@@ -202,9 +214,30 @@ class LoomService:
         if not principal.is_migrator:
             raise errors.Forbidden("This is an operator token; Migrator routes need a Migrator token")
 
-    async def login(self, username: str, password: str) -> tuple[str, Principal]:
-        """Check a built-in account's password and open a session: its secret (the cookie) and who signed in."""
-        return await self._db(self.access.login, username, password)
+    def check_origin(self, source: str | None, host: str | None, *, required: bool) -> None:
+        """Refuse a request a page of another site made a browser send (see `auth.origin_refusal`)."""
+        refusal = origin_refusal(source, host, self.public_url, required=required)
+        if refusal is not None:
+            raise errors.CrossSiteRequest(refusal)
+
+    async def login(self, username: str, password: str, client: str = "") -> tuple[str, Principal]:
+        """Check a built-in account's password and open a session: its secret (the cookie) and who signed in.
+
+        Throttled per account and per client address (TooManySignIns); a few Argon2 checks at a time.
+        """
+        wait = self.sign_in_throttle.retry_after(username, client)
+        if wait is not None:
+            log.warning("Sign-in refused for %r from %s: too many failed sign-ins lately", username, client)
+            raise errors.TooManySignIns(
+                f"Too many failed sign-ins for this account or from this address; try again in {wait} s", wait
+            )
+        try:
+            async with self._hashing:
+                return await self._db(self.access.login, username, password)
+        except errors.Unauthenticated:
+            self.sign_in_throttle.failed(username, client)
+            log.warning("Failed sign-in for %r from %s", username, client)
+            raise
 
     async def logout(self, session: str) -> None:
         if session and len(session) <= 256:
@@ -321,7 +354,7 @@ class LoomService:
         candidate = await self._candidate(migration_id, candidate_id)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         inputs = {**saved, **inputs}
-        self._check_input_keys(migration, inputs)
+        self._check_input_keys(migration, candidate, inputs)
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
             raise errors.InvalidInput(f"Missing required inputs: {', '.join(missing)}", field="inputs")
@@ -379,9 +412,9 @@ class LoomService:
         self.authorize(principal, Role.OPERATOR)
         migration = await self._migration(migration_id, with_candidates=False)
         candidate = await self._candidate(migration_id, candidate_id)
-        self._check_input_keys(migration, inputs)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         merged = {**saved, **inputs}
+        self._check_input_keys(migration, candidate, merged)
         await self._db(self.registry.set_inputs, migration_id, candidate_id, merged)
         if candidate.status == CandidateStatus.RUNNING:
             await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, principal.name)
@@ -408,7 +441,7 @@ class LoomService:
             candidate = await self._candidate(migration_id, request.candidate_id)
             saved = await self._db(self.registry.get_inputs, migration_id, candidate.id)
         inputs = {**saved, **request.inputs}
-        self._check_input_keys(migration, inputs)
+        self._check_input_keys(migration, candidate, inputs)
         return await self.notifier.dry_run(
             migration.migrator_url,
             DryRunRequest(
@@ -560,7 +593,7 @@ class LoomService:
             raise errors.CandidateNotRunning(candidate_id)
 
     @staticmethod
-    def _check_input_keys(migration: Migration, inputs: StringMap) -> None:
+    def _check_input_keys(migration: Migration, candidate: Candidate, inputs: StringMap) -> None:
         known = {i.name for i in migration.required_inputs}
         unknown = sorted(set(inputs) - known)
         if unknown:
@@ -572,3 +605,7 @@ class LoomService:
             refusal = text_refusal(name, value, MAX_INPUT_LENGTH)
             if refusal:
                 raise errors.InvalidInput(refusal, field=f"inputs.{name}")
+        if len(merged_metadata(candidate, inputs).metadata) > MAX_METADATA_KEYS:  # what each Step is sent
+            raise errors.InvalidInput(
+                f"A Candidate's metadata and inputs together hold at most {MAX_METADATA_KEYS} keys", field="inputs"
+            )

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     )
     auth_proxy_default_role: Role = Field(Role.OPERATOR, description="Role of a proxy user without a Loom account.")
     session_hours: float = Field(12.0, gt=0, description="How long a sign-in lasts.")
+    sign_in_failures_per_account: int = Field(
+        10, ge=1, description="Failed sign-ins an account may have within the window before it must wait (429)."
+    )
+    sign_in_failures_per_client: int = Field(
+        50, ge=1, description="Failed sign-ins one client address may have within the window before it must wait."
+    )
+    sign_in_window_seconds: float = Field(300.0, gt=0, description="The sliding window failed sign-ins count in.")
+    sign_in_concurrency: int = Field(
+        2, ge=1, description="Password checks (Argon2, ~64 MB each) run at once; more sign-ins wait their turn."
+    )
     auth_remember_seconds: float = Field(
         5.0,
         ge=0,

@@ -443,7 +443,7 @@ class Migrator:
             reason = "this Migrator has no Loom token (LOOM_TOKEN), so it cannot check who is calling"
         else:
             try:
-                self._verifier.verify(request.headers, body)
+                self._verifier.verify(request.headers, request.method, request.url.path, body)
                 return None
             except SignatureRejected as exc:
                 reason = str(exc)

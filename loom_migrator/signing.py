@@ -1,8 +1,13 @@
-"""How Loom signs what it sends to a Migrator, and how a Migrator checks it: HMAC-SHA256 over timestamp, nonce and body.
+"""How Loom signs what it sends to a Migrator, and how a Migrator checks it: HMAC-SHA256 over the request.
 
-`X-Loom-Signature: v1=<hex HMAC-SHA256 of "{X-Loom-Timestamp}.{X-Loom-Nonce}." + body>`. The random nonce
-makes every request's signature unique, so a Migrator can refuse a signature it has seen before as a
-replay even when Loom legitimately sends the same body twice within a second (a retried dispatch).
+`X-Loom-Signature: v2=<hex HMAC-SHA256 of "{X-Loom-Timestamp}\n{X-Loom-Nonce}\n{METHOD}\n{path}\n" + body>`,
+where `path` is the URL path the request is sent to (`/dispatch-step`, or `/prefix/dry-run` under a Migrator URL with
+a path; no query, percent-decoded). Covering the method and the path means a signature captured on one route cannot
+be replayed against another; covering the timestamp bounds how long it is any good. The fields are separated by
+newlines, which a path cannot hold, so no two requests share the signed text. (`v1=`, over the timestamp, nonce and
+body only, is no longer sent or accepted.) The random nonce makes every request's signature unique, so a Migrator can
+refuse a signature it has seen before as a replay even when Loom legitimately sends the same body twice within a
+second (a retried dispatch).
 
 Loom never keeps a Migrator's token, only its SHA-256; that same digest is the signing key.
 A Migrator holds the token, so it derives the key itself (`signing_key(token)`) and needs no
@@ -26,7 +31,7 @@ from collections.abc import Mapping
 TIMESTAMP_HEADER = "X-Loom-Timestamp"
 SIGNATURE_HEADER = "X-Loom-Signature"
 NONCE_HEADER = "X-Loom-Nonce"
-SIGNATURE_VERSION = "v1"
+SIGNATURE_VERSION = "v2"
 MAX_SKEW_SECONDS = 300
 
 
@@ -40,16 +45,21 @@ def signing_key(token: str) -> bytes:
     return bytes.fromhex(token_digest(token))
 
 
-def signature(key: bytes, timestamp: str, nonce: str, body: bytes) -> str:
-    digest = hmac.new(key, f"{timestamp}.{nonce}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"{SIGNATURE_VERSION}={digest}"
+def signature(key: bytes, timestamp: str, nonce: str, method: str, path: str, body: bytes) -> str:
+    """The `X-Loom-Signature` value of one request (see the module's docstring for what it covers)."""
+    signed = f"{timestamp}\n{nonce}\n{method.upper()}\n{path}\n".encode() + body
+    return f"{SIGNATURE_VERSION}={hmac.new(key, signed, hashlib.sha256).hexdigest()}"
 
 
-def sign(key: bytes, body: bytes, now: float | None = None) -> dict[str, str]:
-    """The headers that make a request body verifiable by the Migrator that holds the key."""
+def sign(key: bytes, method: str, path: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    """The headers that make a request (its method, path and body, now) verifiable by the Migrator holding the key."""
     timestamp = str(int(time.time() if now is None else now))
     nonce = secrets.token_hex(16)
-    return {TIMESTAMP_HEADER: timestamp, NONCE_HEADER: nonce, SIGNATURE_HEADER: signature(key, timestamp, nonce, body)}
+    return {
+        TIMESTAMP_HEADER: timestamp,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(key, timestamp, nonce, method, path, body),
+    }
 
 
 class SignatureRejected(Exception):
@@ -69,7 +79,8 @@ class SignatureVerifier:
         self._order: deque[tuple[float, str]] = deque()
         self._lock = threading.Lock()
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float | None = None) -> None:
+    def verify(self, headers: Mapping[str, str], method: str, path: str, body: bytes, now: float | None = None) -> None:
+        """Raise SignatureRejected unless Loom signed this method, path and body for this key, lately, once."""
         now = time.time() if now is None else now
         timestamp = _header(headers, TIMESTAMP_HEADER)
         nonce = _header(headers, NONCE_HEADER) or ""
@@ -86,8 +97,16 @@ class SignatureVerifier:
             raise SignatureRejected(
                 f"the signature is stale: its timestamp is more than {self.max_skew_seconds} s from this clock"
             )
-        if not hmac.compare_digest(given.encode(), signature(self._key, timestamp, nonce, body).encode()):
-            raise SignatureRejected("the signature does not match: the request was not signed by Loom for this token")
+        if not given.startswith(f"{SIGNATURE_VERSION}="):
+            raise SignatureRejected(
+                f"{SIGNATURE_HEADER} must be a {SIGNATURE_VERSION}= signature (over the method, path, timestamp and "
+                "body); upgrade the Loom that sent it"
+            )
+        expected = signature(self._key, timestamp, nonce, method, path, body)
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise SignatureRejected(
+                "the signature does not match: the request was not signed by Loom for this token and this route"
+            )
         with self._lock:
             while self._order and now - self._order[0][0] > 2 * self.max_skew_seconds:
                 self._seen.discard(self._order.popleft()[1])

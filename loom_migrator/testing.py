@@ -257,7 +257,8 @@ class FakeLoom:
         self, url: str, body: bytes, *, timeout: float = 10, headers: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """POST as Loom does: signed with this fake's token's key (pass `headers` to override, e.g. to forge)."""
-        signed = {"content-type": "application/json", **sign(signing_key(self.token), body), **(headers or {})}
+        signature = sign(signing_key(self.token), "POST", httpx.URL(url).path, body)
+        signed = {"content-type": "application/json", **signature, **(headers or {})}
         return httpx.post(url, content=body, headers=signed, timeout=timeout)
 
     # ---- lifecycle ------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 _SLUG = re.compile(SLUG_PATTERN)
 RUN_ID_SEPARATOR = "__"
 MAX_CANDIDATES_PER_REQUEST = 20_000
+# What one Candidate may carry, so no single one makes the Migration's pages megabytes (see the README's API section).
+MAX_METADATA_KEYS = 100
+MAX_METADATA_KEY_LENGTH = 128
+MAX_METADATA_VALUE_LENGTH = 4096
+MAX_FILE_GROUPS = 100
+MAX_FILES = 1000  # in all of a Candidate's file groups
+MAX_CANDIDATE_STEPS = 100
 
 
 def _check_slug(value: str) -> str:
@@ -31,7 +38,22 @@ def _check_slug(value: str) -> str:
 def _check_http_url(value: str) -> str:
     if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
         raise ValueError("must be an http:// or https:// URL")
+    if "?" in value or "#" in value:
+        raise ValueError(
+            "must not have a query string or a fragment: Loom adds /dispatch-step and /dry-run to its path"
+        )
     return value.rstrip("/")
+
+
+def _nul_free(value: Any) -> bool:
+    """No NUL character in a string, nor in the strings of a list or dict (nested models check themselves)."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_nul_free(k) and _nul_free(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_nul_free(v) for v in value)
+    return True
 
 
 def _check_migration_id(value: str) -> str:
@@ -50,6 +72,14 @@ MigrationSlug = Annotated[str, AfterValidator(_check_slug), AfterValidator(_chec
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
 ShortText = Annotated[str, Field(max_length=10_000)]
 StringMap = dict[str, str]
+# A Candidate's metadata and an operator's inputs (which a Step sees merged into it).
+Metadata = Annotated[
+    dict[
+        Annotated[str, Field(max_length=MAX_METADATA_KEY_LENGTH)],
+        Annotated[str, Field(max_length=MAX_METADATA_VALUE_LENGTH)],
+    ],
+    Field(max_length=MAX_METADATA_KEYS),
+]
 
 
 def _is_none(value: object) -> bool:
@@ -119,6 +149,14 @@ class WireModel(BaseModel):
         serialize_by_alias=True,
     )
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL cannot store a NUL character, and no name or text needs one: refused in every field (422)."""
+        if not _nul_free(value):
+            raise ValueError("must not contain NUL characters (\\x00)")
+        return value
+
 
 class InputDefinition(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=128)]
@@ -161,15 +199,25 @@ class FileRef(WireModel):
 class FileGroup(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=256)]
     repo: Annotated[str, Field(max_length=256)] = ""
-    files: list[FileRef] = Field(default_factory=list)
+    files: Annotated[list[FileRef], Field(max_length=MAX_FILES)] = Field(default_factory=list)
+
+
+def _check_file_count(groups: list[FileGroup]) -> list[FileGroup]:
+    if sum(len(g.files) for g in groups) > MAX_FILES:
+        raise ValueError(f"a Candidate lists at most {MAX_FILES} files in all its groups")
+    return groups
 
 
 class Candidate(WireModel):
     id: Slug
     kind: Annotated[str, Field(min_length=1, max_length=128)]
-    metadata: StringMap = Field(default_factory=dict)
-    files: list[FileGroup] = Field(default_factory=list)
-    steps: Annotated[list[StepDefinition] | None, AfterValidator(_check_unique_step_names)] = absent_when_none()
+    metadata: Metadata = Field(default_factory=dict)
+    files: Annotated[list[FileGroup], Field(max_length=MAX_FILE_GROUPS), AfterValidator(_check_file_count)] = Field(
+        default_factory=list
+    )
+    steps: Annotated[
+        list[StepDefinition] | None, Field(max_length=MAX_CANDIDATE_STEPS), AfterValidator(_check_unique_step_names)
+    ] = absent_when_none()
     status: CandidateStatus = CandidateStatus.NOT_STARTED
 
 

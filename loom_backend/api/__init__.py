@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from loom_backend.api.errors import install_error_handlers
-from loom_backend.api.middleware import PREFIX, BodySizeLimit
+from loom_backend.api.middleware import PREFIX, BodySizeLimit, RefuseNulInUrl
 from loom_backend.api.routes import auth, metrics, migrations, ops, registry, runs
 from loom_backend.service import LoomService
 
@@ -36,6 +36,7 @@ def create_api(get_service: Callable[[], LoomService]) -> FastAPI:
         app.include_router(module.router, prefix=PREFIX)
     app.add_api_route(f"{PREFIX}/{{path:path}}", _no_such_route, methods=ALL_METHODS, include_in_schema=False)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RefuseNulInUrl)
     return app
 
 

@@ -30,12 +30,29 @@ def bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and 0 < len(token) <= 512 else None
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def request_source(request: Request) -> str | None:
+    """The page a browser says the request came from: its Origin, or without one its Referer."""
+    origin = request.headers.get("origin")
+    return origin if origin is not None else request.headers.get("referer")
+
+
+def client_address(request: Request) -> str:
+    """The peer's address, as sign-in throttling counts it (a forwarded-for header is anyone's to write)."""
+    return request.client.host if request.client else ""
+
+
 def credentials_of(request: Request, service: LoomService) -> Credentials:
     proxy = service.proxy_header
     return Credentials(
         proxy_user=request.headers.get(proxy) if proxy else None,
         session=request.cookies.get(SESSION_COOKIE),
         bearer=bearer_token(request),
+        writes=request.method not in SAFE_METHODS,
+        source=request_source(request),
+        host=request.headers.get("host"),
     )
 
 

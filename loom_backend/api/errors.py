@@ -20,6 +20,7 @@ _ERROR_STATUS: list[tuple[type[errors.LoomError], int]] = [
     (errors.Unauthenticated, status.HTTP_401_UNAUTHORIZED),
     (errors.Forbidden, status.HTTP_403_FORBIDDEN),
     (errors.ServiceUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (errors.TooManySignIns, status.HTTP_429_TOO_MANY_REQUESTS),
 ]
 
 
@@ -42,11 +43,13 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The request breaks a rule; `details` names the field",
         401: "No valid session cookie or bearer token",
-        403: "Authenticated, but not allowed: a role too low, or another token's Migration",
+        403: "Authenticated, but not allowed: a role too low, another token's Migration, or a cookie-authenticated "
+        "write from a page that is not Loom's (error `CrossSiteRequest`)",
         404: "Not found",
         409: "The Run or Candidate is not in a state that allows this",
         413: "The body is too large",
         422: "The request is malformed; `details` names each field",
+        429: "Too many failed sign-ins for this account or address; try again after `Retry-After` seconds",
         502: "The Migrator could not be reached or answered something Loom cannot read",
         503: "Something Loom needs (Temporal, its database) is down; try again after `Retry-After` seconds",
     }
@@ -84,7 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
             [{"field": exc.field, "message": str(exc)}] if isinstance(exc, errors.InvalidInput) and exc.field else None
         )
         headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if isinstance(exc, errors.Unauthenticated) else None
-        if isinstance(exc, errors.ServiceUnavailable):
+        if isinstance(exc, errors.ServiceUnavailable | errors.TooManySignIns):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
         return JSONResponse(error_body(type(exc).__name__, str(exc), details), status_code=code, headers=headers)
 
@@ -94,7 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "body: the request body is not valid UTF-8 JSON"
             details = [{"field": "body", "rule": "json_invalid", "message": message}]
             return JSONResponse(error_body("invalid_request", message, details), status_code=422)
-        return JSONResponse(error_body("http_error", str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        code = "body_too_large" if exc.status_code == 413 else "http_error"
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

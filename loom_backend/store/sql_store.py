@@ -118,6 +118,11 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+def like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself: '%' and '_' (and the escape '\\') escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -325,8 +330,13 @@ class SqlStore:
         if candidate_id:
             conditions.append(table.c.id == candidate_id)
         if text:
-            pattern = f"%{text.lower()}%"
-            conditions.append(or_(table.c.id.like(pattern), func.lower(cast(table.c.metadata, String)).like(pattern)))
+            pattern = f"%{like_literal(text.lower())}%"
+            conditions.append(
+                or_(
+                    table.c.id.like(pattern, escape="\\"),
+                    func.lower(cast(table.c.metadata, String)).like(pattern, escape="\\"),
+                )
+            )
         for key, value in (metadata or {}).items():
             conditions.append(table.c.metadata[key].as_string() == value)
         if needs_attention:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from loom_backend import cli, errors
+from loom_backend import auth, cli, errors
 from loom_backend.api import create_api
-from loom_backend.auth import AccessControl
+from loom_backend.auth import AccessControl, SignInThrottle
 from loom_backend.domain import SESSION_COOKIE, DryRunResult, MigrationAnnouncement, Role, TokenKind
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings
@@ -294,7 +297,9 @@ async def test_sign_in_sets_an_http_only_lax_cookie_and_me_answers_who_it_is(loo
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
     me = await loom.client.get("/api/auth/me")
     assert me.json() == {"name": "alice", "kind": "user", "role": "operator"}
-    started = await loom.client.post(f"{RUN}/start", json={"inputs": {"targetImage": "x"}})
+    started = await loom.client.post(
+        f"{RUN}/start", json={"inputs": {"targetImage": "x"}}, headers={"Origin": "http://loom"}
+    )
     assert started.status_code == 202
     assert loom.engine.actions[-1][-1] == "alice"
 
@@ -374,10 +379,181 @@ async def test_the_sign_in_form_refuses_a_post_from_another_site(loom: Loom) -> 
     loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
     form = {"username": "alice", "password": "correct horse battery", "next": "/"}
     response = await loom.client.post("/api/auth/login-form", data=form, headers={"Origin": "https://evil.example"})
-    assert_refused(response, 403)
+    assert response.status_code == 403
+    assert response.json()["error"] == "CrossSiteRequest"
     assert "set-cookie" not in response.headers
     same_site = await loom.client.post("/api/auth/login-form", data=form, headers={"Origin": "http://loom"})
     assert same_site.status_code == 303
+
+
+# -- cross-site requests (CSRF) ---------------------------------------------------------------
+
+COOKIE_WRITES = [(m, p, b) for m, p, b in ACTION_ROUTES if p.endswith(("/start", "/cancel", "/inputs", "/dry-run"))]
+
+
+async def signed_in(loom: Loom, role: Role = Role.OPERATOR) -> None:
+    """Sign `alice` in through the API, so the client carries her session cookie and no bearer token."""
+    loom.access.add_user("alice", role, "correct horse battery")
+    response = await loom.client.post(
+        "/api/auth/login", json={"username": "alice", "password": "correct horse battery"}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(("method", "path", "body"), COOKIE_WRITES, ids=ids(COOKIE_WRITES))
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil.example/page"}, {}],
+    ids=["other-origin", "null-origin", "other-referer", "no-origin-nor-referer"],
+)
+async def test_a_cookie_authenticated_write_not_from_looms_own_pages_is_refused_as_cross_site(
+    loom: Loom, method: str, path: str, body: Any, headers: dict[str, str]
+) -> None:
+    await signed_in(loom)
+    response = await loom.client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "CrossSiteRequest"
+    assert "Loom's own pages" in response.json()["message"] or "Origin" in response.json()["message"]
+    assert loom.engine.actions == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://loom"}, {"Origin": "http://localhost:3000"}, {"Referer": "http://loom/migrations/x"}],
+    ids=["the-host", "the-public-url", "own-referer"],
+)
+async def test_a_cookie_authenticated_write_from_looms_own_pages_is_taken(loom: Loom, headers: dict[str, str]) -> None:
+    await signed_in(loom)
+    response = await loom.client.post(f"{RUN}/start", json={"inputs": {"targetImage": "x"}}, headers=headers)
+    assert response.status_code == 202, response.text
+
+
+async def test_reads_with_the_cookie_and_writes_with_a_bearer_token_need_no_origin(loom: Loom) -> None:
+    """A page of another site cannot add an Authorization header, nor read what a GET answers."""
+    await signed_in(loom)
+    evil = {"Origin": "http://evil.example"}
+    assert (await loom.client.get("/api/migrations", headers=evil)).status_code == 200
+    operator = loom.token(TokenKind.OPERATOR, "ci", Role.OPERATOR)
+    loom.client.cookies.clear()
+    response = await loom.client.post(
+        f"{RUN}/start", json={"inputs": {"targetImage": "x"}}, headers={**evil, "Authorization": f"Bearer {operator}"}
+    )
+    assert response.status_code == 202, response.text
+
+
+async def test_a_write_through_the_authenticating_proxy_needs_no_origin(store: SqlStore) -> None:
+    access = AccessControl(SqlAuthStore(store.engine), proxy_header="X-Forwarded-User")
+    engine = FakeEngine()
+    transport = httpx.ASGITransport(app=build_app(store, access, engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as client:
+        response = await client.post(
+            "/api/migrations/nowhere/candidates/x/cancel", headers={"X-Forwarded-User": "pat", "Origin": "null"}
+        )
+    assert response.status_code == 404, response.text
+
+
+async def test_signing_in_from_another_sites_page_is_refused_but_a_script_may_sign_in(loom: Loom) -> None:
+    loom.access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    login = {"username": "alice", "password": "correct horse battery"}
+    refused = await loom.client.post("/api/auth/login", json=login, headers={"Origin": "null"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "CrossSiteRequest"
+    assert (await loom.client.post("/api/auth/login", json=login)).status_code == 200
+
+
+# -- sign-in throttling --------------------------------------------------------------------------
+
+
+@dataclass
+class Door:
+    """One service behind two client addresses, with small throttling limits so tests hash few passwords."""
+
+    service: LoomService
+    app: Any
+
+    def client(self, address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://loom")
+
+
+@pytest.fixture
+def door(store: SqlStore, access: AccessControl) -> Door:
+    access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    access.add_user("bob", Role.OPERATOR, "correct horse battery")
+    notifier = FakeNotifier(dry_run_result=DryRunResult(steps=[]))
+    throttle = SignInThrottle(per_account=3, per_client=5, window_seconds=600)
+    service = LoomService.over(store, FakeEngine(), notifier, access, sign_in_throttle=throttle)
+    return Door(service, create_api(lambda: service))
+
+
+def wrong(username: str) -> dict[str, str]:
+    return {"username": username, "password": "wrong password"}
+
+
+RIGHT = {"username": "alice", "password": "correct horse battery"}
+
+
+async def test_an_account_with_too_many_failed_sign_ins_waits_with_429_and_retry_after(door: Door) -> None:
+    async with door.client("10.0.0.1") as first, door.client("10.0.0.2") as other:
+        for _ in range(3):
+            assert (await first.post("/api/auth/login", json=wrong("alice"))).status_code == 401
+        throttled = await first.post("/api/auth/login", json=RIGHT)
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.json()["error"] == "TooManySignIns"
+        assert 0 < int(throttled.headers["retry-after"]) <= 600
+        assert (await other.post("/api/auth/login", json=RIGHT)).status_code == 429  # the account, from anywhere
+        form = await other.post("/api/auth/login-form", data={**RIGHT, "next": "/"})
+        assert form.status_code == 429
+        assert "retry-after" in form.headers
+        assert (await other.post("/api/auth/login", json={**RIGHT, "username": "bob"})).status_code == 200
+
+
+async def test_an_address_with_too_many_failed_sign_ins_waits_whichever_account_it_tries(door: Door) -> None:
+    async with door.client("10.0.0.1") as guesser, door.client("10.0.0.2") as other:
+        for name in ("carol", "dave", "erin", "frank", "grace"):
+            assert (await guesser.post("/api/auth/login", json=wrong(name))).status_code == 401
+        throttled = await guesser.post("/api/auth/login", json=RIGHT)
+        assert throttled.status_code == 429
+        assert "retry-after" in throttled.headers
+        assert (await other.post("/api/auth/login", json=RIGHT)).status_code == 200
+
+
+async def test_a_failed_sign_in_is_logged_with_the_name_and_address_never_the_password(
+    door: Door, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with door.client("10.0.0.7") as client:
+        with caplog.at_level(logging.WARNING, logger="loom_backend.service"):
+            await client.post("/api/auth/login-form", data={**wrong("alice"), "next": "/"})
+    failed = [r.getMessage() for r in caplog.records if "Failed sign-in" in r.getMessage()]
+    assert failed == ["Failed sign-in for 'alice' from 10.0.0.7"]
+    assert "wrong password" not in caplog.text
+
+
+async def test_sixteen_sign_ins_at_once_check_only_a_few_passwords_at_a_time(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Argon2 check takes ~64 MB for a moment; a burst must queue, not add up."""
+    running, most, lock = 0, 0, threading.Lock()
+    real = auth.verify_password
+
+    def counted(password_hash: str, password: str) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real(password_hash, password)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(auth, "verify_password", counted)
+    async with door.client("10.0.0.1") as client:
+        answers = await asyncio.gather(
+            *(client.post("/api/auth/login", json={**RIGHT, "username": ("alice", "bob")[i % 2]}) for i in range(16))
+        )
+    assert [a.status_code for a in answers] == [200] * 16
+    assert 1 <= most <= 2
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -170,3 +170,19 @@ async def test_bodies_over_10_mb_are_413(api: httpx.AsyncClient) -> None:
     response = await api.post("/api/registry/announce", content=json.dumps(body))
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
+
+
+async def test_a_chunked_body_over_10_mb_is_413_too(api: httpx.AsyncClient) -> None:
+    """Without a Content-Length the limit trips while the route reads the body; that is still a 413."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"description": "'
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    response = await api.post("/api/registry/announce", content=chunks(), headers={"Content-Type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "body_too_large"
+    assert (await api.get("/api/migrations")).json() == {"migrations": []}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -69,7 +71,7 @@ def test_the_sdk_sends_its_token_as_bearer_and_the_fake_loom_refuses_without_it(
 
 
 def test_a_request_signed_with_the_migrators_token_is_accepted(loom: FakeLoom, migrator: Migrator) -> None:
-    assert post(migrator, sign(signing_key(loom.token), BODY)).status_code == 200
+    assert post(migrator, sign(signing_key(loom.token), "POST", "/dry-run", BODY)).status_code == 200
 
 
 @pytest.mark.parametrize("route", ["/dispatch-step", "/dry-run"])
@@ -80,13 +82,13 @@ def test_an_unsigned_request_is_refused_with_401(migrator: Migrator, route: str)
 
 
 def test_a_request_signed_with_another_key_is_refused_as_forged(migrator: Migrator) -> None:
-    response = post(migrator, sign(signing_key("loom_m_someone-else-entirely-000000000000"), BODY))
+    response = post(migrator, sign(signing_key("loom_m_someone-else-entirely-000000000000"), "POST", "/dry-run", BODY))
     assert response.status_code == 401
     assert "does not match" in response.json()["message"]
 
 
 def test_a_tampered_body_is_refused_as_forged(loom: FakeLoom, migrator: Migrator) -> None:
-    headers = sign(signing_key(loom.token), BODY)
+    headers = sign(signing_key(loom.token), "POST", "/dry-run", BODY)
     tampered = BODY.replace(b"checkout", b"billing!")
     assert post(migrator, headers, tampered).status_code == 401
 
@@ -95,13 +97,13 @@ def test_a_tampered_body_is_refused_as_forged(loom: FakeLoom, migrator: Migrator
 def test_a_request_more_than_five_minutes_off_is_refused_as_stale(
     loom: FakeLoom, migrator: Migrator, skew: int
 ) -> None:
-    response = post(migrator, sign(signing_key(loom.token), BODY, now=time.time() + skew))
+    response = post(migrator, sign(signing_key(loom.token), "POST", "/dry-run", BODY, now=time.time() + skew))
     assert response.status_code == 401
     assert "stale" in response.json()["message"]
 
 
 def test_a_replayed_request_is_refused(loom: FakeLoom, migrator: Migrator) -> None:
-    headers = sign(signing_key(loom.token), BODY)
+    headers = sign(signing_key(loom.token), "POST", "/dry-run", BODY)
     assert post(migrator, headers).status_code == 200
     replayed = post(migrator, headers)
     assert replayed.status_code == 401
@@ -110,8 +112,8 @@ def test_a_replayed_request_is_refused(loom: FakeLoom, migrator: Migrator) -> No
 
 def test_the_same_body_signed_twice_is_two_requests_not_a_replay(loom: FakeLoom, migrator: Migrator) -> None:
     key = signing_key(loom.token)
-    assert post(migrator, sign(key, BODY)).status_code == 200
-    assert post(migrator, sign(key, BODY)).status_code == 200
+    assert post(migrator, sign(key, "POST", "/dry-run", BODY)).status_code == 200
+    assert post(migrator, sign(key, "POST", "/dry-run", BODY)).status_code == 200
 
 
 def test_a_migrator_without_a_token_refuses_everything_loom_sends(
@@ -121,7 +123,7 @@ def test_a_migrator_without_a_token_refuses_everything_loom_sends(
     tokenless = Migrator("greet", "Greet", "Say hello.", loom_url=loom.url, rediscover_every=None)
     tokenless.step("hello")(_noop)
     with tokenless.serve_in_thread():
-        response = post(tokenless, sign(signing_key(loom.token), BODY))
+        response = post(tokenless, sign(signing_key(loom.token), "POST", "/dry-run", BODY))
     assert response.status_code == 401
     assert "no Loom token" in response.json()["message"]
 
@@ -129,15 +131,54 @@ def test_a_migrator_without_a_token_refuses_everything_loom_sends(
 def test_the_verifier_forgets_signatures_only_after_they_would_be_stale() -> None:
     key = signing_key("loom_m_" + "k" * 40)
     verifier = SignatureVerifier(key)
-    headers = sign(key, b"{}", now=1_000_000)
-    verifier.verify(headers, b"{}", now=1_000_000)
+    headers = sign(key, "POST", "/dispatch-step", b"{}", now=1_000_000)
+    verifier.verify(headers, "POST", "/dispatch-step", b"{}", now=1_000_000)
     with pytest.raises(SignatureRejected, match="replay"):
-        verifier.verify(headers, b"{}", now=1_000_299)
+        verifier.verify(headers, "POST", "/dispatch-step", b"{}", now=1_000_299)
     with pytest.raises(SignatureRejected, match="stale"):
-        verifier.verify(headers, b"{}", now=1_000_000 + 601)
-    malformed = {TIMESTAMP_HEADER: "soon", NONCE_HEADER: "n", SIGNATURE_HEADER: "v1=00"}
+        verifier.verify(headers, "POST", "/dispatch-step", b"{}", now=1_000_000 + 601)
+    malformed = {TIMESTAMP_HEADER: "soon", NONCE_HEADER: "n", SIGNATURE_HEADER: "v2=00"}
     with pytest.raises(SignatureRejected, match="Unix time"):
-        verifier.verify(malformed, b"{}", now=1_000_000)
+        verifier.verify(malformed, "POST", "/dispatch-step", b"{}", now=1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "now"),
+    [
+        ("PUT", "/dispatch-step", b"{}", 1_000_000),
+        ("POST", "/dry-run", b"{}", 1_000_000),
+        ("POST", "/dispatch-step/", b"{}", 1_000_000),
+        ("POST", "/dispatch-step", b"{ }", 1_000_000),
+    ],
+    ids=["another-method", "another-route", "another-path", "another-body"],
+)
+def test_a_signature_covers_the_method_the_path_and_the_body(method: str, path: str, body: bytes, now: int) -> None:
+    key = signing_key("loom_m_" + "k" * 40)
+    headers = sign(key, "POST", "/dispatch-step", b"{}", now=1_000_000)
+    with pytest.raises(SignatureRejected, match="does not match"):
+        SignatureVerifier(key).verify(headers, method, path, body, now=now)
+
+
+def test_a_signature_with_a_forged_timestamp_does_not_match() -> None:
+    key = signing_key("loom_m_" + "k" * 40)
+    headers = {**sign(key, "POST", "/dispatch-step", b"{}", now=1_000_000), TIMESTAMP_HEADER: "1000100"}
+    with pytest.raises(SignatureRejected, match="does not match"):
+        SignatureVerifier(key).verify(headers, "POST", "/dispatch-step", b"{}", now=1_000_100)
+
+
+def test_a_v1_signature_over_the_body_alone_is_refused() -> None:
+    key = signing_key("loom_m_" + "k" * 40)
+    v1 = "v1=" + hmac.new(key, b"1000000.n.{}", hashlib.sha256).hexdigest()
+    headers = {TIMESTAMP_HEADER: "1000000", NONCE_HEADER: "n", SIGNATURE_HEADER: v1}
+    with pytest.raises(SignatureRejected, match="v2="):
+        SignatureVerifier(key).verify(headers, "POST", "/dispatch-step", b"{}", now=1_000_000)
+
+
+def test_a_dispatch_signature_replayed_against_the_dry_run_route_is_refused(loom: FakeLoom, migrator: Migrator) -> None:
+    captured = sign(signing_key(loom.token), "POST", "/dispatch-step", BODY)
+    replayed = post(migrator, captured)  # posts to /dry-run
+    assert replayed.status_code == 401
+    assert "does not match" in replayed.json()["message"]
 
 
 # -- Loom's side: the real notifier signs with the key of the token that owns the Migration --------------------
@@ -208,3 +249,34 @@ async def test_a_migrator_holding_another_token_refuses_looms_requests(
 
 async def _noop(ctx: StepContext) -> None:
     return None
+
+
+async def test_loom_joins_the_route_to_the_migrator_urls_path_and_signs_that_path() -> None:
+    """A Migrator served under a path (behind a gateway) gets `{path}/dispatch-step`, and the signature says so."""
+    key = signing_key("loom_m_" + "k" * 40)
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        SignatureVerifier(key).verify(request.headers, request.method, request.url.path, request.content)
+        return httpx.Response(202)
+
+    async def keys(migration_id: str) -> bytes:
+        return key
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    notifier = HttpMigratorNotifier(client=client, signing_keys=keys)
+    for migrator_url in ("http://127.0.0.1:9/greet", "http://127.0.0.1:9/greet/"):
+        await notifier.dispatch_step(
+            DispatchStepRequest(
+                migration_id="greet",
+                step_name="hello",
+                candidate=Candidate(id="x", kind="k"),
+                callback_id="greet__x",
+                event_name="step-hello",
+                migrator_app="greet",
+                migrator_url=migrator_url,
+            )
+        )
+    await client.aclose()
+    assert [str(r.url) for r in seen] == ["http://127.0.0.1:9/greet/dispatch-step"] * 2

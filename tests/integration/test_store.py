@@ -128,6 +128,21 @@ def test_candidates_filter_by_status_kind_text_and_metadata_with_exact_totals(st
     assert store.list_candidates("base-image", metadata={"team": "search"}).candidates[0].id == "svc-001"
 
 
+def test_the_text_filter_takes_percent_and_underscore_literally(store: SqlStore) -> None:
+    ann = announcement(["svc_one", "svc-two", "svc-three"])
+    ann.candidates[2].metadata = {"note": "50% done"}
+    store.announce(ann, NOW)
+
+    def found(text: str) -> list[str]:
+        return sorted(c.id for c in store.list_candidates("base-image", text=text).candidates)
+
+    assert found("%") == ["svc-three"]
+    assert found("_") == ["svc_one"]
+    assert found("svc_") == ["svc_one"]
+    assert found("\\") == []
+    assert found("svc") == ["svc-three", "svc-two", "svc_one"]
+
+
 def test_board_view_shows_current_step_pr_link_and_attention(store: SqlStore) -> None:
     store.announce(announcement(["a", "b"]), NOW)
     store.claim_candidate("base-image", "a", {})

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from loom_backend import errors
-from loom_backend.auth import AccessControl
+from loom_backend.auth import AccessControl, SignInThrottle, origin_refusal
 from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
@@ -422,3 +422,83 @@ async def test_a_review_comment_longer_than_the_limit_or_only_spaces_is_refused(
             await service.review_step(OPERATOR, "base-image", "a", "bump", True, comment)
         assert refused.value.field == "comment"
     assert engine.actions == []
+
+
+# -- cross-site requests and sign-in throttling ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "required", "refused"),
+    [
+        ("http://loom.example:3000", True, False),  # the Host the request went to
+        ("https://loom.example:3000", True, False),  # behind a TLS proxy the scheme differs
+        ("https://public.example", True, False),  # LOOM_PUBLIC_URL
+        ("https://public.example/migrations/x?y=1", True, False),  # a Referer of Loom's own page
+        ("http://evil.example", True, True),
+        ("http://loom.example:3000.evil.example", True, True),
+        ("null", True, True),
+        ("javascript:alert(1)", True, True),
+        (None, True, True),
+        (None, False, False),  # a script signing in names no page
+        ("null", False, True),
+    ],
+)
+def test_only_looms_own_pages_count_as_the_source_of_a_write(source: str | None, required: bool, refused: bool) -> None:
+    refusal = origin_refusal(source, "loom.example:3000", "https://public.example", required=required)
+    assert (refusal is not None) == refused
+
+
+async def test_a_session_write_is_checked_for_its_source_and_a_read_or_a_bearer_token_is_not(
+    service: LoomService, access: AccessControl
+) -> None:
+    access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    session, _ = await service.login("alice", "correct horse battery")
+    _, token = access.create_token(TokenKind.OPERATOR, "ci", Role.OPERATOR)
+    evil = {"source": "http://evil.example", "host": "loom"}
+    with pytest.raises(errors.CrossSiteRequest):
+        await service.authenticate(Credentials(session=session, writes=True, **evil))
+    assert (await service.authenticate(Credentials(session=session, **evil))).name == "alice"
+    assert (await service.authenticate(Credentials(bearer=token, writes=True, **evil))).name == "ci"
+    own = Credentials(session=session, writes=True, source="http://loom", host="loom")
+    assert (await service.authenticate(own)).name == "alice"
+
+
+def test_failed_sign_ins_count_in_a_sliding_window_per_account_and_per_address() -> None:
+    now = [NOW]
+    throttle = SignInThrottle(per_account=2, per_client=3, window_seconds=60, clock=lambda: now[0])
+    throttle.failed("Alice", "10.0.0.1")
+    now[0] += timedelta(seconds=20)
+    throttle.failed("alice", "10.0.0.2")
+    assert throttle.retry_after("ALICE", "10.0.0.9") == 40  # names are counted case-blind
+    assert throttle.retry_after("bob", "10.0.0.1") is None
+    throttle.failed("bob", "10.0.0.1")
+    throttle.failed("carol", "10.0.0.1")
+    assert throttle.retry_after("dave", "10.0.0.1") == 40
+    now[0] += timedelta(seconds=40)
+    assert throttle.retry_after("alice", "10.0.0.1") is None  # the first failure left the window
+
+
+def test_the_throttle_forgets_old_keys_rather_than_grow_without_bound() -> None:
+    now = [NOW]
+    throttle = SignInThrottle(window_seconds=60, clock=lambda: now[0], max_keys=10)
+    for i in range(100):
+        now[0] += timedelta(seconds=61)
+        throttle.failed(f"user-{i}", f"10.0.0.{i}")
+    assert len(throttle._failures) <= 12
+
+
+async def test_too_many_failed_sign_ins_refuse_even_the_right_password_for_a_while(
+    registry: FakeRegistry, access: AccessControl, engine: FakeEngine, notifier: FakeNotifier
+) -> None:
+    now = [NOW]
+    throttle = SignInThrottle(per_account=2, window_seconds=60, clock=lambda: now[0])
+    service = build(registry, access, engine, notifier, sign_in_throttle=throttle)
+    access.add_user("alice", Role.OPERATOR, "correct horse battery")
+    for _ in range(2):
+        with pytest.raises(errors.Unauthenticated):
+            await service.login("alice", "wrong password", "10.0.0.1")
+    with pytest.raises(errors.TooManySignIns) as refused:
+        await service.login("alice", "correct horse battery", "10.0.0.2")
+    assert refused.value.retry_after_seconds == 60
+    now[0] += timedelta(seconds=60)
+    assert (await service.login("alice", "correct horse battery", "10.0.0.2"))[1].name == "alice"

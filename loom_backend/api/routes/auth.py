@@ -1,26 +1,27 @@
 """Signing in and out: built-in accounts get a `loom_session` cookie; GET /auth/me says who is calling."""
 
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from loom_backend import errors
-from loom_backend.api.deps import CurrentPrincipal, ServiceDep
+from loom_backend.api.deps import CurrentPrincipal, ServiceDep, client_address, request_source
 from loom_backend.api.errors import _errors
 from loom_backend.domain import SESSION_COOKIE, Identity, LoginRequest, local_path
 from loom_backend.service import LoomService
 
 router = APIRouter(tags=["auth"])
+NO_NUL = r"^[^\x00]*$"
 
 
-def same_origin(request: Request) -> bool:
-    """Browsers name the page a form came from; refusing other sites stops them signing a browser in (login CSRF)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+def refuse_other_sites(request: Request, service: LoomService) -> None:
+    """A page of another site must not sign a browser in (login CSRF): the rule cookie-authenticated writes obey.
+
+    Without Origin or Referer the request is no browser's (a script signing in), so it is let through here.
+    """
+    service.check_origin(request_source(request), request.headers.get("host"), required=False)
 
 
 def _set_session_cookie(response: Response, service: LoomService, secret: str) -> None:
@@ -35,10 +36,11 @@ def _set_session_cookie(response: Response, service: LoomService, secret: str) -
     )
 
 
-@router.post("/auth/login", response_model=Identity, responses=_errors(401, 413, 422))
-async def login(body: LoginRequest, service: ServiceDep) -> Any:
+@router.post("/auth/login", response_model=Identity, responses=_errors(401, 403, 413, 422, 429))
+async def login(request: Request, body: LoginRequest, service: ServiceDep) -> Any:
     """Check a built-in account's password; answer with who signed in and set the `loom_session` cookie."""
-    secret, principal = await service.login(body.username, body.password)
+    refuse_other_sites(request, service)
+    secret, principal = await service.login(body.username, body.password, client_address(request))
     response = JSONResponse(Identity.of(principal).model_dump(mode="json"))
     _set_session_cookie(response, service, secret)
     return response
@@ -50,22 +52,21 @@ async def login(body: LoginRequest, service: ServiceDep) -> Any:
     response_class=RedirectResponse,
     responses={
         303: {"description": "To `next` when signed in; back to /login?failed=1 when not"},
-        **_errors(413, 422),
+        **_errors(403, 413, 422, 429),
     },
 )
 async def login_form(
     request: Request,
     service: ServiceDep,
-    username: Annotated[str, Form(max_length=128)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    next_: Annotated[str, Form(alias="next", max_length=2048)] = "/",
+    username: Annotated[str, Form(max_length=128, pattern=NO_NUL)] = "",
+    password: Annotated[str, Form(max_length=1024, pattern=NO_NUL)] = "",
+    next_: Annotated[str, Form(alias="next", max_length=2048, pattern=NO_NUL)] = "/",
 ) -> Response:
     """The sign-in page's plain HTML form: the browser posts it and follows the redirect, cookie set."""
-    if not same_origin(request):
-        raise errors.Forbidden("Sign in from Loom's own sign-in page; this form was posted from another site")
+    refuse_other_sites(request, service)
     target = local_path(next_)
     try:
-        secret, _ = await service.login(username, password)
+        secret, _ = await service.login(username, password, client_address(request))
     except errors.Unauthenticated:
         query = urlencode({"failed": "1", "username": username, "next": target})
         return RedirectResponse(f"/login?{query}", status_code=303)
