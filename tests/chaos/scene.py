@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from temporalio.client import Client
 
 from loom_backend.domain import DispatchStepRequest, StepStatus, StepStatusEvent
 from loom_backend.execution.dev_server import free_port, server_command
@@ -174,20 +175,34 @@ class Scene:
         )
         assert done < total * 2 // 3, f"{done} of {total} Steps were done already: the fault would hit no Run"
 
-    async def finished(self, timeout: float = 45) -> None:
-        async def completed() -> int:
-            try:
-                page = await self.api.get(f"/api/migrations/{MIGRATION}/candidates", params={"status": "completed"})
-            except httpx.HTTPError:
-                return -1
-            return int(page.json()["total"]) if page.status_code == 200 else -1
+    async def completed(self) -> int:
+        """How many Runs the API shows completed; -1 while it does not answer."""
+        try:
+            page = await self.api.get(f"/api/migrations/{MIGRATION}/candidates", params={"status": "completed"})
+        except httpx.HTTPError:
+            return -1
+        return int(page.json()["total"]) if page.status_code == 200 else -1
 
-        await eventually(completed, timeout, "every Run completes", interval=0.2, until=lambda n: n == RUNS)
+    async def finished(self, timeout: float = 45) -> None:
+        await eventually(self.completed, timeout, "every Run completes", interval=0.2, until=lambda n: n == RUNS)
 
     async def steps(self, candidate: str) -> list[dict[str, Any]]:
         response = await self.api.get(f"/api/migrations/{MIGRATION}/candidates/{candidate}/steps")
         assert response.status_code == 200, response.text
         return list(response.json()["steps"])
+
+    async def dispatch_failures(self) -> Counter[str]:
+        """Why dispatch attempts failed, from the Runs' Temporal histories: the error type, or "timeout"."""
+        client = await Client.connect(self.app.env["LOOM_TEMPORAL_ADDRESS"])
+        failures: Counter[str] = Counter()
+        for c in CANDIDATES:
+            history = await client.get_workflow_handle(f"{MIGRATION}__{c}").fetch_history()
+            for event in history.events:
+                if event.HasField("activity_task_timed_out_event_attributes"):
+                    failures["timeout"] += 1
+                elif event.HasField("activity_task_failed_event_attributes"):
+                    failures[event.activity_task_failed_event_attributes.failure.application_failure_info.type] += 1
+        return failures
 
     def audit(self) -> None:
         """What must hold after any fault, read from the database Loom wrote and from the Migrator's side."""

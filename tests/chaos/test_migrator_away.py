@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from loom_backend.execution.messages import MIGRATOR_UNAVAILABLE
 from tests.chaos.scene import CANDIDATES, scene
 
 OUTAGE_SECONDS = 22  # the old window failed a Step after 5 attempts, about 15 s
@@ -37,6 +38,8 @@ async def test_a_migrator_away_longer_than_the_old_window_fails_no_step_and_ever
         await stage.finished()
         for c in CANDIDATES:  # the notices went once the Migrator took the Steps
             assert not any("dispatchRetryAttempt" in s["metadata"] for s in await stage.steps(c))
+        failures = await stage.dispatch_failures()
+    assert set(failures) == {MIGRATOR_UNAVAILABLE}, failures
     assert max(attempt for attempt, _ in notices.values()) > 5, f"more attempts than the old window allowed: {notices}"
     assert len(notices) >= len(CANDIDATES) // 2, f"the Runs in flight showed the retry: {notices}"
     assert all("503" in error and "migrator redeploying" in error for _, error in notices.values())
