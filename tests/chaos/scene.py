@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,6 @@ class Scene:
     callbacks: Callbacks
     database_url: str
     worker: LoomProcess | None = None
-    seen: dict[str, Any] = field(default_factory=dict)
 
     async def start_runs(self) -> None:
         announce = {
@@ -244,6 +243,8 @@ class Scene:
                 assert kinds[(c, "step_dispatched", s)] == 1, f"{c}/{s} dispatched once"
                 assert kinds[(c, "step_completed", s)] == 1, f"{c}/{s}: the acknowledged callback applied once"
         assert len(events) == RUNS * (2 + 2 * len(STEPS)), "no other event"
+        repeats = len(self.migrator.of(MIGRATION)) - len(every_step)
+        print(f"audit: {repeats} repeated dispatch(es), {len(refused)} callback(s) whose answer was lost applied")
 
 
 def loom_env(app: LiveLoom, database_url: str, **settings: str) -> None:
