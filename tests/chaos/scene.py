@@ -54,6 +54,9 @@ class Callbacks:
         self._answered: set[str | None] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def pending(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
+
     async def run(self) -> None:
         while True:
             with self.migrator.lock:
@@ -183,7 +186,9 @@ class Scene:
         return int(page.json()["total"]) if page.status_code == 200 else -1
 
     async def finished(self, timeout: float = 45) -> None:
+        """Every Run completed, and every callback the Migrator still sends (its answer lost) has its answer."""
         await eventually(self.completed, timeout, "every Run completes", interval=0.2, until=lambda n: n == RUNS)
+        await eventually(lambda: not self.callbacks.pending(), 30, "the Migrator's callbacks answered", interval=0.2)
 
     async def steps(self, candidate: str) -> list[dict[str, Any]]:
         response = await self.api.get(f"/api/migrations/{MIGRATION}/candidates/{candidate}/steps")
@@ -280,7 +285,7 @@ async def scene(
                 yield stage
         finally:
             answering.cancel()
-            for task in [answering, *callbacks._tasks]:
+            for task in [answering, *callbacks.pending()]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -10,7 +10,7 @@ import pytest
 
 from tests.chaos.scene import TemporalServer, scene
 
-OUTAGE_SECONDS = 5
+OUTAGE_SECONDS = 10  # longer than the Temporal client retries a call: Loom itself sees it down
 
 
 @pytest.fixture
