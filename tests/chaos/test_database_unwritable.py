@@ -86,7 +86,6 @@ async def test_a_briefly_unwritable_database_fails_no_step_blames_no_migrator_an
             while loop.time() < until:
                 notices |= await retry_notices(stage)
                 await asyncio.sleep(1)
-        attempts_while_unwritable = stage.migrator.attempts
 
         async def done() -> bool:
             nonlocal notices
@@ -94,9 +93,9 @@ async def test_a_briefly_unwritable_database_fails_no_step_blames_no_migrator_an
             return await stage.completed() == RUNS
 
         await eventually(done, 40, "every Run completes", interval=0.5)
+        await stage.finished()  # and the callbacks still under way answered
         failures = await stage.dispatch_failures()
     assert notices == {}, "no Step said the Migrator was unreachable"
     assert set(failures) == {READ_MODEL_UNAVAILABLE}, f"every failed dispatch attempt named Loom's database: {failures}"
     assert stage.migrator.attempts == len(stage.migrator.dispatches), "the Migrator took every call it got"
-    assert attempts_while_unwritable < len(CANDIDATES) * 3
     stage.audit()
