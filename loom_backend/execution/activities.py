@@ -7,12 +7,14 @@ which store and notifier a Run talks to, and tests can hand it fakes.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from loom_backend.execution.messages import (
+    DISPATCH_WRITE_SECONDS,
     MIGRATOR_REJECTED,
     MIGRATOR_UNAVAILABLE,
     READ_MODEL_UNAVAILABLE,
@@ -42,10 +44,22 @@ class RunActivities:
         """Apply the Run's changes to the read model in order; every write is idempotent, so retries are safe."""
         await self._write(batch)
 
-    async def _write(self, batch: PersistBatch, once: bool = False) -> None:
+    async def _write(self, batch: PersistBatch, once: bool = False, within: float | None = None) -> None:
+        """Apply the batch; with `within`, give up after that many seconds (TimeoutError).
+
+        A write given up on that has not begun by then never begins: it would land after the Run's later writes.
+        """
         store = self._store
         args = (batch.run_id, batch.migration_id, batch.candidate_id, batch.writes, once)
-        await asyncio.get_running_loop().run_in_executor(self._writes, store.apply_run_changes, *args)
+        deadline = None if within is None else time.monotonic() + within
+
+        def write() -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("given up before it began")
+            store.apply_run_changes(*args)
+
+        written = asyncio.get_running_loop().run_in_executor(self._writes, write)
+        await asyncio.wait_for(written, within)
 
     @activity.defn(name="loom_dispatch_step")
     async def dispatch_step(self, dispatch: DispatchInput) -> None:
@@ -59,11 +73,15 @@ class RunActivities:
         """
         if dispatch.writes.writes:
             try:
-                await self._write(dispatch.writes, once=dispatch.attempt > 1 or activity.info().attempt > 1)
+                once = dispatch.attempt > 1 or activity.info().attempt > 1
+                await self._write(dispatch.writes, once=once, within=DISPATCH_WRITE_SECONDS)
             except Exception as exc:
-                activity.logger.warning("Loom's database could not be written before a dispatch: %r", exc)
+                # A lock held elsewhere (SQLite waits up to its busy timeout) must not run out the activity's time:
+                # the Run would take that for a Migrator that did not answer.
+                reason = f"no answer within {DISPATCH_WRITE_SECONDS:.0f} s" if isinstance(exc, TimeoutError) else exc
+                activity.logger.warning("Loom's database could not be written before a dispatch: %s", reason)
                 raise ApplicationError(
-                    f"Loom's database could not be written ({type(exc).__name__}: {exc})",
+                    f"Loom's database could not be written ({type(exc).__name__}: {reason})",
                     type=READ_MODEL_UNAVAILABLE,
                     non_retryable=True,
                 ) from exc

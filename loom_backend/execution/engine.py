@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -59,6 +60,8 @@ UPDATE_ATTEMPTS = 10
 # How often a process asks Temporal whether it is up, so routes that need it answer 503 at once while it is not.
 PROBE_SECONDS = 2.0
 PROBE_TIMEOUT = timedelta(seconds=1.5)
+# For this long after Temporal was last seen down, calls fail at once; then one is let through to find out.
+REFUSE_SECONDS = 2 * PROBE_SECONDS
 # Calls an operator waits on answer within this, or fail as unavailable (the client would retry for ~10 s).
 CALL_TIMEOUT = timedelta(seconds=5)
 _UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
@@ -121,6 +124,7 @@ class TemporalEngine:
         self._dispatch = dispatch or DispatchPolicy()
         self._cancel_timeout = cancel_timeout_seconds
         self._unreachable: str | None = None  # why Temporal is down, as the last probe or call saw it
+        self._unreachable_at = 0.0  # when (time.monotonic) it was last seen down
 
     @property
     def client(self) -> Client:
@@ -139,13 +143,20 @@ class TemporalEngine:
             except Exception as exc:
                 if self._unreachable is None:
                     log.error("Temporal does not answer: %s", exc)
-                self._unreachable = _reason(exc)
+                self._down(exc)
             await asyncio.sleep(PROBE_SECONDS)
+
+    def _down(self, exc: BaseException) -> None:
+        self._unreachable, self._unreachable_at = _reason(exc), time.monotonic()
 
     @contextlib.contextmanager
     def _reachable(self) -> Iterator[None]:
-        """Fail at once while Temporal is known to be down; turn "cannot reach it" into ServiceUnavailable (503)."""
-        if self._unreachable is not None:
+        """Fail at once while Temporal was just seen down; turn "cannot reach it" into ServiceUnavailable (503).
+
+        "Just": within REFUSE_SECONDS, which `watch` renews while it probes in vain. Without a probe running, the
+        next call after that tries again, so one failed call does not refuse every later one.
+        """
+        if self._unreachable is not None and time.monotonic() - self._unreachable_at < REFUSE_SECONDS:
             raise errors.ServiceUnavailable(
                 f"Temporal is unreachable ({self._unreachable}); Runs resume when it is back — try again shortly"
             )
@@ -154,10 +165,11 @@ class TemporalEngine:
         except RPCError as exc:
             if exc.status not in _UNREACHABLE:
                 raise
-            self._unreachable = _reason(exc)
+            self._down(exc)
             raise errors.ServiceUnavailable(
                 f"Temporal is unreachable ({self._unreachable}); Runs resume when it is back — try again shortly"
             ) from exc
+        self._unreachable = None  # it answered
 
     async def readiness(self) -> list[ReadinessCheck]:
         """Temporal answers, the namespace exists, and some worker polls the Runs' task queue."""

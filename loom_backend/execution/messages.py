@@ -106,6 +106,10 @@ MIGRATOR_REJECTED = "MigratorRejected"
 MIGRATOR_UNAVAILABLE = "MigratorUnavailable"
 READ_MODEL_UNAVAILABLE = "ReadModelUnavailable"
 
+# The dispatch activity's writes must be in within this, or it reports Loom's database unavailable; it runs for at
+# most this plus the Migrator's HTTP timeout plus a second, so a slow database is never taken for a silent Migrator.
+DISPATCH_WRITE_SECONDS = 4.0
+
 
 class StepView(BaseModel):
     name: str

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from loom_backend.execution.messages import (
         CANCEL_REQUESTED_SIGNAL,
         DESCRIBE_QUERY,
+        DISPATCH_WRITE_SECONDS,
         MARK_MERGED_UPDATE,
         MIGRATOR_REJECTED,
         READ_MODEL_UNAVAILABLE,
@@ -275,7 +276,7 @@ class RunWorkflow:
                         writes=self._batch([] if in_flight.written else in_flight.writes),
                         attempt=attempt,
                     ),
-                    start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + 5),
+                    start_to_close_timeout=timedelta(seconds=policy.timeout_seconds + DISPATCH_WRITE_SECONDS + 1),
                     retry_policy=RetryPolicy(maximum_attempts=1),  # the Run retries: it knows whose fault it was
                     # On Cancel the cleanup waits for an attempt in flight, so its writes cannot land after it.
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

@@ -23,6 +23,7 @@ from loom_backend.service import LoomService
 from loom_backend.settings import Settings
 from loom_backend.store.sql_store import DatabaseFileGone, SqlStore
 from tests.fakes import FakeEngine, FakeNotifier
+from tests.harness import eventually
 from tests.integration.run_fixtures import *  # noqa: F403
 from tests.integration.test_registry_api import announcement
 
@@ -161,3 +162,21 @@ async def test_an_action_while_temporal_is_down_answers_503_with_retry_after(
     assert response.json()["error"] == "ServiceUnavailable" and "Temporal is unreachable" in response.json()["message"]
     candidate = (await api.get("/api/migrations/base-image/candidates", params={"q": "svc-0"})).json()[0]
     assert candidate["status"] == "not_started"  # nothing half-written
+
+
+async def test_once_temporal_is_back_calls_go_through_again_even_without_a_probe(tmp_path) -> None:
+    """Without a `watch` probe running (`loom api` and `loom worker` start none), one failure must not refuse all."""
+    settings, port = Settings(data_dir=tmp_path), free_port()
+    async with embedded_temporal(settings, port=port, data_dir=tmp_path) as address:
+        engine = TemporalEngine(await connect(settings, address), f"back-{uuid.uuid4().hex}")
+    with pytest.raises(errors.ServiceUnavailable):
+        await engine.is_running("ready__svc")
+    async with embedded_temporal(settings, port=port, data_dir=tmp_path):
+
+        async def answers() -> bool:
+            try:
+                return not await engine.is_running("ready__svc")
+            except errors.ServiceUnavailable:
+                return False
+
+        await eventually(answers, 20, "the engine to reach Temporal again", interval=0.2)
