@@ -8,7 +8,8 @@ admins may do everything, and a Migrator token reaches only the Migrations it ow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -53,10 +54,13 @@ from loom_backend.domain import (
 )
 from loom_backend.ports import (
     BoardQueries,
+    ChangeFeed,
+    ChangeSubscription,
     ExecutionEngine,
     MetricsQueries,
     MigrationStore,
     MigratorNotifier,
+    ReadinessProbe,
     Registry,
     RunStore,
 )
@@ -99,6 +103,8 @@ class LoomService:
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
         public_url: str = "http://localhost:3000",
+        changes: ChangeFeed | None = None,
+        probes: Sequence[ReadinessProbe] = (),
     ) -> None:
         self.registry = registry
         self.runs = runs
@@ -110,6 +116,8 @@ class LoomService:
         self.clock = clock
         self.open_pr_attention_hours = open_pr_attention_hours
         self.public_url = public_url
+        self.changes = changes
+        self.probes = tuple(probes)
 
     @classmethod
     def over(
@@ -263,6 +271,7 @@ class LoomService:
         text: str | None = None,
         metadata: StringMap | None = None,
         needs_attention: bool = False,
+        candidate_id: str | None = None,
         limit: int = 500,
         offset: int = 0,
     ) -> CandidatePage:
@@ -276,6 +285,7 @@ class LoomService:
             text=text,
             metadata=metadata,
             needs_attention=needs_attention,
+            candidate_id=candidate_id,
             limit=limit,
             offset=offset,
         )
@@ -435,6 +445,13 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         return await self._db(self.board.activity_marker, migration_id)
 
+    def follow_changes(self, principal: Principal) -> AbstractContextManager[ChangeSubscription]:
+        """The read model's changes from now on, pushed as they commit (in any process): what live pages wait on."""
+        self.authorize(principal, Role.VIEWER)
+        if self.changes is None:
+            raise RuntimeError("This Loom was built without a change feed")
+        return self.changes.subscribe()
+
     async def candidate_kinds(self, principal: Principal, migration_id: str) -> list[str]:
         self.authorize(principal, Role.VIEWER)
         return await self._db(self.board.candidate_kinds, migration_id)
@@ -499,7 +516,10 @@ class LoomService:
         except Exception as exc:
             detail = f"the database does not take writes: {type(exc).__name__}: {exc}"[:500]
             database = ReadinessCheck(name="database", ok=False, detail=detail)
-        return Readiness.of([database, *await self.engine.readiness()])
+        checks = [database, *await self.engine.readiness()]
+        for probe in self.probes:
+            checks += await probe.readiness()
+        return Readiness.of(checks)
 
     async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
         self.authorize(principal, Role.VIEWER)
