@@ -54,6 +54,9 @@ class CandidateState(LiveMixin, LoomState):
     def _live_scope(self) -> str | None:
         return self.migration_id or None
 
+    def _live_candidate(self) -> str | None:
+        return self.candidate_id or None
+
     async def _reload(self) -> None:
         mid, cid = self.migration_id, self.candidate_id
         now = datetime.now(UTC)
