@@ -216,10 +216,7 @@ def ensure_board_built(env: Mapping[str, str]) -> bool:
     with open(BUILD_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(OSError, ValueError):
-            if (
-                json.loads(BUILD_STAMP.read_text())["fingerprint"] == fingerprint
-                and (WEB_DIR / "build/client").is_dir()
-            ):
+            if json.loads(BUILD_STAMP.read_text()) == {"fingerprint": fingerprint, "build": _build_identity()}:
                 print("The board is built already (.web); reusing it")
                 return True
         print("Building the board (once per installation and version)...")
@@ -227,8 +224,13 @@ def ensure_board_built(env: Mapping[str, str]) -> bool:
         if subprocess.run(command, cwd=ROOT, env=dict(env)).returncode != 0:
             print("Building the board failed; see the output above.", file=sys.stderr)
             return False
-        BUILD_STAMP.write_text(json.dumps({"fingerprint": fingerprint}))
+        BUILD_STAMP.write_text(json.dumps({"fingerprint": fingerprint, "build": _build_identity()}))
         return True
+
+
+def _build_identity() -> int:
+    """When the build directory was made: a build by other means (`reflex run`) replaces it, and the stamp with it."""
+    return (WEB_DIR / "build/client").stat().st_mtime_ns
 
 
 def board_command(port: int, host: str = "0.0.0.0") -> list[str]:
