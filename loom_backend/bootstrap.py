@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from loom_backend import tracing
 from loom_backend.auth import AccessControl, parse_provisioned_tokens
 from loom_backend.live import ChangeHub
 from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier
@@ -103,6 +104,7 @@ async def running(
     """Start Loom in this process: schema upgrade, Temporal connection (embedded server if none is configured), worker."""
     global _current
     settings = settings or get_settings()
+    tracing.configure()
     from loom_backend.execution.activities import RunActivities
     from loom_backend.execution.dev_server import embedded_temporal
     from loom_backend.execution.engine import TemporalEngine, connect, dispatch_policy
