@@ -1,4 +1,7 @@
-"""Reflex configuration: the board and the /api routes are served by one process on one port."""
+"""Reflex configuration: the board and the /api routes are served by one process on one port.
+
+With LOOM_REDIS_URL, page state lives in Redis, so several replicas behind one LOOM_PUBLIC_URL serve any operator.
+"""
 
 import os
 
@@ -16,6 +19,7 @@ config = rx.Config(
     frontend_port=PORT,
     backend_port=PORT,
     api_url=os.environ.get("LOOM_PUBLIC_URL", f"http://localhost:{PORT}"),
+    redis_url=os.environ.get("LOOM_REDIS_URL") or None,
     show_built_with_reflex=False,
     plugins=[
         rx.plugins.RadixThemesPlugin(theme=rx.theme(appearance="inherit", accent_color="indigo", radius="medium"))

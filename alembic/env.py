@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import loom_backend.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -15,6 +16,9 @@ target_metadata = SQLModel.metadata
 def run_migrations() -> None:
     engine = context.config.attributes.get("engine") or create_db_engine(get_settings().sqlalchemy_url)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas and workers starting at once upgrade one after another, not over each other.
+            connection.execute(text("SELECT pg_advisory_xact_lock(7453001)"))
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

@@ -43,7 +43,7 @@ from loom_backend.domain import DispatchStepRequest  # noqa: E402
 from loom_backend.execution.dev_server import free_port  # noqa: E402
 from loom_backend.execution.engine import connect  # noqa: E402
 from loom_backend.settings import Settings  # noqa: E402
-from loom_ui.state import DISCONNECTED_GRACE_SECONDS, POLL_SECONDS  # noqa: E402
+from loom_ui.state import CHECK_SECONDS, DISCONNECTED_GRACE_SECONDS  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -275,7 +275,7 @@ async def soak(loom: Loom, address: str, args: argparse.Namespace) -> None:
             print(sample_line("after", bench, final), flush=True)
             await browser.close()
         # A closed tab's watch loop stops after the grace period; then what stayed behind is the process itself.
-        await asyncio.sleep(DISCONNECTED_GRACE_SECONDS + 4 * POLL_SECONDS)
+        await asyncio.sleep(DISCONNECTED_GRACE_SECONDS + 2 * CHECK_SECONDS)
         closed = await bench.batch(args.runs, args.steps)
         print(closed.line("closed"), flush=True)
         closed_figures = await bench.figures()

@@ -194,7 +194,10 @@ class AccessControl:
         if self.store.count_users() > 0:
             return None
         password = secrets.token_urlsafe(12)
-        self.add_user(name, Role.ADMIN, password)
+        try:
+            self.add_user(name, Role.ADMIN, password)
+        except errors.InvalidInput:
+            return None  # another replica starting at the same moment created it
         return password
 
     def create_token(self, kind: TokenKind, name: str, role: Role | None = None) -> tuple[TokenRecord, str]:

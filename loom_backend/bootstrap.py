@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
+from loom_backend import tracing
 from loom_backend.auth import AccessControl, SignInThrottle, parse_provisioned_tokens
+from loom_backend.live import ChangeHub
 from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
@@ -101,11 +104,13 @@ async def running(
     """Start Loom in this process: schema upgrade, Temporal connection (embedded server if none is configured), worker."""
     global _current
     settings = settings or get_settings()
+    tracing.configure()
     from loom_backend.execution.activities import RunActivities
     from loom_backend.execution.dev_server import embedded_temporal
     from loom_backend.execution.engine import TemporalEngine, connect, dispatch_policy
     from loom_backend.execution.worker import run_worker as worker_loop
     from loom_backend.migrator_client import HttpMigratorNotifier
+    from loom_backend.probes import RedisProbe
     from loom_backend.url_allow import MigratorUrlPolicy
 
     async with contextlib.AsyncExitStack() as stack:
@@ -141,6 +146,15 @@ async def running(
                 activities = RunActivities(store, notifier)
                 worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
                 stack.push_async_callback(_stop, worker)
+        probes = []
+        if settings.redis_url:
+            redis = RedisProbe(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            probes.append(redis)
+        changes = ChangeHub()
+        source = _change_source(store, changes)
+        if source is not None:
+            stack.push_async_callback(_stop, asyncio.create_task(source))
         service = LoomService.over(
             store,
             engine,
@@ -154,6 +168,8 @@ async def running(
                 settings.sign_in_window_seconds,
             ),
             concurrent_sign_ins=settings.sign_in_concurrency,
+            changes=changes,
+            probes=probes,
         )
         stack.push_async_callback(_stop, asyncio.create_task(_watch_database(store)))
         loom = Loom(settings, store, notifier, engine, service, access)
@@ -162,6 +178,18 @@ async def running(
             yield loom
         finally:
             _current = None
+
+
+def _change_source(store: MigrationStore, hub: ChangeHub) -> Coroutine[Any, Any, None] | None:
+    """The one change source of this process: PostgreSQL's NOTIFY, or the SQLite store's own writes."""
+    from loom_backend.store.change_feed import follow_sqlite, listen_postgres
+    from loom_backend.store.sql_store import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return None
+    if store.engine.dialect.name == "postgresql":
+        return listen_postgres(store.url, hub.publish)
+    return follow_sqlite(store, hub.publish)
 
 
 async def _watch_database(store: MigrationStore, every_seconds: float = 10.0) -> None:

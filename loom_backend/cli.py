@@ -8,9 +8,11 @@ import contextlib
 import getpass
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,34 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MIGRATOR = "demo-migrator"
+# Where `make setup` puts bun; Reflex builds the board with it (the machine's node is often too old).
+LOCAL_BUN = ROOT / ".tools/node_modules/bun/bin/bun.exe"
+
+
+class BoardSetupError(RuntimeError):
+    """What the board's build is missing, in words that say what to set."""
+
+
+def board_env(environ: Mapping[str, str], local_bun: Path = LOCAL_BUN) -> dict[str, str]:
+    """The environment Reflex needs to build and serve the board, so `loom up` works without `make`:
+    REFLEX_BUN_PATH set to the project's bun when unset, and Reflex's telemetry off."""
+    env = dict(environ)
+    env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
+    given = env.get("REFLEX_BUN_PATH")
+    if given:
+        if not Path(given).is_file():
+            raise BoardSetupError(f"REFLEX_BUN_PATH={given} is not a file; point it at a bun executable (bun >= 1.2)")
+        return env
+    if local_bun.is_file():
+        env["REFLEX_BUN_PATH"] = str(local_bun)
+        return env
+    if shutil.which("bun", path=env.get("PATH")):
+        return env
+    raise BoardSetupError(
+        "Loom's board is built with bun, and none was found: set REFLEX_BUN_PATH to a bun executable, "
+        f"or install one where Loom looks for it (npm install --prefix {ROOT / '.tools'} bun@1.4.4, "
+        f"which makes {local_bun})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +182,74 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+WEB_DIR = ROOT / ".web"
+BUILD_STAMP = WEB_DIR / "loom-build.json"
+BUILD_LOCK = ROOT / ".web-build.lock"
+
+
+def board_fingerprint(env: Mapping[str, str]) -> str:
+    """What the built board depends on: its sources, Reflex's version and the URL its pages call back (baked in)."""
+    import hashlib
+    from importlib.metadata import version
+
+    port = env.get("LOOM_PORT", "3000")
+    digest = hashlib.sha256()
+    digest.update(f"reflex {version('reflex')}\n{env.get('LOOM_PUBLIC_URL', f'http://localhost:{port}')}\n".encode())
+    sources = [ROOT / "rxconfig.py", *sorted((ROOT / "loom_ui").rglob("*.py")), *sorted((ROOT / "assets").rglob("*"))]
+    for path in sources:
+        if path.is_file():
+            digest.update(f"{path.relative_to(ROOT)}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_board_built(env: Mapping[str, str]) -> bool:
+    """Build the board's frontend unless this installation already has the build for these sources.
+
+    Replicas started from one installation share `.web`: the first builds under a file lock, the others wait for
+    it and reuse the build. Replicas must share LOOM_PUBLIC_URL (their load balancer's), since the pages hold it.
+    """
+    import fcntl
+    import json
+
+    fingerprint = board_fingerprint(env)
+    with open(BUILD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(BUILD_STAMP.read_text()) == {"fingerprint": fingerprint, "build": _build_identity()}:
+                print("The board is built already (.web); reusing it")
+                return True
+        print("Building the board (once per installation and version)...")
+        command = [sys.executable, "-m", "reflex", "export", "--frontend-only", "--no-zip", "--env", "prod"]
+        if subprocess.run(command, cwd=ROOT, env=dict(env)).returncode != 0:
+            print("Building the board failed; see the output above.", file=sys.stderr)
+            return False
+        BUILD_STAMP.write_text(json.dumps({"fingerprint": fingerprint, "build": _build_identity()}))
+        return True
+
+
+def _build_identity() -> int:
+    """When the build directory was made: a build by other means (`reflex run`) replaces it, and the stamp with it."""
+    return (WEB_DIR / "build/client").stat().st_mtime_ns
+
+
+def board_command(port: int, host: str = "0.0.0.0") -> list[str]:
+    """One process serving the built board, its websocket and /api on one port (what `reflex run --env prod` runs,
+    without rebuilding the frontend first)."""
+    factory = ["--factory", "loom_ui.loom_ui:app"]
+    return [sys.executable, "-m", "uvicorn", *factory, "--host", host, "--port", str(port), "--log-level", "warning"]
+
+
+def serve_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Reflex's own switches for a production backend that serves the compiled frontend and compiles nothing."""
+    return {
+        **env,
+        "REFLEX_ENV_MODE": "prod",
+        "__REFLEX_SKIP_COMPILE": "true",
+        "__REFLEX_MOUNT_FRONTEND_COMPILED_APP": "true",
+    }
+
+
 def _prepare_access(settings: Settings) -> str | None:
     """First start: an admin account (its password printed once); every start: a fresh token for the demo Migrator.
 
@@ -219,18 +317,23 @@ async def _up(settings: Settings) -> int:
     """Start the embedded Temporal server (unless one is configured), the demo Migrator and the app; stop all on exit."""
     from loom_backend.execution.dev_server import embedded_temporal
 
+    try:
+        env = board_env(os.environ)
+    except BoardSetupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo_token = await asyncio.to_thread(_prepare_access, settings)
-    env = dict(os.environ)
     async with contextlib.AsyncExitStack() as stack:
         if settings.temporal_address is None:
             address = await stack.enter_async_context(embedded_temporal(settings))
             env["LOOM_TEMPORAL_ADDRESS"] = address
             print(f"Temporal dev server at {address} (state in {settings.data_dir / 'temporal.db'})")
         port = int(env.get("LOOM_PORT", "3000"))
-        reflex = [sys.executable, "-m", "reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port)]
-        children: list[subprocess.Popen[bytes]] = [subprocess.Popen(reflex, cwd=ROOT, env=env)]
-        print(f"Loom is building the board; it will be at http://localhost:{port}")
+        print(f"Loom is starting; it will be at http://localhost:{port}")
+        if not await asyncio.to_thread(ensure_board_built, env):
+            return 1
+        children: list[subprocess.Popen[bytes]] = [subprocess.Popen(board_command(port), cwd=ROOT, env=serve_env(env))]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

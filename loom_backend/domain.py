@@ -7,6 +7,7 @@ re-exported here, so both packages share one definition. Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -264,6 +265,40 @@ class StepEvent(WireModel):
     duration_ms: int | None = None
     metadata: StringMap = Field(default_factory=dict)
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReadModelChange:
+    """What one committed write to the read model touched, as the change feed carries it to open pages.
+
+    A Candidate of a Migration; the whole Migration when `candidate_id` is None; anything when both are None.
+    `status` is the Candidate's new status when the write changed it (a card moves between columns).
+    """
+
+    migration_id: str | None = None
+    candidate_id: str | None = None
+    status: CandidateStatus | None = None
+
+    def concerns(self, migration_id: str | None, candidate_id: str | None = None) -> bool:
+        """Whether a page showing this Migration (all when None), or only this Candidate of it, must look again."""
+        if migration_id is None or self.migration_id is None:
+            return True
+        if self.migration_id != migration_id:
+            return False
+        return candidate_id is None or self.candidate_id is None or self.candidate_id == candidate_id
+
+    def to_payload(self) -> str:
+        """A compact form for a notification channel (PostgreSQL NOTIFY allows 8000 bytes)."""
+        return json.dumps([self.migration_id, self.candidate_id, self.status.value if self.status else None])
+
+    @classmethod
+    def from_payload(cls, payload: str) -> ReadModelChange:
+        """The change a payload names; anything that cannot be read is "anything may have changed"."""
+        try:
+            migration_id, candidate_id, status = json.loads(payload)
+            return cls(migration_id, candidate_id, CandidateStatus(status) if status else None)
+        except (ValueError, TypeError):
+            return cls()
 
 
 class RunChange(BaseModel):

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import httpx
 import pydantic
+from opentelemetry.trace import SpanKind
 
-from loom_backend import errors
+from loom_backend import errors, tracing
 from loom_backend.domain import DispatchStepRequest, DryRunRequest, DryRunResult
 from loom_backend.signing import sign
 from loom_backend.url_allow import MigratorUrlPolicy, UrlRefused
@@ -112,7 +113,11 @@ class HttpMigratorNotifier:
         except TimeoutError as exc:
             raise httpx.PoolTimeout(f"{url}: no free connection within {self._timeout:.0f} s") from exc
         try:
-            return await lane.client.post(url, content=body, headers=headers)
+            with tracing.tracer.start_as_current_span(f"migrator POST {url.path}", kind=SpanKind.CLIENT) as span:
+                span.set_attribute("url.full", str(url))
+                response = await lane.client.post(url, content=body, headers={**headers, **tracing.outgoing_headers()})
+                span.set_attribute("http.response.status_code", response.status_code)
+                return response
         finally:
             lane.turns.release()
 

@@ -6,6 +6,7 @@ only what it calls and a fake of one is a few lines.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from loom_backend.domain import (
     Principal,
     PrometheusSnapshot,
     ReadinessCheck,
+    ReadModelChange,
     RunChange,
     StepMetricsResponse,
     StepResult,
@@ -149,6 +151,25 @@ class MetricsQueries(Protocol):
 
 class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, Protocol):
     """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
+
+
+class ReadinessProbe(Protocol):
+    """One more thing this process needs to do its work (Redis for the board's page state), as readiness checks."""
+
+    async def readiness(self) -> list[ReadinessCheck]: ...
+
+
+class ChangeSubscription(Protocol):
+    """One open page's share of the change feed: every change committed since it subscribed, none twice."""
+
+    async def next(self, timeout: float) -> list[ReadModelChange]:
+        """The changes since the last call, waiting up to `timeout` seconds for one; [] when none came."""
+
+
+class ChangeFeed(Protocol):
+    """The read model's committed changes, from one source per process fanned out to its open pages."""
+
+    def subscribe(self) -> AbstractContextManager[ChangeSubscription]: ...
 
 
 class AuthStore(Protocol):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -60,11 +61,14 @@ from loom_backend.domain import (
 )
 from loom_backend.ports import (
     BoardQueries,
+    ChangeFeed,
+    ChangeSubscription,
     ExecutionEngine,
     Gatekeeper,
     MetricsQueries,
     MigrationStore,
     MigratorNotifier,
+    ReadinessProbe,
     Registry,
     RunStore,
 )
@@ -110,6 +114,8 @@ class LoomService:
         public_url: str = "http://localhost:3000",
         sign_in_throttle: SignInThrottle | None = None,
         concurrent_sign_ins: int = 2,
+        changes: ChangeFeed | None = None,
+        probes: Sequence[ReadinessProbe] = (),
     ) -> None:
         self.registry = registry
         self.runs = runs
@@ -124,6 +130,8 @@ class LoomService:
         self.sign_in_throttle = sign_in_throttle or SignInThrottle()
         # Each Argon2 check takes tens of MB for a moment: a few at a time keeps memory flat under a burst.
         self._hashing = asyncio.Semaphore(concurrent_sign_ins)
+        self.changes = changes
+        self.probes = tuple(probes)
 
     @classmethod
     def over(
@@ -305,6 +313,7 @@ class LoomService:
         text: str | None = None,
         metadata: StringMap | None = None,
         needs_attention: bool = False,
+        candidate_id: str | None = None,
         limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
@@ -319,6 +328,7 @@ class LoomService:
             text=text,
             metadata=metadata,
             needs_attention=needs_attention,
+            candidate_id=candidate_id,
             limit=limit,
             offset=offset,
         )
@@ -481,6 +491,13 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         return await self._db(self.board.activity_marker, migration_id)
 
+    def follow_changes(self, principal: Principal) -> AbstractContextManager[ChangeSubscription]:
+        """The read model's changes from now on, pushed as they commit (in any process): what live pages wait on."""
+        self.authorize(principal, Role.VIEWER)
+        if self.changes is None:
+            raise RuntimeError("This Loom was built without a change feed")
+        return self.changes.subscribe()
+
     async def candidate_kinds(self, principal: Principal, migration_id: str) -> list[str]:
         self.authorize(principal, Role.VIEWER)
         return await self._db(self.board.candidate_kinds, migration_id)
@@ -545,7 +562,10 @@ class LoomService:
         except Exception as exc:
             detail = f"the database does not take writes: {type(exc).__name__}: {exc}"[:500]
             database = ReadinessCheck(name="database", ok=False, detail=detail)
-        return Readiness.of([database, *await self.engine.readiness()])
+        checks = [database, *await self.engine.readiness()]
+        for probe in self.probes:
+            checks += await probe.readiness()
+        return Readiness.of(checks)
 
     async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
         self.authorize(principal, Role.VIEWER)

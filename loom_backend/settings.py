@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     temporal_address: str | None = Field(
         None, description="host:port of an existing Temporal server; unset starts the embedded dev server."
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis (redis://host:6379/0) for the board's page state, shared by several web replicas behind "
+        "one LOOM_PUBLIC_URL; /api/readyz checks it. Unset: page state stays in the process.",
+    )
     temporal_namespace: str = Field("default", description="Temporal namespace for Runs.")
     temporal_task_queue: str = Field("loom-runs", description="Task queue the worker polls.")
     temporal_dev_port: int = Field(7233, description="Port of the embedded Temporal dev server.")

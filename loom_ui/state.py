@@ -1,4 +1,4 @@
-"""State every page shares: who is signed in, the Needs me count in the navigation, the service handle, live polling.
+"""State every page shares: who is signed in, the Needs me count in the navigation, the service handle, live updates.
 
 Imports no pages. Handlers reach Loom only through `LoomService` (never SQL or the ExecutionEngine), and act as the
 principal the request's `loom_session` cookie (or the authenticating proxy's header) names; the service authenticates
@@ -7,7 +7,6 @@ them as it does every HTTP caller, and decides what they may do.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
@@ -15,11 +14,14 @@ from collections.abc import Callable, Mapping
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import Credentials, Principal, PrincipalKind, Role
+from loom_backend.domain import Credentials, Principal, PrincipalKind, ReadModelChange, Role
 from loom_backend.service import LoomService
 from loom_ui import format as fmt
 
-POLL_SECONDS = 0.4
+# A page's watch looks at its own state (still open? navigated away?) this often when nothing changes.
+CHECK_SECONDS = 2.0
+# The navigation's count and a page's panels follow changes at most this often.
+SLOW_SECONDS = 2.0
 # A tab that went away (closed, lost its connection) stops its polling loop after this long.
 DISCONNECTED_GRACE_SECONDS = 15.0
 
@@ -151,9 +153,11 @@ class LoomState(rx.State):
 
 
 class LiveMixin(rx.State, mixin=True):
-    """A page that follows the read model: poll a cheap activity marker, reload only when it moved.
+    """A page that follows the read model: it waits on the process's change feed and reloads what changed.
 
-    One loop per open page: it ends when the tab navigates away, the page loads again, or the tab is gone.
+    One subscription per open page, no polling: it ends when the tab navigates away, the page loads again, or the
+    tab is gone. Changes that concern the page reach `_reload_live` at once (pages over every Migration at most
+    once a second); `_reload_slow` (the navigation's count, panels) runs at most every SLOW_SECONDS.
     """
 
     loading: bool = True
@@ -163,12 +167,20 @@ class LiveMixin(rx.State, mixin=True):
         """The Migration whose changes this page shows; None for all of them."""
         return None
 
+    def _live_candidate(self) -> str | None:
+        """The one Candidate of the Migration this page shows; None for all of them."""
+        return None
+
     async def _reload(self) -> None:
         """Read what the page shows from the service; called under the state lock."""
 
-    async def _reload_live(self) -> None:
-        """What the watch loop reloads when the page's marker moved; a page with panels adds theirs."""
+    async def _reload_live(self, changes: list[ReadModelChange]) -> None:
+        """Reload after these changes to what the page shows; a page that can reload less than all overrides it."""
         await self._reload()
+
+    async def _reload_slow(self) -> None:
+        """What may lag a little behind changes anywhere: the navigation's count; a page with panels adds theirs."""
+        await self._refresh_nav()
 
     async def _refresh_nav(self) -> None:
         """Recount the navigation's Needs me badge; called under the state lock."""
@@ -182,30 +194,43 @@ class LiveMixin(rx.State, mixin=True):
             generation = self._watch_generation
             path = self.router.url.path
             token = self.router.session.client_token
-            scope = self._live_scope()
+            scope, only = self._live_scope(), self._live_candidate()
             who = self._viewer()
-        page_marker = everything = None
-        gone_since: float | None = None
-        while True:
-            try:
-                new_page_marker = await service().activity_marker(who, scope)
-                new_everything = await service().activity_marker(who, None) if scope is not None else new_page_marker
-            except Exception:
-                new_page_marker, new_everything = page_marker, everything
-            async with self:
-                if self._watch_generation != generation or self.router.url.path != path:
+        live_every = 0.0 if scope is not None else 1.0
+        with service().follow_changes(who) as feed:
+            pending: list[ReadModelChange] = []
+            slow_due = False
+            last_live = last_slow = last_check = time.monotonic()
+            gone_since: float | None = None
+            while True:
+                now = time.monotonic()
+                wait = CHECK_SECONDS
+                if pending:
+                    wait = min(wait, max(0.0, last_live + live_every - now))
+                if slow_due:
+                    wait = min(wait, max(0.0, last_slow + SLOW_SECONDS - now))
+                changes = await feed.next(wait)
+                pending += [c for c in changes if c.concerns(scope, only)]
+                slow_due = slow_due or bool(changes)
+                now = time.monotonic()
+                live_now = bool(pending) and now - last_live >= live_every
+                slow_now = slow_due and now - last_slow >= SLOW_SECONDS
+                if live_now or slow_now or now - last_check >= CHECK_SECONDS:
+                    last_check = now
+                    async with self:
+                        if self._watch_generation != generation or self.router.url.path != path:
+                            return
+                        if live_now:
+                            batch, pending, last_live = pending, [], now
+                            with contextlib.suppress(Exception):
+                                await self._reload_live(batch)
+                        if slow_now:
+                            slow_due, last_slow = False, now
+                            with contextlib.suppress(Exception):
+                                await self._reload_slow()
+                if _client_connected(token):
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = time.monotonic()
+                elif time.monotonic() - gone_since > DISCONNECTED_GRACE_SECONDS:
                     return
-                if page_marker is not None and new_page_marker != page_marker:
-                    with contextlib.suppress(Exception):
-                        await self._reload_live()
-                if everything is not None and new_everything != everything:
-                    with contextlib.suppress(Exception):
-                        await self._refresh_nav()
-            page_marker, everything = new_page_marker, new_everything
-            if _client_connected(token):
-                gone_since = None
-            elif gone_since is None:
-                gone_since = time.monotonic()
-            elif time.monotonic() - gone_since > DISCONNECTED_GRACE_SECONDS:
-                return
-            await asyncio.sleep(POLL_SECONDS)

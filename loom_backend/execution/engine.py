@@ -30,7 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from loom_backend import errors
+from loom_backend import errors, tracing
 from loom_backend.domain import MigrationManifest, ReadinessCheck, StepStatusEvent, StringMap, parse_run_id
 from loom_backend.execution.messages import (
     CANCEL_REQUESTED_SIGNAL,
@@ -77,6 +77,7 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         address or temporal_address(settings),
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=tracing.temporal_interceptors(),
     )
 
 

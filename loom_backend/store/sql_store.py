@@ -5,7 +5,7 @@ Each public method is one transaction, so a rejected or failed request writes no
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -49,6 +50,7 @@ from loom_backend.domain import (
     MigrationAnnouncement,
     MigrationSummary,
     PrometheusSnapshot,
+    ReadModelChange,
     RunChange,
     StepDefinition,
     StepEvent,
@@ -73,6 +75,9 @@ ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
 NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
 _INSERT_BATCH = 2_000
+# Every committed write that a board shows is announced on this channel (PostgreSQL); see store/change_feed.py.
+CHANGE_CHANNEL = "loom_changes"
+_NOTIFY = text(f"SELECT pg_notify('{CHANGE_CHANNEL}', :payload)")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -133,6 +138,21 @@ class SqlStore:
         file = parsed.database if self._dialect == "sqlite" and parsed.database not in (None, "", ":memory:") else None
         self._file = Path(file).resolve() if file else None
         self._file_identity: tuple[int, int] | None = None
+        # Told of each committed change on databases without NOTIFY (SQLite): the process's change feed.
+        self.listeners: list[Callable[[ReadModelChange], None]] = []
+
+    def _notify(self, connection: Connection | Session, *changes: ReadModelChange) -> None:
+        """Announce changes inside the transaction: PostgreSQL delivers them on commit, to every process listening."""
+        if self._dialect == "postgresql":
+            for change in changes:
+                connection.execute(_NOTIFY, {"payload": change.to_payload()})
+
+    def _committed(self, *changes: ReadModelChange) -> None:
+        """Without NOTIFY, tell this process's listeners once the transaction committed."""
+        if self._dialect != "postgresql":
+            for listener in self.listeners:
+                for change in changes:
+                    listener(change)
 
     def check_file(self) -> None:
         """Raise DatabaseFileGone when the SQLite file is not the one Loom opened (deleted, or swapped under it).
@@ -203,11 +223,15 @@ class SqlStore:
         with self._session() as session:
             session.execute(statement)
             self._merge_candidates(session, announcement.id, announcement.candidates, now)
+            self._notify(session, ReadModelChange(announcement.id))
+        self._committed(ReadModelChange(announcement.id))
 
     def submit_candidates(self, migration_id: str, candidates: list[Candidate], now: datetime) -> None:
         with self._session() as session:
             session.execute(update(MIGRATIONS).where(MIGRATIONS.c.id == migration_id).values(updated_at=now))
             self._merge_candidates(session, migration_id, candidates, now)
+            self._notify(session, ReadModelChange(migration_id))
+        self._committed(ReadModelChange(migration_id))
 
     def _merge_candidates(
         self, session: Session, migration_id: str, candidates: list[Candidate], now: datetime
@@ -412,6 +436,8 @@ class SqlStore:
                 .values(inputs=inputs, updated_at=_now())
             )
             _merge_into_metadata(session, migration_id, candidate_id, inputs)
+            self._notify(session, ReadModelChange(migration_id, candidate_id))
+        self._committed(ReadModelChange(migration_id, candidate_id))
 
     def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
         """Compare-and-set, so two Starts of one Candidate can never both win."""
@@ -426,15 +452,21 @@ class SqlStore:
                 .values(status=RUNNING, inputs=inputs, updated_at=_now())
                 .returning(CANDIDATES.c.id)
             ).first()
-            if claimed is not None:
-                _merge_into_metadata(session, migration_id, candidate_id, inputs)
-                return None
-            row = session.get(CandidateRow, (migration_id, candidate_id))
-            return CandidateStatus(row.status) if row is not None else None
+            if claimed is None:
+                row = session.get(CandidateRow, (migration_id, candidate_id))
+                return CandidateStatus(row.status) if row is not None else None
+            _merge_into_metadata(session, migration_id, candidate_id, inputs)
+            change = ReadModelChange(migration_id, candidate_id, CandidateStatus.RUNNING)
+            self._notify(session, change)
+        self._committed(change)
+        return None
 
     def set_candidate_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
+        change = ReadModelChange(migration_id, candidate_id, status)
         with self.engine.begin() as connection:
             self._set_candidate_status(connection, migration_id, candidate_id, status)
+            self._notify(connection, change)
+        self._committed(change)
 
     @staticmethod
     def _set_candidate_status(
@@ -465,6 +497,10 @@ class SqlStore:
                     self._save_step_result(connection, run_id, migration_id, change.step_result)
                 if change.event is not None and change.event_key is not None:
                     self._append_event(connection, change.event, change.event_key)
+            status = next((c.candidate_status for c in reversed(changes) if c.candidate_status is not None), None)
+            changed = ReadModelChange(migration_id, candidate_id, status)
+            self._notify(connection, changed)
+        self._committed(changed)
 
     # -- step results and events ------------------------------------------------------------
 
@@ -478,6 +514,8 @@ class SqlStore:
                     STEP_RESULTS.c.run_id == run_id(migration_id, candidate_id),
                 )
             )
+            self._notify(session, ReadModelChange(migration_id, candidate_id))
+        self._committed(ReadModelChange(migration_id, candidate_id))
 
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
         with self.engine.begin() as connection:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import Migration
+from loom_backend.domain import CandidatePage, CandidateStatus, Migration, ReadModelChange
 from loom_ui import format as fmt
 from loom_ui.components.card import card
 from loom_ui.components.dialog import dialog
@@ -16,7 +17,16 @@ from loom_ui.components.forms import input_field
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
 from loom_ui.state import LiveMixin, LoomState, error_text, service
-from loom_ui.views.board import COLUMNS, PAGE_SIZE, CardView, ColumnView, StepLine, column_view, plan_lines
+from loom_ui.views.board import (
+    COLUMNS,
+    PAGE_SIZE,
+    CardView,
+    ColumnView,
+    StepLine,
+    card_view,
+    column_view,
+    plan_lines,
+)
 from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
 
 # One column under another on a phone or a small tablet; side by side from 1024 px (Radix's md).
@@ -61,30 +71,83 @@ class BoardState(LiveMixin, LoomState):
             metadata={m.key: m.value for m in self.filter_meta},
         )
 
-    async def _reload_live(self) -> None:
-        """One watch loop for the board and its metrics panel: both follow the same Migration."""
-        await self._reload()
+    async def _reload_live(self, changes: list[ReadModelChange]) -> None:
+        """Only what the changes touched: a card refreshed in place, or the columns a card left and joined
+        (the others recount); the whole board only when a change names no Candidate."""
+        current: list[ColumnView] = self.get_value("columns")  # plain views: replaced below, never mutated
+        if any(c.candidate_id is None for c in changes) or not current:
+            await self._reload()
+            return
+        position = {card.id: i for i, col in enumerate(current) for card in col.cards}
+        statuses = [CandidateStatus(col.status) for col in current]
+        full: set[int] = set()
+        moved = {c.candidate_id for c in changes if c.status is not None}
+        for change in changes:
+            if change.status is not None:
+                full.add(statuses.index(change.status))
+                if change.candidate_id in position:
+                    full.add(position[change.candidate_id])
+        in_place = {c.candidate_id for c in changes if c.candidate_id not in moved} - {None}
+        if len(in_place) > PAGE_SIZE // 2:
+            full |= {position[cid] for cid in in_place if cid in position}
+            in_place = set()
+        if self.filter_attention and any(cid not in position for cid in in_place):
+            full.add(statuses.index(CandidateStatus.RUNNING))  # a Step that now needs attention joins the filter
+        columns = list(current)
+        now = datetime.now(UTC)
+        for i in full:
+            columns[i] = await self._load_column(statuses[i], columns[i].title, now)
+        for cid in in_place:
+            i = position.get(cid)  # type: ignore[arg-type]
+            if i is None or i in full:
+                continue
+            found = await self._candidates(statuses[i], candidate_id=cid, limit=1)
+            if not found.candidates:
+                columns[i] = await self._load_column(statuses[i], columns[i].title, now)
+                full.add(i)
+                continue
+            card = card_view(self.migration_id, found.candidates[0], now)
+            columns[i] = replace(columns[i], cards=[card if c.id == cid else c for c in columns[i].cards])
+        if moved:
+            for i, status in enumerate(statuses):
+                if i not in full:
+                    total = (await self._candidates(status, limit=0)).total
+                    more = min(PAGE_SIZE, max(0, total - len(columns[i].cards)))
+                    columns[i] = replace(columns[i], total=total, total_text=f"{total:,}", more=more)
+        self.columns = columns
+        shown = {c.id for col in columns for c in col.cards if c.selectable}
+        self.selected = [cid for cid in self.selected if cid in shown]
+
+    async def _reload_slow(self) -> None:
+        """The metrics panel and the navigation's count follow the board at most every few seconds."""
+        await self._refresh_nav()
         panel = await self.get_state(MigrationMetricsState)
         await panel._reload()
 
-    async def _reload(self) -> None:
-        mid = self.migration_id
+    async def _candidates(
+        self, status: CandidateStatus, *, limit: int, candidate_id: str | None = None
+    ) -> CandidatePage:
         f = self._filter()
+        return await service().list_candidates(
+            self._viewer(),
+            self.migration_id,
+            status=status,
+            kind=f.kind or None,
+            text=f.text or None,
+            metadata=f.metadata or None,
+            needs_attention=f.attention,
+            candidate_id=candidate_id,
+            limit=limit,
+            offset=0,
+        )
+
+    async def _load_column(self, status: CandidateStatus, title: str, now: datetime) -> ColumnView:
+        page = await self._candidates(status, limit=self._limits.get(status.value, PAGE_SIZE))
+        return column_view(self.migration_id, status, title, page, now)
+
+    async def _reload(self) -> None:
         now = datetime.now(UTC)
-        columns = []
-        for status, title in COLUMNS:
-            result = await service().list_candidates(
-                self._viewer(),
-                mid,
-                status=status,
-                kind=f.kind or None,
-                text=f.text or None,
-                metadata=f.metadata or None,
-                needs_attention=f.attention,
-                limit=self._limits.get(status.value, PAGE_SIZE),
-                offset=0,
-            )
-            columns.append(column_view(mid, status, title, result, now))
+        columns = [await self._load_column(status, title, now) for status, title in COLUMNS]
         self.columns = columns
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]

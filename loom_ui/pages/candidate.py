@@ -82,6 +82,9 @@ class CandidateState(LiveMixin, LoomState):
     def inputs_have_errors(self) -> bool:
         return has_errors(self.inputs)
 
+    def _live_candidate(self) -> str | None:
+        return self.candidate_id or None
+
     async def _reload(self) -> None:
         mid, cid = self.migration_id, self.candidate_id
         now = datetime.now(UTC)

@@ -180,3 +180,19 @@ async def test_once_temporal_is_back_calls_go_through_again_even_without_a_probe
                 return False
 
         await eventually(answers, 20, "the engine to reach Temporal again", interval=0.2)
+
+
+async def test_readyz_reports_redis_when_the_board_shares_page_state_through_it(store, access) -> None:
+    from loom_backend.probes import RedisProbe
+
+    up, down = RedisProbe("redis://127.0.0.1:6379/13"), RedisProbe(f"redis://127.0.0.1:{free_port()}/0")
+    for probe, code in ((up, 200), (down, 503)):
+        service = LoomService.over(store, FakeEngine(), FakeNotifier(), access, probes=[probe])
+        transport = httpx.ASGITransport(app=create_api(lambda service=service: service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://loom") as client:
+            response = await client.get("/api/readyz")
+        assert response.status_code == code
+        redis = response.json()["checks"][-1]
+        assert redis["name"] == "redis" and redis["ok"] == (code == 200)
+        await probe.aclose()
+    assert "Redis does not answer" in redis["detail"]

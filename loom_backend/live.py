@@ -1,0 +1,70 @@
+"""The change feed inside one process: one source publishes, every open page's subscription receives.
+
+The store writes from worker threads, so `publish` is thread-safe; subscriptions live on the event loop that serves
+the pages. A page that falls far behind gets "anything may have changed" instead of an ever-longer list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from loom_backend.domain import ReadModelChange
+
+MAX_PENDING = 500
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self._pending: list[ReadModelChange] = []
+        self._arrived = asyncio.Event()
+
+    def _push(self, change: ReadModelChange) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._pending = [ReadModelChange()]
+        else:
+            self._pending.append(change)
+        self._arrived.set()
+
+    async def next(self, timeout: float) -> list[ReadModelChange]:
+        if not self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+        changes, self._pending = self._pending, []
+        self._arrived.clear()
+        return changes
+
+
+class ChangeHub:
+    """The ChangeFeed port: fans one process's change source out to its subscribers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._subscribers: set[Subscription] = set()
+        self.published = 0
+
+    def publish(self, change: ReadModelChange) -> None:
+        """Hand a committed change to every subscriber; callable from any thread."""
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
+            self._loop.call_soon_threadsafe(self._fan_out, change)
+
+    def _fan_out(self, change: ReadModelChange) -> None:
+        self.published += 1
+        for subscriber in self._subscribers:
+            subscriber._push(change)
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = Subscription()
+        self._subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers.discard(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
