@@ -235,7 +235,7 @@ Deliver = Callable[[str, StepStatusEvent], Awaitable[None]]
 @dataclass
 class CallbackMigrator(FakeMigrator):
     """A fake Migrator that answers every dispatch itself, as a real one would: after `delay(dispatch)` seconds it
-    reports `outcome(dispatch)` ("completed", "failed", ...; "" holds the Step), by POSTing the callback to Loom's
+    reports `outcome(dispatch)` ("completed", "failed:why", ...; "" holds the Step), by POSTing the callback to Loom's
     API with `token`, or through `deliver` (say the engine's step_event) in tests without the HTTP API."""
 
     loom_url: str = ""
@@ -258,14 +258,14 @@ class CallbackMigrator(FakeMigrator):
 
     async def _answer(self, dispatch: DispatchStepRequest) -> None:
         await asyncio.sleep(self.delay(dispatch))
-        status = self.outcome(dispatch)
+        status, _, error = self.outcome(dispatch).partition(":")  # "failed:why" names the error
         if not status:
             return
         event = StepStatusEvent(
             step_name=dispatch.step_name,
             candidate_id=dispatch.candidate.id,
             status=StepStatus(status),
-            metadata={"error": "the fake Migrator failed this Step"} if status == "failed" else {},
+            metadata={"error": error or "the fake Migrator failed this Step"} if status == "failed" else {},
         )
         for attempt in range(60):  # Loom may be restarting: a real Migrator retries its callback
             try:
