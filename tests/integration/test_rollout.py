@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -51,7 +52,7 @@ from loom_backend.service import LoomService
 from loom_backend.settings import Settings
 from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
-from tests.harness import CallbackMigrator, eventually
+from tests.harness import CallbackMigrator, LiveLoom, eventually
 from tests.integration.run_fixtures import TEST_DISPATCH
 
 ANA = Principal("ana", PrincipalKind.USER, Role.OPERATOR)
@@ -310,3 +311,52 @@ async def test_a_worker_restarted_mid_rollout_keeps_the_cap_and_starts_nothing_t
         assert status.counts.completed == 12
         assert max(len(s) for s in samples) <= 3
         assert sorted(rollout.starts()) == [f"svc-{i:02d}" for i in range(12)], "nothing started twice"
+
+
+async def test_a_killed_app_resumes_its_rollout_with_the_cap_held_and_nothing_started_twice(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    """SIGKILL the `loom api` process mid-rollout; the restarted one carries on from the rollout's own state."""
+    migrator = CallbackMigrator(delay=lambda _: 0.4)
+    async with migrator.serving(), LiveLoom(temporal_address, tmp_path) as app:
+        migrator.loom_url, migrator.token = app.url, app.credentials.migrator_token
+        async with httpx.AsyncClient(base_url=app.url, timeout=30, auth=app.credentials.auth) as api:
+            announce = {
+                "id": "killed",
+                "name": "Killed",
+                "description": "A rollout survives a crash",
+                "steps": [{"name": "bump", "migratorApp": "m"}],
+                "candidates": [{"id": f"svc-{i:02d}", "kind": "service"} for i in range(16)],
+                "migratorUrl": migrator.url,
+            }
+            assert (await api.post("/api/registry/announce", json=announce)).status_code == 200
+            assert (await api.put("/api/migrations/killed/rollout", json={"maxRunning": 3})).status_code == 200
+            peak = 0
+
+            async def running() -> int:
+                nonlocal peak
+                with contextlib.suppress(httpx.HTTPError):
+                    page = await api.get("/api/migrations/killed/candidates", params={"status": "running"})
+                    peak = max(peak, int(page.json()["total"]))
+                return peak
+
+            assert (await api.post("/api/migrations/killed/rollout/start")).status_code == 202
+
+            async def under_way() -> bool:
+                await running()
+                return len(migrator.dispatches) >= 4
+
+            await eventually(under_way, 30, "the rollout is under way")
+            app.kill()
+            await app.start()
+
+            async def status() -> dict[str, Any]:
+                await running()
+                return dict((await api.get("/api/migrations/killed/rollout")).json())
+
+            done = await eventually(status, 60, "the rollout completes", until=lambda s: s["state"] == "completed")
+            params = {"type": "run_started", "limit": 1000}
+            events = (await api.get("/api/migrations/killed/events", params=params)).json()["events"]
+    assert done["counts"]["completed"] == 16
+    assert peak <= 3
+    assert sorted(e["candidateId"] for e in events) == [f"svc-{i:02d}" for i in range(16)], "each started once"
