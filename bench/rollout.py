@@ -148,7 +148,9 @@ async def main() -> None:
     fleet = Fleet(args.candidates, args.seed)
     scale = args.sim_minute
 
-    with tempfile.TemporaryDirectory(prefix="loom-rollout-bench-") as tmp, temporal_server(Path(tmp)) as address:
+    tmp = tempfile.mkdtemp(prefix="loom-rollout-bench-")  # kept: the Loom log is there if something fails
+    print(f"data and logs in {tmp}", flush=True)
+    with temporal_server(Path(tmp)) as address:
         loom = LiveLoom(address, Path(tmp) / "loom")
         loom.env["LOOM_ROLLOUT_POLL_SECONDS"] = str(min(1.0, max(0.05, scale / 4)))
         migrator = CallbackMigrator(delay=lambda d: fleet.latency(d) * scale, outcome=fleet.outcome)

@@ -470,6 +470,15 @@ class LoomService:
         if not chosen:
             raise errors.InvalidInput("The selection has no not-started Candidate to roll out", field="candidateIds")
         by_id = {c.id: c for c in migration.candidates}
+        chosen_ids = {c.id for c in chosen}
+        for cid in sorted(chosen_ids):
+            for dep in policy.depends_on.get(cid, []):
+                if dep not in chosen_ids and by_id[dep].status != CandidateStatus.COMPLETED:
+                    raise errors.InvalidPolicy(
+                        f"dependsOn: {cid!r} waits for {dep!r}, which is neither completed nor in the selection; "
+                        "add it to the selection or start it first",
+                        field="dependsOn",
+                    )
         order_key = policy.order
         group = policy.max_running_per_group
         queue = plan_order(

@@ -145,3 +145,11 @@ async def test_a_bulk_action_needs_a_selection(api: Api) -> None:
     assert response.status_code == 400
     assert (await api.client.post(f"{M}/bulk", json={"action": "explode", "candidateIds": []})).status_code == 422
     assert (await api.client.get("/api/bulk-operations/nope")).status_code == 404
+
+
+async def test_a_rollout_whose_selection_leaves_out_a_dependency_not_yet_completed_is_refused(api: Api) -> None:
+    await api.client.put(f"{M}/rollout", json={"maxRunning": 2, "dependsOn": {"svc-0": ["svc-1"]}})
+    response = await api.client.post(f"{M}/rollout/start", json={"candidateIds": ["svc-0"]})
+    assert response.status_code == 422
+    assert "'svc-1'" in response.json()["message"]
+    assert "base-image" not in api.engine.rollouts
