@@ -16,7 +16,17 @@ from loom_ui.components.forms import input_field
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, page, page_header, skeleton_rows
 from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
 from loom_ui.state import LiveMixin, LoomState, error_text, service
-from loom_ui.views.board import COLUMNS, PAGE_SIZE, CardView, ColumnView, StepLine, column_view, plan_lines
+from loom_ui.views.board import (
+    COLUMNS,
+    PAGE_SIZE,
+    CardView,
+    ColumnView,
+    RolloutView,
+    StepLine,
+    column_view,
+    plan_lines,
+    rollout_view,
+)
 from loom_ui.views.common import InputField, MetaPair, entered, input_fields, with_value
 
 
@@ -39,6 +49,7 @@ class BoardState(LiveMixin, LoomState):
     bulk_open: bool = False
     busy: str = ""
     overview_open: bool = False
+    rollout: RolloutView = RolloutView()
 
     _limits: dict[str, int] = {}
     _loaded_for: str = ""
@@ -79,6 +90,7 @@ class BoardState(LiveMixin, LoomState):
             )
             columns.append(column_view(mid, status, title, result, now))
         self.columns = columns
+        self.rollout = rollout_view(await service().rollout_status(self._viewer(), mid))
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]
 
@@ -230,8 +242,79 @@ class BoardState(LiveMixin, LoomState):
             )
         return rx.toast.success(f"Started {fmt.plural(started, 'Candidate')}")
 
+    @rx.event
+    async def rollout_act(self, action: str):
+        """Pause, resume, promote or stop the Migration's rollout; the answer comes once the panel can show it."""
+        if self.busy:
+            return None
+        self.busy = f"rollout-{action}"
+        try:
+            await service().rollout_action(await self._actor(), self.migration_id, action)
+            await self._reload()
+        except Exception as exc:
+            return rx.toast.error(error_text(exc), duration=8000)
+        finally:
+            self.busy = ""
+        return None
+
 
 # -- view ---------------------------------------------------------------------------------
+
+
+def _rollout_button(label: str, icon: str, action: str, shown: rx.Var[bool]) -> rx.Component:
+    return rx.cond(
+        shown & LoomState.can_operate,
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            size="2",
+            variant="soft",
+            on_click=BoardState.rollout_act(action),
+            loading=BoardState.busy == f"rollout-{action}",
+            disabled=BoardState.busy != "",
+            data_testid=f"rollout-{action}",
+        ),
+    )
+
+
+def _rollout_panel() -> rx.Component:
+    r = BoardState.rollout
+    return rx.cond(
+        r.shown,
+        rx.card(
+            rx.hstack(
+                rx.vstack(
+                    rx.hstack(
+                        rx.badge(r.state_label, color_scheme=r.color, data_testid="rollout-state"),
+                        rx.text(r.wave, size="2", weight="medium", data_testid="rollout-wave"),
+                        spacing="2",
+                        align="center",
+                        wrap="wrap",
+                    ),
+                    rx.text(r.counts, size="2", data_testid="rollout-counts"),
+                    rx.text(r.policy, size="1", color=rx.color("gray", 11)),
+                    rx.cond(r.reason != "", rx.text(r.reason, size="2", color=rx.color("red", 11))),
+                    spacing="1",
+                    min_width="0",
+                ),
+                rx.spacer(),
+                rx.hstack(
+                    _rollout_button("Promote", "chevrons-right", "promote", r.can_promote),
+                    _rollout_button("Pause", "pause", "pause", r.can_pause),
+                    _rollout_button("Resume", "play", "resume", r.can_resume),
+                    _rollout_button("Stop", "square", "stop", r.can_stop),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                align="center",
+                wrap="wrap",
+                width="100%",
+            ),
+            width="100%",
+            margin_bottom="14px",
+            data_testid="rollout-panel",
+        ),
+    )
 
 
 def _meta_chip(m: MetaPair) -> rx.Component:
@@ -493,6 +576,7 @@ def board_page() -> rx.Component:
                     margin_bottom="16px",
                 ),
                 metrics_panel(),
+                _rollout_panel(),
                 _filters(),
                 rx.cond(
                     BoardState.loading,
