@@ -108,6 +108,7 @@ async def running(
     from loom_backend.execution.activities import RunActivities
     from loom_backend.execution.dev_server import embedded_temporal
     from loom_backend.execution.engine import TemporalEngine, connect, dispatch_policy
+    from loom_backend.execution.rollout_activities import RolloutActivities
     from loom_backend.execution.worker import run_worker as worker_loop
     from loom_backend.migrator_client import HttpMigratorNotifier
     from loom_backend.probes import RedisProbe
@@ -133,19 +134,21 @@ async def running(
                 signing_keys=signing_key,
             )
             stack.push_async_callback(notifier.aclose)
+        temporal: TemporalEngine | None = None
         if engine is None:
             if settings.temporal_address is None:
                 address = await stack.enter_async_context(embedded_temporal(settings))
                 settings = settings.model_copy(update={"temporal_address": address})
             client = await connect(settings)
-            temporal = TemporalEngine(client, settings.temporal_task_queue, dispatch_policy(settings))
+            temporal = TemporalEngine(
+                client,
+                settings.temporal_task_queue,
+                dispatch_policy(settings),
+                rollout_poll_seconds=settings.rollout_poll_seconds,
+            )
             engine = temporal
             # Routes that need Temporal answer 503 at once while it is down, not after the client's retries.
             stack.push_async_callback(_stop, asyncio.create_task(temporal.watch()))
-            if settings.run_worker if run_worker is None else run_worker:
-                activities = RunActivities(store, notifier)
-                worker = asyncio.create_task(worker_loop(client, settings.temporal_task_queue, activities))
-                stack.push_async_callback(_stop, worker)
         probes = []
         if settings.redis_url:
             redis = RedisProbe(settings.redis_url)
@@ -171,6 +174,17 @@ async def running(
             changes=changes,
             probes=probes,
         )
+        if temporal is not None and (settings.run_worker if run_worker is None else run_worker):
+            # Rollouts and bulk operations act through the service, as the operator who started them.
+            worker = asyncio.create_task(
+                worker_loop(
+                    temporal.client,
+                    settings.temporal_task_queue,
+                    RunActivities(store, notifier),
+                    rollout=RolloutActivities(service, store, store, store),
+                )
+            )
+            stack.push_async_callback(_stop, worker)
         stack.push_async_callback(_stop, asyncio.create_task(_watch_database(store)))
         loom = Loom(settings, store, notifier, engine, service, access)
         _current = loom

@@ -44,6 +44,15 @@ class CandidateNotRunning(Conflict):
         super().__init__(f"Candidate {candidate_id!r} has no Run in progress")
 
 
+class RolloutConflict(Conflict):
+    """The rollout is not in a state that allows this (none running, already running, not waiting for Promote)."""
+
+
+class RolloutNotRunning(RolloutConflict):
+    def __init__(self, migration_id: str) -> None:
+        super().__init__(f"Migration {migration_id!r} has no rollout in progress; start one first")
+
+
 class StepNotInState(Conflict):
     """A Step action (retry, approve, mark merged, callback) does not fit the Step's status."""
 
@@ -54,6 +63,15 @@ class InvalidInput(LoomError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvalidPolicy(InvalidInput):
+    """A rollout policy that cannot run over this Migration: an unknown key or Candidate, a dependency cycle."""
+
+
+class BulkOperationNotFound(NotFound):
+    def __init__(self, op_id: str) -> None:
+        super().__init__(f"Bulk operation {op_id!r} does not exist")
 
 
 class MigratorUnavailable(LoomError):

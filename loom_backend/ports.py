@@ -6,9 +6,10 @@ only what it calls and a fake of one is a few lines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from loom_backend.domain import (
     Burndown,
@@ -41,6 +42,16 @@ from loom_backend.domain import (
     TokenRecord,
     UserRecord,
 )
+from loom_backend.rollout import (
+    BulkAction,
+    BulkOperation,
+    BulkOutcome,
+    BulkOutcomeKind,
+    RolloutObservation,
+    RolloutPolicy,
+    RolloutState,
+    RolloutStatus,
+)
 
 
 class Registry(Protocol):
@@ -64,6 +75,21 @@ class Registry(Protocol):
     def get_inputs(self, migration_id: str, candidate_id: str) -> StringMap: ...
 
     def set_inputs(self, migration_id: str, candidate_id: str, inputs: StringMap) -> None: ...
+
+    def get_migration_inputs(self, migration_id: str) -> StringMap:
+        """Values of required inputs set once for every Candidate of the Migration."""
+
+    def set_migration_inputs(self, migration_id: str, inputs: StringMap) -> None: ...
+
+    def get_rollout_policy(self, migration_id: str) -> dict[str, Any] | None:
+        """The rollout policy last set for the Migration (its JSON form), or None."""
+
+    def set_rollout_policy(self, migration_id: str, policy: dict[str, Any]) -> None: ...
+
+    def get_rollout_status(self, migration_id: str) -> RolloutStatus | None:
+        """What the Migration's rollout last published about itself (the read model of the rollout), or None."""
+
+    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None: ...
 
 
 class RunStore(Protocol):
@@ -128,6 +154,46 @@ class BoardQueries(Protocol):
     def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
         """Steps of Runs in progress waiting on a person, oldest first, with their Migration's id."""
 
+    def rollout_progress(
+        self, migration_id: str, candidate_ids: Sequence[str], group_key: str | None, since: datetime
+    ) -> RolloutObservation:
+        """The Candidates' statuses and Steps failed since `since`, and the Migration's open Runs (by group)."""
+
+
+class BulkStore(Protocol):
+    """Bulk operations and each Candidate's outcome, so progress can be read back after any restart."""
+
+    def create_bulk(self, operation: BulkOperation, outcomes: Sequence[BulkOutcome]) -> None: ...
+
+    def delete_bulk(self, op_id: str) -> None: ...
+
+    def bulk_outcome(self, op_id: str, candidate_id: str) -> BulkOutcomeKind | None: ...
+
+    def set_bulk_outcome(
+        self, op_id: str, candidate_id: str, outcome: BulkOutcomeKind, message: str | None
+    ) -> None: ...
+
+    def finish_bulk(self, op_id: str, now: datetime) -> None: ...
+
+    def get_bulk(self, op_id: str) -> BulkOperation | None: ...
+
+
+class OperatorActions(Protocol):
+    """What a rollout or a bulk operation does on an operator's behalf: the service's use cases, by actor name."""
+
+    async def start_for(self, actor: str, migration_id: str, candidate_id: str) -> str | None:
+        """Start the Candidate's Run; None when it has one (now or already), else why the Start was refused."""
+
+    async def bulk_apply(
+        self,
+        actor: str,
+        migration_id: str,
+        candidate_id: str,
+        action: BulkAction,
+        step_name: str | None,
+        comment: str | None,
+    ) -> tuple[BulkOutcomeKind, str | None]: ...
+
 
 class MetricsQueries(Protocol):
     """Figures and history from the event log and the read model, each scoped to one Migration when named."""
@@ -149,7 +215,7 @@ class MetricsQueries(Protocol):
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
 
 
-class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, Protocol):
+class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, BulkStore, Protocol):
     """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
 
 
@@ -237,6 +303,17 @@ class ExecutionEngine(Protocol):
     async def update_inputs(self, run_id: str, inputs: StringMap, actor: str) -> None: ...
 
     async def is_running(self, run_id: str) -> bool: ...
+
+    async def start_rollout(self, state: RolloutState) -> None:
+        """Start the Migration's rollout; raises RolloutConflict while one runs."""
+
+    async def rollout_action(self, migration_id: str, action: str, actor: str) -> None:
+        """pause | resume | promote | stop; raises RolloutConflict when it does not fit."""
+
+    async def update_rollout_policy(self, migration_id: str, policy: RolloutPolicy, actor: str) -> None: ...
+
+    async def start_bulk(self, operation: BulkOperation, candidate_ids: list[str]) -> None:
+        """Run the bulk operation durably; its outcomes go to the BulkStore."""
 
 
 class MigratorNotifier(Protocol):

@@ -8,7 +8,9 @@ admins may do everything, and a Migrator token reaches only the Migrations it ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from loom_backend.domain import (
     MigrationManifest,
     MigrationSummary,
     Principal,
+    PrincipalKind,
     PrometheusSnapshot,
     Readiness,
     ReadinessCheck,
@@ -61,6 +64,7 @@ from loom_backend.domain import (
 )
 from loom_backend.ports import (
     BoardQueries,
+    BulkStore,
     ChangeFeed,
     ChangeSubscription,
     ExecutionEngine,
@@ -71,6 +75,23 @@ from loom_backend.ports import (
     ReadinessProbe,
     Registry,
     RunStore,
+)
+from loom_backend.rollout import (
+    BulkAction,
+    BulkOperation,
+    BulkOutcome,
+    BulkOutcomeKind,
+    BulkRequest,
+    BulkState,
+    CandidateFilter,
+    RolloutPhase,
+    RolloutPolicy,
+    RolloutStartRequest,
+    RolloutState,
+    RolloutStatus,
+    plan_order,
+    policy_refusal,
+    status_of,
 )
 
 T = TypeVar("T")
@@ -116,7 +137,9 @@ class LoomService:
         concurrent_sign_ins: int = 2,
         changes: ChangeFeed | None = None,
         probes: Sequence[ReadinessProbe] = (),
+        bulk: BulkStore | None = None,
     ) -> None:
+        self.bulk_store = bulk
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -148,6 +171,7 @@ class LoomService:
             runs=store,
             board=store,
             metrics=store,
+            bulk=store,
             engine=engine,
             notifier=notifier,
             access=access,
@@ -363,12 +387,19 @@ class LoomService:
         migration = await self._migration(migration_id, with_candidates=False)
         candidate = await self._candidate(migration_id, candidate_id)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
-        inputs = {**saved, **inputs}
-        self._check_input_keys(migration, candidate, inputs)
+        own = {**saved, **inputs}
+        self._check_input_keys(migration, candidate, own)
+        # The Migration's values fill what the Candidate does not set itself; only its own are saved with it.
+        shared = await self._db(self.registry.get_migration_inputs, migration_id)
+        inputs = {**shared, **own}
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
-            raise errors.InvalidInput(f"Missing required inputs: {', '.join(missing)}", field="inputs")
-        status = await self._db(self.runs.claim_candidate, migration_id, candidate_id, inputs)
+            raise errors.InvalidInput(
+                f"Missing required inputs: {', '.join(missing)}; set them for this Candidate or, once for every "
+                "Candidate, with PATCH /api/migrations/{id}/inputs",
+                field="inputs",
+            )
+        status = await self._db(self.runs.claim_candidate, migration_id, candidate_id, own)
         if status is not None:
             raise errors.CandidateAlreadyStarted(candidate_id, status.value)
         manifest = MigrationManifest(
@@ -428,6 +459,254 @@ class LoomService:
         await self._db(self.registry.set_inputs, migration_id, candidate_id, merged)
         if candidate.status == CandidateStatus.RUNNING:
             await self.engine.update_inputs(run_id(migration_id, candidate_id), merged, principal.name)
+
+    async def get_migration_inputs(self, principal: Principal, migration_id: str) -> StringMap:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        return await self._db(self.registry.get_migration_inputs, migration_id)
+
+    async def update_migration_inputs(self, principal: Principal, migration_id: str, inputs: StringMap) -> StringMap:
+        """Values for every Candidate of the Migration, merged over those set before; a Candidate's own win.
+
+        An empty value removes the Migration's value. Runs already running keep the inputs they started with.
+        """
+        self.authorize(principal, Role.OPERATOR)
+        migration = await self._migration(migration_id, with_candidates=False)
+        self._check_input_keys(migration, None, inputs)
+        saved = await self._db(self.registry.get_migration_inputs, migration_id)
+        merged = {k: v for k, v in {**saved, **inputs}.items() if v.strip()}
+        await self._db(self.registry.set_migration_inputs, migration_id, merged)
+        return merged
+
+    # -- the rollout -----------------------------------------------------------------------------
+
+    async def set_rollout_policy(self, principal: Principal, migration_id: str, policy: RolloutPolicy) -> RolloutPolicy:
+        """Save the policy the next rollout starts with; a rollout in progress takes it at once (caps, gates, waves)."""
+        self.authorize(principal, Role.OPERATOR)
+        await self._check_policy(migration_id, policy)
+        current = await self._db(self.registry.get_rollout_status, migration_id)
+        if current is not None and not current.state.over:
+            with contextlib.suppress(errors.RolloutNotRunning):  # ended without saying so (say, terminated)
+                await self.engine.update_rollout_policy(migration_id, policy, principal.name)
+        await self._db(self.registry.set_rollout_policy, migration_id, policy.model_dump(mode="json"))
+        return policy
+
+    async def _check_policy(self, migration_id: str, policy: RolloutPolicy) -> Migration:
+        migration = await self._migration(migration_id, with_candidates=True)
+        keys = await self._db(self.metrics.candidate_metadata_keys, migration_id)
+        refusal = policy_refusal(policy, {c.id for c in migration.candidates}, set(keys))
+        if refusal is not None:
+            raise errors.InvalidPolicy(refusal, field=refusal.split(":")[0].split(" ")[0])
+        return migration
+
+    async def rollout_status(self, principal: Principal, migration_id: str) -> RolloutStatus:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        current = await self._db(self.registry.get_rollout_status, migration_id)
+        if current is not None:
+            return current
+        saved = await self._db(self.registry.get_rollout_policy, migration_id)
+        return RolloutStatus(state=RolloutPhase.IDLE, policy=RolloutPolicy.model_validate(saved) if saved else None)
+
+    async def start_rollout(
+        self, principal: Principal, migration_id: str, request: RolloutStartRequest
+    ) -> RolloutStatus:
+        """Start Runs by the saved policy over the not-started Candidates of the selection (all, ids or a filter)."""
+        self.authorize(principal, Role.OPERATOR)
+        saved = await self._db(self.registry.get_rollout_policy, migration_id)
+        if saved is None:
+            await self._migration(migration_id, with_candidates=False)
+            raise errors.RolloutConflict(
+                f"Migration {migration_id!r} has no rollout policy; PUT /api/migrations/{migration_id}/rollout first"
+            )
+        policy = RolloutPolicy.model_validate(saved)
+        migration = await self._check_policy(migration_id, policy)
+        selection = await self._select(migration_id, request.candidate_ids, request.filter)
+        chosen = [c for c in selection if c.status == CandidateStatus.NOT_STARTED]
+        if not chosen:
+            raise errors.InvalidInput("The selection has no not-started Candidate to roll out", field="candidateIds")
+        by_id = {c.id: c for c in migration.candidates}
+        chosen_ids = {c.id for c in chosen}
+        for cid in sorted(chosen_ids):
+            for dep in policy.depends_on.get(cid, []):
+                if dep not in chosen_ids and by_id[dep].status != CandidateStatus.COMPLETED:
+                    raise errors.InvalidPolicy(
+                        f"dependsOn: {cid!r} waits for {dep!r}, which is neither completed nor in the selection; "
+                        "add it to the selection or start it first",
+                        field="dependsOn",
+                    )
+        order_key = policy.order
+        group = policy.max_running_per_group
+        queue = plan_order(
+            [c.id for c in chosen],
+            {c.id: c.metadata[order_key] for c in chosen if order_key and order_key in c.metadata},
+            policy.depends_on,
+        )
+        state = RolloutState(
+            migration_id=migration_id,
+            actor=principal.name,
+            policy=policy,
+            queue=queue,
+            groups={c: by_id[c].metadata[group.key] for c in queue if group and group.key in by_id[c].metadata},
+            started_at=self.clock(),
+        )
+        await self.engine.start_rollout(state)
+        status = status_of(state)
+        await self._db(self.registry.set_rollout_status, migration_id, status)
+        return status
+
+    async def rollout_action(self, principal: Principal, migration_id: str, action: str) -> None:
+        """pause, resume, promote or stop the Migration's rollout; the engine refuses what does not fit (409)."""
+        self.authorize(principal, Role.OPERATOR)
+        await self._migration(migration_id, with_candidates=False)
+        await self.engine.rollout_action(migration_id, action, principal.name)
+
+    async def _select(
+        self, migration_id: str, candidate_ids: list[str] | None, where: CandidateFilter | None
+    ) -> list[CandidateView]:
+        """The Candidates of a selection in board order: every one, those named, or those the filter matches."""
+        where = where or CandidateFilter()
+        views: list[CandidateView] = []
+        offset = 0
+        while True:
+            page = await self._db(
+                self.board.list_candidates,
+                migration_id,
+                status=where.status,
+                kind=where.kind,
+                text=where.q,
+                metadata=where.metadata or None,
+                needs_attention=where.needs_attention,
+                limit=5000,
+                offset=offset,
+            )
+            views.extend(page.candidates)
+            offset += len(page.candidates)
+            if not page.candidates or offset >= page.total:
+                break
+        if where.step_name is not None:
+            views = [v for v in views if v.current_step == where.step_name]
+        if where.step_status is not None:
+            views = [v for v in views if v.current_step_status and v.current_step_status.value == where.step_status]
+        if candidate_ids is not None:
+            known = {v.id for v in views}
+            unknown = [c for c in candidate_ids if c not in known]
+            if unknown and not where.model_fields_set:
+                raise errors.InvalidInput(
+                    f"Candidates not in Migration {migration_id!r}: {', '.join(unknown[:10])}", field="candidateIds"
+                )
+            wanted = set(candidate_ids)
+            views = [v for v in views if v.id in wanted]
+        return views
+
+    # -- bulk operations -------------------------------------------------------------------------
+
+    async def bulk(self, principal: Principal, migration_id: str, request: BulkRequest) -> BulkOperation:
+        """Preview (dryRun) or start a durable bulk action; each Candidate's outcome is read back by the op id."""
+        self.authorize(principal, Role.OPERATOR)
+        migration = await self._migration(migration_id, with_candidates=False)
+        if request.candidate_ids is None and request.filter is None:
+            raise errors.InvalidInput("Give candidateIds or a filter: a bulk action never means every Candidate")
+        selection = await self._select(migration_id, request.candidate_ids, request.filter)
+        shared = await self._db(self.registry.get_migration_inputs, migration_id)
+        outcomes = []
+        for view in selection:
+            saved = await self._db(self.registry.get_inputs, migration_id, view.id) if request.action == "start" else {}
+            skip = _bulk_skip(request, view, migration, {**shared, **saved})
+            outcomes.append(
+                BulkOutcome(candidate_id=view.id, outcome=BulkOutcomeKind.SKIPPED, message=skip)
+                if skip
+                else BulkOutcome(candidate_id=view.id)
+            )
+        operation = BulkOperation(
+            id=uuid.uuid4().hex,
+            migration_id=migration_id,
+            action=request.action,
+            actor=principal.name,
+            request=request.model_dump(mode="json", exclude_none=True),
+            state=BulkState.RUNNING,
+            created_at=self.clock(),
+            outcomes=outcomes,
+        )
+        if request.dry_run:
+            return operation
+        bulk = self._bulk_store()
+        todo = [o.candidate_id for o in outcomes if o.outcome is BulkOutcomeKind.PENDING]
+        await self._db(bulk.create_bulk, operation, outcomes)
+        try:
+            if todo:
+                await self.engine.start_bulk(operation, todo)
+            else:
+                await self._db(bulk.finish_bulk, operation.id, self.clock())
+        except BaseException:
+            await self._db(bulk.delete_bulk, operation.id)
+            raise
+        return await self.get_bulk(principal, operation.id)
+
+    async def get_bulk(self, principal: Principal, op_id: str) -> BulkOperation:
+        self.authorize(principal, Role.VIEWER)
+        operation = await self._db(self._bulk_store().get_bulk, op_id)
+        if operation is None:
+            raise errors.BulkOperationNotFound(op_id)
+        return operation
+
+    def _bulk_store(self) -> BulkStore:
+        if self.bulk_store is None:
+            raise errors.ServiceUnavailable("This Loom has no store for bulk operations")
+        return self.bulk_store
+
+    # -- on an operator's behalf (the rollout's and bulk operations' activities) -----------------
+
+    @staticmethod
+    def _on_behalf(actor: str) -> Principal:
+        """The operator who started the rollout or bulk operation; authorized then, recorded as the actor now."""
+        return Principal(actor, PrincipalKind.USER, Role.OPERATOR)
+
+    async def start_for(self, actor: str, migration_id: str, candidate_id: str) -> str | None:
+        try:
+            await self.start_run(self._on_behalf(actor), migration_id, candidate_id, {})
+        except errors.CandidateAlreadyStarted:
+            return None
+        except errors.ServiceUnavailable:
+            raise
+        except errors.LoomError as exc:
+            return str(exc)
+        return None
+
+    async def bulk_apply(
+        self,
+        actor: str,
+        migration_id: str,
+        candidate_id: str,
+        action: BulkAction,
+        step_name: str | None,
+        comment: str | None,
+    ) -> tuple[BulkOutcomeKind, str | None]:
+        principal = self._on_behalf(actor)
+        try:
+            if action is BulkAction.START:
+                await self.start_run(principal, migration_id, candidate_id, {})
+            elif action is BulkAction.CANCEL:
+                await self.cancel_run(principal, migration_id, candidate_id)
+            else:
+                view = await self.get_candidate_view(principal, migration_id, candidate_id)
+                step = step_name or view.current_step
+                if step is None:
+                    return BulkOutcomeKind.SKIPPED, "no Step has started"
+                if action is BulkAction.RETRY:
+                    await self.retry_step(principal, migration_id, candidate_id, step)
+                elif action in (BulkAction.APPROVE, BulkAction.REJECT):
+                    approved = action is BulkAction.APPROVE
+                    await self.review_step(principal, migration_id, candidate_id, step, approved, comment)
+                else:
+                    await self.mark_merged(principal, migration_id, candidate_id, step)
+        except errors.ServiceUnavailable:
+            raise
+        except errors.Conflict as exc:
+            return BulkOutcomeKind.SKIPPED, str(exc)
+        except errors.LoomError as exc:
+            return BulkOutcomeKind.FAILED, str(exc)
+        return BulkOutcomeKind.DONE, None
 
     async def candidate_steps(
         self, principal: Principal, migration_id: str, candidate_id: str
@@ -613,7 +892,7 @@ class LoomService:
             raise errors.CandidateNotRunning(candidate_id)
 
     @staticmethod
-    def _check_input_keys(migration: Migration, candidate: Candidate, inputs: StringMap) -> None:
+    def _check_input_keys(migration: Migration, candidate: Candidate | None, inputs: StringMap) -> None:
         known = {i.name for i in migration.required_inputs}
         unknown = sorted(set(inputs) - known)
         if unknown:
@@ -625,7 +904,35 @@ class LoomService:
             refusal = text_refusal(name, value, MAX_INPUT_LENGTH)
             if refusal:
                 raise errors.InvalidInput(refusal, field=f"inputs.{name}")
-        if len(merged_metadata(candidate, inputs).metadata) > MAX_METADATA_KEYS:  # what each Step is sent
+        if candidate is not None and len(merged_metadata(candidate, inputs).metadata) > MAX_METADATA_KEYS:
             raise errors.InvalidInput(
                 f"A Candidate's metadata and inputs together hold at most {MAX_METADATA_KEYS} keys", field="inputs"
             )
+
+
+_BULK_STEP_STATUS = {
+    BulkAction.RETRY: StepStatus.FAILED,
+    BulkAction.APPROVE: StepStatus.AWAITING_REVIEW,
+    BulkAction.REJECT: StepStatus.AWAITING_REVIEW,
+    BulkAction.MARK_MERGED: StepStatus.OPEN,
+}
+
+
+def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, inputs: StringMap) -> str | None:
+    """Why the action would not apply to this Candidate now (the impact preview), or None when it would."""
+    if request.action is BulkAction.START:
+        if view.status != CandidateStatus.NOT_STARTED:
+            return f"already {view.status.value}"
+        missing = missing_inputs(migration.required_inputs, {**view.metadata, **inputs})
+        return f"lacks input {', '.join(missing)}" if missing else None
+    if view.status != CandidateStatus.RUNNING:
+        return "has no Run in progress"
+    if request.action is BulkAction.CANCEL:
+        return None
+    wanted = _BULK_STEP_STATUS[request.action]
+    if request.step_name is not None and view.current_step != request.step_name:
+        return f"is on Step {view.current_step!r}, not {request.step_name!r}"
+    if view.current_step_status != wanted:
+        status = view.current_step_status.value if view.current_step_status else "not started"
+        return f"its current Step is {status}, not {wanted.value}"
+    return None

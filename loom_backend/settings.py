@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
     dispatch_timeout_seconds: float = Field(10.0, description="HTTP timeout of one dispatch or dry-run call.")
     public_url: str = Field("http://localhost:3000", description="The URL operators and Migrators reach Loom at.")
+    rollout_poll_seconds: float = Field(
+        1.0, gt=0, description="How often a rollout looks at its Runs when nothing else wakes it."
+    )
     open_pr_attention_hours: float = Field(24.0, description="An open PR older than this shows in Needs me.")
     demo: bool = Field(True, description="`loom up` also starts the demo Migrator.")
     demo_port: int = Field(8050, description="Port of the demo Migrator.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
 from loom_backend import errors
 from loom_backend.domain import (
@@ -38,6 +39,7 @@ from loom_backend.domain import (
     UserRecord,
     run_id,
 )
+from loom_backend.rollout import BulkOperation, RolloutPolicy, RolloutState, RolloutStatus
 
 VIEWER = Principal("vera", PrincipalKind.USER, Role.VIEWER)
 OPERATOR = Principal("ana", PrincipalKind.USER, Role.OPERATOR)
@@ -50,6 +52,9 @@ class FakeRegistry:
 
     migrations: dict[str, Migration] = field(default_factory=dict)
     inputs: dict[tuple[str, str], StringMap] = field(default_factory=dict)
+    migration_inputs: dict[str, StringMap] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    statuses: dict[str, RolloutStatus] = field(default_factory=dict)
     changes: int = 0  # what the board's activity marker follows
 
     def announce(self, announcement: MigrationAnnouncement, now: datetime) -> None:
@@ -93,6 +98,24 @@ class FakeRegistry:
         candidate = self.get_candidate(migration_id, candidate_id)
         if candidate is not None:
             candidate.metadata = {**candidate.metadata, **inputs}
+
+    def get_migration_inputs(self, migration_id: str) -> StringMap:
+        return dict(self.migration_inputs.get(migration_id, {}))
+
+    def set_migration_inputs(self, migration_id: str, inputs: StringMap) -> None:
+        self.migration_inputs[migration_id] = dict(inputs)
+
+    def get_rollout_policy(self, migration_id: str) -> dict[str, Any] | None:
+        return self.policies.get(migration_id)
+
+    def set_rollout_policy(self, migration_id: str, policy: dict[str, Any]) -> None:
+        self.policies[migration_id] = policy
+
+    def get_rollout_status(self, migration_id: str) -> RolloutStatus | None:
+        return self.statuses.get(migration_id)
+
+    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
+        self.statuses[migration_id] = status
 
     def set_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
         for candidate in self.migrations[migration_id].candidates:
@@ -272,6 +295,8 @@ class FakeEngine:
     started: dict[str, MigrationManifest] = field(default_factory=dict)
     actions: list[tuple[str, ...]] = field(default_factory=list)
     fail_start: Exception | None = None
+    rollouts: dict[str, RolloutState] = field(default_factory=dict)
+    bulks: list[tuple[str, list[str]]] = field(default_factory=list)
     checks: list[ReadinessCheck] = field(default_factory=lambda: [ReadinessCheck(name="temporal", ok=True)])
 
     async def readiness(self) -> list[ReadinessCheck]:
@@ -306,6 +331,22 @@ class FakeEngine:
 
     async def is_running(self, run_id: str) -> bool:
         return run_id in self.started
+
+    async def start_rollout(self, state: RolloutState) -> None:
+        if state.migration_id in self.rollouts:
+            raise errors.RolloutConflict("a rollout is in progress")
+        self.rollouts[state.migration_id] = state
+
+    async def rollout_action(self, migration_id: str, action: str, actor: str) -> None:
+        if migration_id not in self.rollouts:
+            raise errors.RolloutConflict("no rollout in progress")
+        self.actions.append(("rollout", migration_id, action, actor))
+
+    async def update_rollout_policy(self, migration_id: str, policy: RolloutPolicy, actor: str) -> None:
+        self.rollouts[migration_id].policy = policy
+
+    async def start_bulk(self, operation: BulkOperation, candidate_ids: list[str]) -> None:
+        self.bulks.append((operation.id, list(candidate_ids)))
 
 
 @dataclass

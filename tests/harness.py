@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from loom_backend.domain import DispatchStepRequest
+from loom_backend.domain import DispatchStepRequest, StepStatus, StepStatusEvent
 from loom_backend.execution.dev_server import free_port, server_command
 from tests.credentials import new_credentials
 
@@ -229,6 +229,66 @@ class FakeMigrator:
         finally:
             server.should_exit = True
             thread.join(5)
+
+
+Deliver = Callable[[str, StepStatusEvent], Awaitable[None]]
+
+
+@dataclass
+class CallbackMigrator(FakeMigrator):
+    """A fake Migrator that answers every dispatch itself, as a real one would: after `delay(dispatch)` seconds it
+    reports `outcome(dispatch)` ("completed", "failed:why", ...; "" holds the Step), by POSTing the callback to Loom's
+    API with `token`, or through `deliver` (say the engine's step_event) in tests without the HTTP API."""
+
+    loom_url: str = ""
+    token: str = ""
+    delay: Callable[[DispatchStepRequest], float] = lambda _: 0.0
+    outcome: Callable[[DispatchStepRequest], str] = lambda _: "completed"
+    deliver: Deliver | None = None
+    answered: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def dispatch_step(self, request: Request) -> Response:
+        response = await super().dispatch_step(request)
+        if response.status_code < 300:
+            with self.lock:
+                dispatch = self.dispatches[-1]
+            task = asyncio.create_task(self._answer(dispatch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return response
+
+    async def _answer(self, dispatch: DispatchStepRequest) -> None:
+        await asyncio.sleep(self.delay(dispatch))
+        status, _, error = self.outcome(dispatch).partition(":")  # "failed:why" names the error
+        if not status:
+            return
+        event = StepStatusEvent(
+            step_name=dispatch.step_name,
+            candidate_id=dispatch.candidate.id,
+            status=StepStatus(status),
+            metadata={"error": error or "the fake Migrator failed this Step"} if status == "failed" else {},
+        )
+        for attempt in range(60):  # Loom may be restarting: a real Migrator retries its callback
+            try:
+                if self.deliver is not None:
+                    await self.deliver(dispatch.callback_id, event)
+                else:
+                    async with httpx.AsyncClient(timeout=10) as client:
+                        answer = await client.post(
+                            f"{self.loom_url}/api/event/{dispatch.callback_id}",
+                            json=event.model_dump(mode="json"),
+                            headers={"Authorization": f"Bearer {self.token}"},
+                        )
+                    if answer.status_code >= 500:
+                        raise httpx.HTTPError(f"{answer.status_code}")
+                with self.lock:
+                    self.answered += 1
+                return
+            except (httpx.HTTPError, OSError):
+                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
+            except Exception:
+                return  # refused (the Run moved on): a real Migrator would log it and stop
 
 
 def _server(app: Starlette, port: int) -> uvicorn.Server:

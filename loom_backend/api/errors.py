@@ -15,6 +15,7 @@ WWW_AUTHENTICATE = 'Bearer realm="loom"'
 _ERROR_STATUS: list[tuple[type[errors.LoomError], int]] = [
     (errors.NotFound, status.HTTP_404_NOT_FOUND),
     (errors.Conflict, status.HTTP_409_CONFLICT),
+    (errors.InvalidPolicy, 422),
     (errors.InvalidInput, status.HTTP_400_BAD_REQUEST),
     (errors.MigratorUnavailable, status.HTTP_502_BAD_GATEWAY),
     (errors.Unauthenticated, status.HTTP_401_UNAUTHORIZED),

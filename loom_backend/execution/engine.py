@@ -33,25 +33,35 @@ from temporalio.service import RPCError, RPCStatusCode
 from loom_backend import errors, tracing
 from loom_backend.domain import MigrationManifest, ReadinessCheck, StepStatusEvent, StringMap, parse_run_id
 from loom_backend.execution.messages import (
+    BULK_WORKFLOW_NAME,
     CANCEL_REQUESTED_SIGNAL,
     DESCRIBE_QUERY,
     MARK_MERGED_UPDATE,
     RETRY_STEP_UPDATE,
     REVIEW_STEP_UPDATE,
+    ROLLOUT_ACTION_UPDATE,
+    ROLLOUT_NOT_IN_STATE,
+    ROLLOUT_POLICY_UPDATE,
+    ROLLOUT_WORKFLOW_NAME,
     STEP_EVENT_UPDATE,
     STEP_NOT_IN_STATE,
     UPDATE_INPUTS_UPDATE,
     WORKFLOW_NAME,
+    BulkInput,
     CancelRequest,
     DispatchPolicy,
     MarkMergedInput,
     RetryStepInput,
     ReviewStepInput,
+    RolloutActionInput,
+    RolloutInput,
+    RolloutPolicyInput,
     RunInput,
     RunView,
     StepEventInput,
     UpdateInputsInput,
 )
+from loom_backend.rollout import BulkOperation, RolloutPolicy, RolloutState, bulk_id, rollout_id
 from loom_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,7 +129,9 @@ class TemporalEngine:
         task_queue: str,
         dispatch: DispatchPolicy | None = None,
         cancel_timeout_seconds: float = 30.0,
+        rollout_poll_seconds: float = 1.0,
     ) -> None:
+        self._rollout_poll = rollout_poll_seconds
         self._client = client
         self._task_queue = task_queue
         self._dispatch = dispatch or DispatchPolicy()
@@ -318,3 +330,72 @@ class TemporalEngine:
             if _run_is_gone(exc):
                 raise errors.RunNotFound(run_id) from exc
             raise
+
+    # -- the rollout and bulk operations ----------------------------------------------------------
+
+    async def start_rollout(self, state: RolloutState) -> None:
+        try:
+            with self._reachable():
+                await self._client.start_workflow(
+                    ROLLOUT_WORKFLOW_NAME,
+                    RolloutInput(state=state, poll_seconds=self._rollout_poll),
+                    id=rollout_id(state.migration_id),
+                    task_queue=self._task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    rpc_timeout=CALL_TIMEOUT,
+                )
+        except WorkflowAlreadyStartedError as exc:
+            raise errors.RolloutConflict(
+                f"Migration {state.migration_id!r} has a rollout in progress; stop it before starting another"
+            ) from exc
+
+    async def _rollout_update(self, migration_id: str, update: str, arg: Any) -> None:
+        update_id = str(uuid.uuid4())
+        delay = 0.05
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            try:
+                with self._reachable():
+                    await self._client.get_workflow_handle(rollout_id(migration_id)).execute_update(
+                        update, arg, id=update_id
+                    )
+                return
+            except RPCError as exc:
+                # Gone, or between one run and the next of continue-as-new: ask again, then give up.
+                retryable = _run_is_gone(exc) or exc.status == RPCStatusCode.FAILED_PRECONDITION
+                if not retryable or attempt == UPDATE_ATTEMPTS:
+                    if _run_is_gone(exc):
+                        raise errors.RolloutNotRunning(migration_id) from exc
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError) and cause.type == ROLLOUT_NOT_IN_STATE:
+                    raise errors.RolloutConflict(cause.message) from exc
+                raise
+
+    async def rollout_action(self, migration_id: str, action: str, actor: str) -> None:
+        await self._rollout_update(migration_id, ROLLOUT_ACTION_UPDATE, RolloutActionInput(action=action, actor=actor))
+
+    async def update_rollout_policy(self, migration_id: str, policy: RolloutPolicy, actor: str) -> None:
+        await self._rollout_update(migration_id, ROLLOUT_POLICY_UPDATE, RolloutPolicyInput(policy=policy, actor=actor))
+
+    async def start_bulk(self, operation: BulkOperation, candidate_ids: list[str]) -> None:
+        request = operation.request
+        with self._reachable():
+            await self._client.start_workflow(
+                BULK_WORKFLOW_NAME,
+                BulkInput(
+                    op_id=operation.id,
+                    migration_id=operation.migration_id,
+                    action=operation.action,
+                    actor=operation.actor,
+                    candidate_ids=candidate_ids,
+                    step_name=str(request["stepName"]) if request.get("stepName") else None,
+                    comment=str(request["comment"]) if request.get("comment") else None,
+                ),
+                id=bulk_id(operation.id),
+                task_queue=self._task_queue,
+                rpc_timeout=CALL_TIMEOUT,
+            )

@@ -6,9 +6,12 @@ can be added later without breaking a Run already in flight.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from loom_backend.domain import DispatchStepRequest, MigrationManifest, RunChange, StepStatusEvent, StringMap
+from loom_backend.rollout import BulkAction, RolloutPolicy, RolloutState, RolloutStatus
 
 WORKFLOW_NAME = "LoomRun"
 
@@ -123,3 +126,74 @@ class RunView(BaseModel):
     current_step: str | None
     inputs: StringMap
     steps: list[StepView]
+
+
+# -- the rollout and bulk operations ---------------------------------------------------------------
+
+ROLLOUT_WORKFLOW_NAME = "LoomRollout"
+BULK_WORKFLOW_NAME = "LoomBulk"
+ROLLOUT_ACTION_UPDATE = "rollout_action"
+ROLLOUT_POLICY_UPDATE = "rollout_policy"
+ROLLOUT_STATE_QUERY = "rollout_state"
+# Type name of the ApplicationError a rollout answers when an action does not fit its phase.
+ROLLOUT_NOT_IN_STATE = "RolloutNotInState"
+
+
+class RolloutInput(BaseModel):
+    """A rollout starts (or continues as new) from its whole state."""
+
+    state: RolloutState
+    poll_seconds: float = 1.0
+
+
+class RolloutActionInput(BaseModel):
+    action: str  # pause | resume | promote | stop
+    actor: str
+
+
+class RolloutPolicyInput(BaseModel):
+    policy: RolloutPolicy
+    actor: str
+
+
+class ObserveInput(BaseModel):
+    migration_id: str
+    candidate_ids: list[str]
+    group_key: str | None = None
+    since: datetime
+
+
+class RolloutStartInput(BaseModel):
+    migration_id: str
+    candidate_id: str
+    actor: str
+
+
+class PublishInput(BaseModel):
+    migration_id: str
+    status: RolloutStatus
+
+
+class RolloutStartOutcome(BaseModel):
+    refusal: str | None = None  # why the Start was refused (missing inputs, ...); None: the Candidate has a Run
+
+
+class BulkInput(BaseModel):
+    op_id: str
+    migration_id: str
+    action: BulkAction
+    actor: str
+    candidate_ids: list[str]
+    step_name: str | None = None
+    comment: str | None = None
+    parallel: int = 8
+
+
+class BulkApplyInput(BaseModel):
+    op_id: str
+    migration_id: str
+    action: BulkAction
+    actor: str
+    candidate_id: str
+    step_name: str | None = None
+    comment: str | None = None

@@ -62,15 +62,36 @@ from loom_backend.domain import (
     merge_rediscovered,
     run_id,
 )
+from loom_backend.rollout import (
+    BulkAction,
+    BulkOperation,
+    BulkOutcome,
+    BulkOutcomeKind,
+    BulkState,
+    MemberProgress,
+    RolloutObservation,
+    RolloutStatus,
+)
 from loom_backend.store.metrics import MetricsQueries
 from loom_backend.store.rollups import Rollups
-from loom_backend.store.tables import CandidateRow, HealthRow, MigrationRow, StepEventRow, StepResultRow, insert_on
+from loom_backend.store.tables import (
+    BulkOperationRow,
+    BulkOutcomeRow,
+    CandidateRow,
+    HealthRow,
+    MigrationRow,
+    StepEventRow,
+    StepResultRow,
+    insert_on,
+)
 
 MIGRATIONS: Table = MigrationRow.__table__  # type: ignore[attr-defined]
 CANDIDATES: Table = CandidateRow.__table__  # type: ignore[attr-defined]
 STEP_RESULTS: Table = StepResultRow.__table__  # type: ignore[attr-defined]
 STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
 HEALTH: Table = HealthRow.__table__  # type: ignore[attr-defined]
+BULK_OPERATIONS: Table = BulkOperationRow.__table__  # type: ignore[attr-defined]
+BULK_OUTCOMES: Table = BulkOutcomeRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
 NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
@@ -438,6 +459,175 @@ class SqlStore:
             _merge_into_metadata(session, migration_id, candidate_id, inputs)
             self._notify(session, ReadModelChange(migration_id, candidate_id))
         self._committed(ReadModelChange(migration_id, candidate_id))
+
+    def get_migration_inputs(self, migration_id: str) -> StringMap:
+        with self._session() as session:
+            row = session.get(MigrationRow, migration_id)
+            return dict(row.inputs or {}) if row is not None else {}
+
+    def set_migration_inputs(self, migration_id: str, inputs: StringMap) -> None:
+        with self._session() as session:
+            session.execute(update(MIGRATIONS).where(MIGRATIONS.c.id == migration_id).values(inputs=inputs))
+
+    def get_rollout_policy(self, migration_id: str) -> dict[str, Any] | None:
+        with self._session() as session:
+            row = session.get(MigrationRow, migration_id)
+            return dict(row.rollout_policy) if row is not None and row.rollout_policy else None
+
+    def set_rollout_policy(self, migration_id: str, policy: dict[str, Any]) -> None:
+        with self._session() as session:
+            session.execute(update(MIGRATIONS).where(MIGRATIONS.c.id == migration_id).values(rollout_policy=policy))
+
+    def get_rollout_status(self, migration_id: str) -> RolloutStatus | None:
+        with self._session() as session:
+            row = session.get(MigrationRow, migration_id)
+            return RolloutStatus.model_validate(row.rollout_status) if row is not None and row.rollout_status else None
+
+    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
+        with self._session() as session:
+            session.execute(
+                update(MIGRATIONS)
+                .where(MIGRATIONS.c.id == migration_id)
+                .values(rollout_status=status.model_dump(mode="json"), updated_at=_now())
+            )
+
+    def rollout_progress(
+        self, migration_id: str, candidate_ids: Sequence[str], group_key: str | None, since: datetime
+    ) -> RolloutObservation:
+        """The rollout's Candidates (status, Steps failed since `since`, failing now) and the Migration's open Runs."""
+        table = CANDIDATES
+        members: dict[str, MemberProgress] = {}
+        with self._session() as session:
+            running = session.execute(
+                select(func.count()).where(table.c.migration_id == migration_id, table.c.status == RUNNING)
+            ).scalar_one()
+            by_group: dict[str, int] = {}
+            if group_key is not None:
+                value = table.c.metadata[group_key].as_string()
+                for group, count in session.execute(
+                    select(value, func.count())
+                    .where(table.c.migration_id == migration_id, table.c.status == RUNNING)
+                    .group_by(value)
+                ).all():
+                    if group is not None:
+                        by_group[group] = count
+            for start in range(0, len(candidate_ids), _INSERT_BATCH):
+                batch = list(candidate_ids[start : start + _INSERT_BATCH])
+                statuses = session.execute(
+                    select(table.c.id, table.c.status).where(
+                        table.c.migration_id == migration_id, table.c.id.in_(batch)
+                    )
+                ).all()
+                failures = dict(
+                    session.execute(
+                        select(STEP_EVENTS.c.candidate_id, func.count())
+                        .where(
+                            STEP_EVENTS.c.migration_id == migration_id,
+                            STEP_EVENTS.c.candidate_id.in_(batch),
+                            STEP_EVENTS.c.event_type == EventType.STEP_COMPLETED.value,
+                            STEP_EVENTS.c.status == StepStatus.FAILED.value,
+                            STEP_EVENTS.c.created_at >= since,
+                        )
+                        .group_by(STEP_EVENTS.c.candidate_id)
+                    ).all()
+                )
+                failing = set(
+                    session.execute(
+                        select(STEP_RESULTS.c.candidate_id).where(
+                            STEP_RESULTS.c.migration_id == migration_id,
+                            STEP_RESULTS.c.candidate_id.in_(batch),
+                            STEP_RESULTS.c.status == StepStatus.FAILED.value,
+                        )
+                    ).scalars()
+                )
+                for cid, status in statuses:
+                    members[cid] = MemberProgress(
+                        status=CandidateStatus(status),
+                        failures=failures.get(cid, 0),
+                        failing=status == RUNNING and cid in failing,
+                    )
+        return RolloutObservation(members=members, running=running, running_by_group=by_group)
+
+    # -- bulk operations --------------------------------------------------------------------
+
+    def create_bulk(self, operation: BulkOperation, outcomes: Sequence[BulkOutcome]) -> None:
+        """The operation and one outcome per Candidate, in one transaction."""
+        with self._session() as session:
+            session.execute(
+                self._insert(BULK_OPERATIONS).values(
+                    id=operation.id,
+                    migration_id=operation.migration_id,
+                    action=operation.action.value,
+                    actor=operation.actor,
+                    request=operation.request,
+                    state=operation.state.value,
+                    total=len(outcomes),
+                    created_at=operation.created_at,
+                )
+            )
+            rows = [
+                {
+                    "op_id": operation.id,
+                    "candidate_id": o.candidate_id,
+                    "position": i,
+                    "outcome": o.outcome.value,
+                    "message": o.message,
+                }
+                for i, o in enumerate(outcomes)
+            ]
+            for start in range(0, len(rows), _INSERT_BATCH):
+                session.execute(BULK_OUTCOMES.insert(), rows[start : start + _INSERT_BATCH])
+
+    def delete_bulk(self, op_id: str) -> None:
+        with self._session() as session:
+            session.execute(delete(BULK_OUTCOMES).where(BULK_OUTCOMES.c.op_id == op_id))
+            session.execute(delete(BULK_OPERATIONS).where(BULK_OPERATIONS.c.id == op_id))
+
+    def set_bulk_outcome(self, op_id: str, candidate_id: str, outcome: BulkOutcomeKind, message: str | None) -> None:
+        with self._session() as session:
+            session.execute(
+                update(BULK_OUTCOMES)
+                .where(BULK_OUTCOMES.c.op_id == op_id, BULK_OUTCOMES.c.candidate_id == candidate_id)
+                .values(outcome=outcome.value, message=message)
+            )
+
+    def bulk_outcome(self, op_id: str, candidate_id: str) -> BulkOutcomeKind | None:
+        with self._session() as session:
+            row = session.get(BulkOutcomeRow, (op_id, candidate_id))
+            return BulkOutcomeKind(row.outcome) if row is not None else None
+
+    def finish_bulk(self, op_id: str, now: datetime) -> None:
+        with self._session() as session:
+            session.execute(
+                update(BULK_OPERATIONS)
+                .where(BULK_OPERATIONS.c.id == op_id)
+                .values(state=BulkState.DONE.value, finished_at=now)
+            )
+
+    def get_bulk(self, op_id: str) -> BulkOperation | None:
+        with self._session() as session:
+            row = session.get(BulkOperationRow, op_id)
+            if row is None:
+                return None
+            outcomes = session.execute(
+                select(BULK_OUTCOMES).where(BULK_OUTCOMES.c.op_id == op_id).order_by(BULK_OUTCOMES.c.position)
+            ).mappings()
+            return BulkOperation(
+                id=row.id,
+                migration_id=row.migration_id,
+                action=BulkAction(row.action),
+                actor=row.actor,
+                request=row.request,
+                state=BulkState(row.state),
+                created_at=_utc(row.created_at) or _now(),
+                finished_at=_utc(row.finished_at),
+                outcomes=[
+                    BulkOutcome(
+                        candidate_id=o["candidate_id"], outcome=BulkOutcomeKind(o["outcome"]), message=o["message"]
+                    )
+                    for o in outcomes
+                ],
+            )
 
     def claim_candidate(self, migration_id: str, candidate_id: str, inputs: StringMap) -> CandidateStatus | None:
         """Compare-and-set, so two Starts of one Candidate can never both win."""

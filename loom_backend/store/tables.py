@@ -46,6 +46,10 @@ class MigrationRow(SQLModel, table=True):
     migrator_url: str = Field(sa_column=Column(String(2048), nullable=False))
     created_at: datetime = _time()
     updated_at: datetime = _time()
+    # Values of required inputs for every Candidate (a Candidate's own override them); None: none set.
+    inputs: dict[str, str] | None = _json("inputs", nullable=True)
+    rollout_policy: dict[str, Any] | None = _json("rollout_policy", nullable=True)
+    rollout_status: dict[str, Any] | None = _json("rollout_status", nullable=True)  # the rollout's, as it last said
 
 
 class CandidateRow(SQLModel, table=True):
@@ -115,6 +119,34 @@ class StepEventRow(SQLModel, table=True):
     duration_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     meta: dict[str, str] = _json("metadata")
     created_at: datetime = _time()
+
+
+class BulkOperationRow(SQLModel, table=True):
+    """One bulk action over a selection; its per-Candidate outcomes in bulk_outcomes."""
+
+    __tablename__ = "bulk_operations"
+    __table_args__ = (ForeignKeyConstraint(["migration_id"], ["migrations.id"], ondelete="CASCADE"),)
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    migration_id: str = Field(sa_column=Column(String(128), nullable=False, index=True))
+    action: str = Field(sa_column=Column(String(32), nullable=False))
+    actor: str = Field(sa_column=Column(String(128), nullable=False))
+    request: dict[str, Any] = _json("request")
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    total: int = Field(sa_column=Column(Integer, nullable=False))
+    created_at: datetime = _time()
+    finished_at: datetime | None = _time(nullable=True)
+
+
+class BulkOutcomeRow(SQLModel, table=True):
+    __tablename__ = "bulk_outcomes"
+    __table_args__ = (ForeignKeyConstraint(["op_id"], ["bulk_operations.id"], ondelete="CASCADE"),)
+
+    op_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    candidate_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    position: int = Field(sa_column=Column(Integer, nullable=False))
+    outcome: str = Field(sa_column=Column(String(16), nullable=False))
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 # -- metrics rollups: written with each new event (store/rollups.py), read by store/metrics.py ------------

@@ -22,10 +22,12 @@ from loom_ui.views.board import (
     PAGE_SIZE,
     CardView,
     ColumnView,
+    RolloutView,
     StepLine,
     card_view,
     column_view,
     plan_lines,
+    rollout_view,
 )
 from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
 
@@ -52,6 +54,7 @@ class BoardState(LiveMixin, LoomState):
     bulk_open: bool = False
     busy: str = ""
     overview_open: bool = False
+    rollout: RolloutView = RolloutView()
 
     _limits: dict[str, int] = {}
     _loaded_for: str = ""
@@ -149,6 +152,7 @@ class BoardState(LiveMixin, LoomState):
         now = datetime.now(UTC)
         columns = [await self._load_column(status, title, now) for status, title in COLUMNS]
         self.columns = columns
+        self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]
 
@@ -308,11 +312,82 @@ class BoardState(LiveMixin, LoomState):
             )
         return rx.toast.success(f"Started {fmt.plural(started, 'Candidate')}")
 
+    @rx.event
+    async def rollout_act(self, action: str):
+        """Pause, resume, promote or stop the Migration's rollout; the answer comes once the panel can show it."""
+        if self.busy:
+            return None
+        self.busy = f"rollout-{action}"
+        try:
+            await service().rollout_action(await self._actor(), self.migration_id, action)
+            await self._reload()
+        except Exception as exc:
+            return rx.toast.error(error_text(exc), duration=8000)
+        finally:
+            self.busy = ""
+        return None
+
 
 # -- view ---------------------------------------------------------------------------------
 
 
 CHIP_TEXT = {"overflow": "hidden", "text_overflow": "ellipsis", "white_space": "nowrap"}
+
+
+def _rollout_button(label: str, icon: str, action: str, shown: rx.Var[bool]) -> rx.Component:
+    return rx.cond(
+        shown & LoomState.can_operate,
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            size="2",
+            variant="soft",
+            on_click=BoardState.rollout_act(action),
+            loading=BoardState.busy == f"rollout-{action}",
+            disabled=BoardState.busy != "",
+            data_testid=f"rollout-{action}",
+        ),
+    )
+
+
+def _rollout_panel() -> rx.Component:
+    r = BoardState.rollout
+    return rx.cond(
+        r.shown,
+        rx.card(
+            rx.hstack(
+                rx.vstack(
+                    rx.hstack(
+                        rx.badge(r.state_label, color_scheme=r.color, data_testid="rollout-state"),
+                        rx.text(r.wave, size="2", weight="medium", data_testid="rollout-wave"),
+                        spacing="2",
+                        align="center",
+                        wrap="wrap",
+                    ),
+                    rx.text(r.counts, size="2", data_testid="rollout-counts"),
+                    rx.text(r.policy, size="1", color=rx.color("gray", 11)),
+                    rx.cond(r.reason != "", rx.text(r.reason, size="2", color=rx.color("red", 11))),
+                    spacing="1",
+                    min_width="0",
+                ),
+                rx.spacer(),
+                rx.hstack(
+                    _rollout_button("Promote", "chevrons-right", "promote", r.can_promote),
+                    _rollout_button("Pause", "pause", "pause", r.can_pause),
+                    _rollout_button("Resume", "play", "resume", r.can_resume),
+                    _rollout_button("Stop", "square", "stop", r.can_stop),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                align="center",
+                wrap="wrap",
+                width="100%",
+            ),
+            width="100%",
+            margin_bottom="14px",
+            data_testid="rollout-panel",
+        ),
+    )
 
 
 def _meta_chip(m: MetaPair) -> rx.Component:
@@ -589,6 +664,7 @@ def board_page() -> rx.Component:
                     margin_bottom="16px",
                 ),
                 metrics_panel(),
+                _rollout_panel(),
                 _filters(),
                 rx.cond(
                     BoardState.loading,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from loom_backend.domain import CandidatePage, CandidateStatus, CandidateView, Migration
+from loom_backend.rollout import RolloutPhase, RolloutStatus
 from loom_ui import format as fmt
 from loom_ui.views.common import MetaPair
 
@@ -87,3 +88,64 @@ def column_view(
 
 def plan_lines(migration: Migration) -> list[StepLine]:
     return [StepLine(i + 1, s.name, s.description or "", s.type or "") for i, s in enumerate(migration.steps)]
+
+
+@dataclass
+class RolloutView:
+    """The board's rollout panel: hidden while the Migration has never rolled out."""
+
+    shown: bool = False
+    state: str = ""
+    state_label: str = ""
+    color: str = "gray"
+    policy: str = ""
+    wave: str = ""
+    counts: str = ""
+    reason: str = ""
+    can_pause: bool = False
+    can_resume: bool = False
+    can_promote: bool = False
+    can_stop: bool = False
+
+
+_ROLLOUT_LOOK = {
+    RolloutPhase.RUNNING: ("Rolling out", "blue"),
+    RolloutPhase.WAITING_FOR_PROMOTION: ("Waiting for Promote", "amber"),
+    RolloutPhase.PAUSED: ("Paused", "red"),
+    RolloutPhase.COMPLETED: ("Rollout completed", "green"),
+    RolloutPhase.STOPPED: ("Rollout stopped", "gray"),
+}
+
+
+def rollout_view(status: RolloutStatus) -> RolloutView:
+    if status.state is RolloutPhase.IDLE or status.policy is None:
+        return RolloutView()
+    p = status.policy
+    parts = [f"at most {p.max_running} running"]
+    if p.max_running_per_group:
+        parts.append(f"{p.max_running_per_group.max} per {p.max_running_per_group.key}")
+    if p.starts_per_hour:
+        parts.append(f"{p.starts_per_hour} starts an hour")
+    if p.waves:
+        gate = f"auto gate after {p.soak_minutes:g} min" if p.gate.value == "auto" else "manual gate"
+        parts.append(f"waves {', '.join(str(w) for w in p.waves)} ({gate})")
+    if p.pause_after_failures:
+        parts.append(f"pauses after {p.pause_after_failures} failed")
+    c = status.counts
+    label, color = _ROLLOUT_LOOK[status.state]
+    wave = status.wave
+    waiting = status.state is RolloutPhase.WAITING_FOR_PROMOTION
+    return RolloutView(
+        shown=True,
+        state=status.state.value,
+        state_label=label,
+        color=color,
+        policy=" · ".join(parts),
+        wave=f"Wave {wave.index + 1} of {wave.count}: {wave.completed} of {wave.size} completed" if wave else "",
+        counts=f"{c.queued} queued · {c.running} running · {c.completed} completed · {c.failed} failed",
+        reason=status.paused_reason or ("an operator must Promote the next wave" if status.gate_waiting else ""),
+        can_pause=status.state in (RolloutPhase.RUNNING, RolloutPhase.WAITING_FOR_PROMOTION),
+        can_resume=status.state is RolloutPhase.PAUSED,
+        can_promote=waiting,
+        can_stop=not status.state.over,
+    )

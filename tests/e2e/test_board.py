@@ -242,3 +242,25 @@ def test_migrations_list_each_migration_with_its_progress_in_light_and_dark(page
     page.goto(f"/migrations/{mid}")
     expect(column(page, "running").get_by_test_id("column-count")).to_have_text("1")
     shot(page, "board-dark")
+
+
+def test_a_rollout_started_by_policy_shows_its_counts_moving_and_pauses_from_the_board(page: Page, loom: Loom) -> None:
+    from tests.e2e.harness import OPERATOR_AUTH
+
+    mid = unique_id("rollout")
+    loom.announce(mid, [candidate(f"svc-{i}") for i in range(4)], steps=[THREE_STEPS[0]])
+    policy = loom.client.put(f"/api/migrations/{mid}/rollout", json={"maxRunning": 2}, headers=OPERATOR_AUTH)
+    assert policy.status_code == 200, policy.text
+    started = loom.client.post(f"/api/migrations/{mid}/rollout/start", json={}, headers=OPERATOR_AUTH)
+    assert started.status_code == 202, started.text
+    page.goto(f"/migrations/{mid}")
+    panel = page.get_by_test_id("rollout-panel")
+    expect(panel.get_by_test_id("rollout-state")).to_have_text("Rolling out")
+    expect(panel.get_by_test_id("rollout-counts")).to_contain_text("2 running")
+    loom.migrator.wait_dispatch(mid, "svc-0", "bump-image")
+    loom.callback(mid, "svc-0", "bump-image", "completed")
+    expect(panel.get_by_test_id("rollout-counts")).to_contain_text("1 completed")
+    panel.get_by_test_id("rollout-pause").click()
+    expect(panel.get_by_test_id("rollout-state")).to_have_text("Paused")
+    expect(panel).to_contain_text("paused by")
+    shot(page, "rollout-panel")

@@ -226,3 +226,26 @@ def test_the_palette_matches_pages_migrations_and_candidates_by_what_was_typed()
         ("Migration", "/migrations/base-image"),
         ("Candidate of base-image", "/migrations/base-image/candidates/orders"),
     ]
+
+
+def test_the_rollout_panel_says_the_policy_the_wave_and_what_an_operator_can_do() -> None:
+    from loom_backend.rollout import RolloutCounts, RolloutPhase, RolloutPolicy, RolloutStatus, WaveView
+    from loom_ui.views.board import rollout_view
+
+    assert not rollout_view(RolloutStatus(state=RolloutPhase.IDLE, policy=RolloutPolicy(max_running=2))).shown
+    policy = RolloutPolicy(max_running=5, waves=[3, "100%"], pause_after_failures=3)
+    waiting = rollout_view(
+        RolloutStatus(
+            state=RolloutPhase.WAITING_FOR_PROMOTION,
+            policy=policy,
+            wave=WaveView(index=0, count=2, size=3, completed=3),
+            counts=RolloutCounts(queued=57, completed=3),
+            gate_waiting=True,
+        )
+    )
+    assert waiting.policy == "at most 5 running · waves 3, 100% (manual gate) · pauses after 3 failed"
+    assert waiting.wave == "Wave 1 of 2: 3 of 3 completed"
+    assert waiting.counts == "57 queued · 0 running · 3 completed · 0 failed"
+    assert (waiting.can_promote, waiting.can_pause, waiting.can_resume) == (True, True, False)
+    paused = rollout_view(RolloutStatus(state=RolloutPhase.PAUSED, policy=policy, paused_reason="paused by ana"))
+    assert paused.reason == "paused by ana" and paused.can_resume and not paused.can_promote

@@ -4,9 +4,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from loom_backend.api.deps import MigrationId, ServiceDep, Viewer
+from loom_backend.api.deps import MigrationId, Operator, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
-from loom_backend.domain import CandidateStatus, CandidateView, EventPage, EventType, ListMigrationsResponse, Migration
+from loom_backend.domain import (
+    CandidateStatus,
+    CandidateView,
+    EventPage,
+    EventType,
+    ListMigrationsResponse,
+    Migration,
+    UpdateInputsRequest,
+)
 
 router = APIRouter(tags=["migrations"])
 
@@ -90,3 +98,21 @@ async def list_events(
         limit=limit,
         offset=offset,
     )
+
+
+@router.get("/migrations/{migration_id}/inputs", response_model=UpdateInputsRequest, responses=_errors(401, 403, 404))
+async def get_migration_inputs(migration_id: MigrationId, service: ServiceDep, principal: Viewer) -> Any:
+    """The values of required inputs set for every Candidate of the Migration."""
+    return UpdateInputsRequest(inputs=await service.get_migration_inputs(principal, migration_id))
+
+
+@router.patch(
+    "/migrations/{migration_id}/inputs",
+    response_model=UpdateInputsRequest,
+    responses=_errors(400, 401, 403, 404, 413, 422),
+)
+async def update_migration_inputs(
+    migration_id: MigrationId, body: UpdateInputsRequest, service: ServiceDep, principal: Operator
+) -> Any:
+    """Set values for every Candidate (a Candidate's own inputs override them); an empty value removes one."""
+    return UpdateInputsRequest(inputs=await service.update_migration_inputs(principal, migration_id, body.inputs))

@@ -1,0 +1,71 @@
+"""The rollout's and bulk operations' contact with the world: the read model, and the service's use cases.
+
+A rollout starts Runs as an operator would, through the service (so claims, inputs and the Run's own rules
+hold), on behalf of the operator who started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from loom_backend.execution.messages import (
+    BulkApplyInput,
+    ObserveInput,
+    PublishInput,
+    RolloutStartInput,
+    RolloutStartOutcome,
+)
+from loom_backend.ports import BoardQueries, BulkStore, OperatorActions, Registry
+from loom_backend.rollout import BulkOutcomeKind, RolloutObservation
+
+
+class RolloutActivities:
+    def __init__(self, actions: OperatorActions, registry: Registry, board: BoardQueries, bulk: BulkStore) -> None:
+        self._actions = actions
+        self._registry = registry
+        self._board = board
+        self._bulk = bulk
+
+    @activity.defn(name="loom_rollout_observe")
+    async def observe(self, request: ObserveInput) -> RolloutObservation:
+        """The rollout's open Candidates and the Migration's load, as the read model shows them now."""
+        return await asyncio.to_thread(
+            self._board.rollout_progress,
+            request.migration_id,
+            request.candidate_ids,
+            request.group_key,
+            request.since,
+        )
+
+    @activity.defn(name="loom_rollout_publish")
+    async def publish(self, request: PublishInput) -> None:
+        """Write the rollout's status to the read model, where the board and GET .../rollout read it."""
+        await asyncio.to_thread(self._registry.set_rollout_status, request.migration_id, request.status)
+
+    @activity.defn(name="loom_rollout_start")
+    async def start(self, request: RolloutStartInput) -> RolloutStartOutcome:
+        """Start one Candidate's Run; a retried attempt finds the Candidate claimed and adopts its Run."""
+        refusal = await self._actions.start_for(request.actor, request.migration_id, request.candidate_id)
+        return RolloutStartOutcome(refusal=refusal)
+
+    @activity.defn(name="loom_bulk_apply")
+    async def bulk_apply(self, request: BulkApplyInput) -> None:
+        """Apply the action to one Candidate and record its outcome; one already recorded is not applied again."""
+        operation = await asyncio.to_thread(self._bulk.bulk_outcome, request.op_id, request.candidate_id)
+        if operation is not BulkOutcomeKind.PENDING:
+            return
+        outcome, message = await self._actions.bulk_apply(
+            request.actor,
+            request.migration_id,
+            request.candidate_id,
+            request.action,
+            request.step_name,
+            request.comment,
+        )
+        await asyncio.to_thread(self._bulk.set_bulk_outcome, request.op_id, request.candidate_id, outcome, message)
+
+    @activity.defn(name="loom_bulk_finish")
+    async def bulk_finish(self, op_id: str) -> None:
+        await asyncio.to_thread(self._bulk.finish_bulk, op_id, activity.info().current_attempt_scheduled_time)

@@ -1,0 +1,217 @@
+"""One Temporal workflow per Migration's rollout, and one per bulk operation.
+
+The rollout owns its policy and state; it looks at the read model through an activity every few seconds (or at
+once when an operator acts), lets the domain's rules (loom_backend.rollout) decide, and starts Runs through the
+service. Its whole state lives in the workflow, carried across continue-as-new, so caps, waves, gates and the
+breaker survive a restart of any process. Operator actions are updates whose validators refuse what does not fit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from loom_backend.execution.messages import (
+        BULK_WORKFLOW_NAME,
+        ROLLOUT_ACTION_UPDATE,
+        ROLLOUT_NOT_IN_STATE,
+        ROLLOUT_POLICY_UPDATE,
+        ROLLOUT_STATE_QUERY,
+        ROLLOUT_WORKFLOW_NAME,
+        BulkApplyInput,
+        BulkInput,
+        ObserveInput,
+        PublishInput,
+        RolloutActionInput,
+        RolloutInput,
+        RolloutPolicyInput,
+        RolloutStartInput,
+    )
+    from loom_backend.execution.rollout_activities import RolloutActivities
+    from loom_backend.rollout import (
+        RolloutPhase,
+        RolloutState,
+        RolloutStatus,
+        advance,
+        edit_refusal,
+        next_wake,
+        observed_ids,
+        pause,
+        phase_refusal,
+        promote,
+        record_start,
+        resume,
+        status_of,
+    )
+
+# The read model or the service being away must not end a rollout: keep trying, slowly.
+PATIENT = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+HISTORY_LIMIT = 5_000
+
+
+class RolloutNotInStateError(ApplicationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type=ROLLOUT_NOT_IN_STATE, non_retryable=True)
+
+
+@workflow.defn(name=ROLLOUT_WORKFLOW_NAME)
+class RolloutWorkflow:
+    @workflow.init
+    def __init__(self, input: RolloutInput) -> None:
+        self._state: RolloutState = input.state
+        self._poll = input.poll_seconds
+        self._poked = False
+        self._changes = 0  # operator actions taken
+        self._published = 0  # of which the read model shows the effect
+        self._last: RolloutStatus | None = None
+
+    @workflow.run
+    async def run(self, input: RolloutInput) -> RolloutState:
+        state = self._state
+        while not state.phase.over:
+            cap = state.policy.max_running_per_group
+            observation = await workflow.execute_activity_method(
+                RolloutActivities.observe,
+                ObserveInput(
+                    migration_id=state.migration_id,
+                    candidate_ids=observed_ids(state),
+                    group_key=cap.key if cap else None,
+                    since=state.started_at,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PATIENT,
+            )
+            self._poked = False
+            starts = advance(state, observation, workflow.now())
+            if starts:
+                outcomes = await asyncio.gather(*(self._start(c) for c in starts))
+                for candidate_id, refusal in zip(starts, outcomes, strict=True):
+                    record_start(state, candidate_id, refusal, workflow.now())
+            await self._publish()
+            if state.phase.over:
+                break
+            if workflow.info().is_continue_as_new_suggested() or workflow.info().get_current_history_length() > (
+                HISTORY_LIMIT
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(RolloutInput(state=state, poll_seconds=self._poll))
+            timeout = self._poll
+            wake = next_wake(state, workflow.now())
+            if wake is not None:
+                timeout = max(0.01, min(timeout, (wake - workflow.now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._poked, timeout=timedelta(seconds=timeout))
+        await self._publish()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return state
+
+    async def _publish(self) -> None:
+        """Write the status when it changed; an operator's action answers once its effect is in the read model."""
+        changes = self._changes
+        status = status_of(self._state)
+        if status != self._last:
+            await workflow.execute_activity_method(
+                RolloutActivities.publish,
+                PublishInput(migration_id=self._state.migration_id, status=status),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PATIENT,
+            )
+            self._last = status
+        self._published = changes
+
+    async def _changed(self) -> None:
+        self._changes += 1
+        self._poked = True
+        target = self._changes
+        await workflow.wait_condition(lambda: self._published >= target)
+
+    async def _start(self, candidate_id: str) -> str | None:
+        outcome = await workflow.execute_activity_method(
+            RolloutActivities.start,
+            RolloutStartInput(
+                migration_id=self._state.migration_id, candidate_id=candidate_id, actor=self._state.actor
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=PATIENT,
+        )
+        return outcome.refusal
+
+    @workflow.update(name=ROLLOUT_ACTION_UPDATE)
+    async def action(self, request: RolloutActionInput) -> None:
+        state = self._state
+        if request.action == "pause":
+            pause(state, request.actor)
+        elif request.action == "resume":
+            resume(state)
+        elif request.action == "promote":
+            promote(state)
+        else:
+            state.phase = RolloutPhase.STOPPED
+            state.paused_reason = f"stopped by {request.actor}"
+        await self._changed()
+
+    @action.validator
+    def _validate_action(self, request: RolloutActionInput) -> None:
+        if request.action not in ("pause", "resume", "promote", "stop"):
+            raise RolloutNotInStateError(f"unknown rollout action {request.action!r}")
+        refusal = phase_refusal(self._state, request.action)
+        if refusal is not None:
+            raise RolloutNotInStateError(refusal)
+
+    @workflow.update(name=ROLLOUT_POLICY_UPDATE)
+    async def set_policy(self, request: RolloutPolicyInput) -> None:
+        self._state.policy = request.policy
+        await self._changed()
+
+    @set_policy.validator
+    def _validate_policy(self, request: RolloutPolicyInput) -> None:
+        refusal = phase_refusal(self._state, "edit") or edit_refusal(self._state.policy, request.policy)
+        if refusal is not None:
+            raise RolloutNotInStateError(refusal)
+
+    @workflow.query(name=ROLLOUT_STATE_QUERY)
+    def current(self) -> RolloutState:
+        return self._state
+
+
+@workflow.defn(name=BULK_WORKFLOW_NAME)
+class BulkWorkflow:
+    """Applies one action to each Candidate of a selection, a few at a time; each outcome lands in the read model."""
+
+    @workflow.run
+    async def run(self, input: BulkInput) -> None:
+        ids = list(input.candidate_ids)
+        for begin in range(0, len(ids), input.parallel):
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        RolloutActivities.bulk_apply,
+                        BulkApplyInput(
+                            op_id=input.op_id,
+                            migration_id=input.migration_id,
+                            action=input.action,
+                            actor=input.actor,
+                            candidate_id=c,
+                            step_name=input.step_name,
+                            comment=input.comment,
+                        ),
+                        start_to_close_timeout=timedelta(seconds=60),
+                        retry_policy=PATIENT,
+                    )
+                    for c in ids[begin : begin + input.parallel]
+                )
+            )
+            if workflow.info().get_current_history_length() > HISTORY_LIMIT:
+                workflow.continue_as_new(input.model_copy(update={"candidate_ids": ids[begin + input.parallel :]}))
+        await workflow.execute_activity_method(
+            RolloutActivities.bulk_finish,
+            input.op_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=PATIENT,
+        )

@@ -1,0 +1,362 @@
+"""Rollouts on the real Temporal server: caps sampled every 100 ms, waves with gates, dependencies, the breaker,
+pause and resume, a bulk retry, and a worker restarted mid-rollout. The Migrator is a real HTTP fake that answers
+each dispatch itself after a delay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from loom_backend import errors
+from loom_backend.auth import AccessControl
+from loom_backend.domain import (
+    Candidate,
+    CandidateStatus,
+    EventType,
+    MigrationAnnouncement,
+    Principal,
+    PrincipalKind,
+    Role,
+    StepDefinition,
+)
+from loom_backend.execution.activities import RunActivities
+from loom_backend.execution.engine import TemporalEngine, connect
+from loom_backend.execution.rollout_activities import RolloutActivities
+from loom_backend.execution.rollout_workflow import BulkWorkflow, RolloutWorkflow
+from loom_backend.execution.worker import build_worker
+from loom_backend.migrator_client import HttpMigratorNotifier
+from loom_backend.rollout import (
+    BulkRequest,
+    BulkState,
+    CandidateFilter,
+    RolloutPhase,
+    RolloutPolicy,
+    RolloutStartRequest,
+    RolloutStatus,
+    rollout_id,
+)
+from loom_backend.service import LoomService
+from loom_backend.settings import Settings
+from loom_backend.store.auth_store import SqlAuthStore
+from loom_backend.store.sql_store import SqlStore
+from tests.harness import CallbackMigrator, LiveLoom, eventually
+from tests.integration.run_fixtures import TEST_DISPATCH
+
+ANA = Principal("ana", PrincipalKind.USER, Role.OPERATOR)
+STEPS = [StepDefinition(name="bump", migrator_app="m")]
+
+
+@dataclass
+class Rollout:
+    """A Migration in a real store, a service over the real engine, a worker for Runs and rollouts, a Migrator."""
+
+    store: SqlStore
+    service: LoomService
+    engine: TemporalEngine
+    migrator: CallbackMigrator
+    migration_id: str
+    client: Client
+    task_queue: str
+    samples: list[list[Any]] = field(default_factory=list)
+    worker: Any = None
+    worker_task: asyncio.Task[None] | None = None
+
+    async def start_worker(self) -> None:
+        self.worker = build_worker(
+            self.client,
+            self.task_queue,
+            RunActivities(self.store, HttpMigratorNotifier(timeout_seconds=2.0)),
+            rollout=RolloutActivities(self.service, self.store, self.store, self.store),
+        )
+        self.worker_task = asyncio.create_task(self.worker.run())
+
+    async def stop_worker(self) -> None:
+        """Shut the worker down (in-flight activities get the grace period), as a process stopping would."""
+        await self.worker.shutdown()
+        assert self.worker_task is not None
+        with contextlib.suppress(BaseException):
+            await self.worker_task
+
+    def running(self) -> list[Any]:
+        page = self.store.list_candidates(self.migration_id, status=CandidateStatus.RUNNING, limit=5000)
+        return page.candidates
+
+    async def status(self) -> RolloutStatus:
+        return await self.service.rollout_status(ANA, self.migration_id)
+
+    async def reaches(self, *states: RolloutPhase, timeout: float = 30) -> RolloutStatus:
+        return await eventually(self.status, timeout, f"the rollout to be {states}", until=lambda s: s.state in states)
+
+    def starts(self) -> list[str]:
+        """Candidates in the order their Runs started, from the event log (a repeat would show twice)."""
+        events = self.store.list_events(self.migration_id, event_type=EventType.RUN_STARTED, limit=1000).events
+        return [e.candidate_id for e in sorted(events, key=lambda e: e.id or 0)]
+
+    def completed_at(self, candidate_id: str) -> int:
+        events = self.store.list_events(self.migration_id, candidate_id=candidate_id, limit=100).events
+        return next(e.id or 0 for e in events if e.event_type is EventType.RUN_COMPLETED)
+
+    def started_at(self, candidate_id: str) -> int:
+        events = self.store.list_events(self.migration_id, candidate_id=candidate_id, limit=100).events
+        return next(e.id or 0 for e in events if e.event_type is EventType.RUN_STARTED)
+
+    @contextlib.asynccontextmanager
+    async def sampling(self, every: float = 0.1) -> AsyncIterator[list[list[Any]]]:
+        """Sample the running Candidates every 100 ms while the block runs."""
+
+        async def sample() -> None:
+            while True:
+                self.samples.append(await asyncio.to_thread(self.running))
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(sample())
+        try:
+            yield self.samples
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture
+async def make_rollout(
+    temporal_address: str, tmp_path: Path
+) -> AsyncIterator[Callable[..., contextlib.AbstractAsyncContextManager[Rollout]]]:
+    client = await connect(Settings(), temporal_address)
+
+    @contextlib.asynccontextmanager
+    async def factory(
+        candidates: list[Candidate], delay: float = 0.2, outcome: Callable[[Any], str] | None = None
+    ) -> AsyncIterator[Rollout]:
+        store = SqlStore(f"sqlite:///{tmp_path / f'loom-{uuid.uuid4().hex[:6]}.db'}")
+        store.upgrade_schema()
+        task_queue = f"rollout-{uuid.uuid4().hex}"
+        engine = TemporalEngine(client, task_queue, dispatch=TEST_DISPATCH, rollout_poll_seconds=0.1)
+        notifier = HttpMigratorNotifier(timeout_seconds=2.0)
+        service = LoomService.over(store, engine, notifier, AccessControl(SqlAuthStore(store.engine)))
+        migrator = CallbackMigrator(delay=lambda _: delay, deliver=engine.step_event)
+        if outcome is not None:
+            migrator.outcome = outcome
+        async with migrator.serving():
+            migration_id = f"m-{uuid.uuid4().hex[:8]}"
+            store.announce(
+                MigrationAnnouncement(
+                    id=migration_id,
+                    name="Rollout",
+                    description="By policy",
+                    steps=STEPS,
+                    candidates=candidates,
+                    migrator_url=migrator.url,
+                ),
+                datetime.now(UTC),
+            )
+            rollout = Rollout(store, service, engine, migrator, migration_id, client, task_queue)
+            await rollout.start_worker()
+            try:
+                yield rollout
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.get_workflow_handle(rollout_id(migration_id)).terminate()
+                await rollout.stop_worker()
+            await replay_in_sandbox(client, migration_id)
+        await notifier.aclose()
+        store.engine.dispose()
+
+    yield factory
+
+
+async def replay_in_sandbox(client: Client, migration_id: str) -> None:
+    """Workers run unsandboxed; the replay in the sandbox is where non-determinism in the rollout would show."""
+    history = await client.get_workflow_handle(rollout_id(migration_id)).fetch_history()
+    replayer = Replayer(workflows=[RolloutWorkflow, BulkWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+def services(n: int, owners: int = 0) -> list[Candidate]:
+    return [
+        Candidate(id=f"svc-{i:02d}", kind="service", metadata={"owner": f"team-{i % owners}"} if owners else {})
+        for i in range(n)
+    ]
+
+
+async def start(rollout: Rollout, **policy: Any) -> None:
+    await rollout.service.set_rollout_policy(ANA, rollout.migration_id, RolloutPolicy.model_validate(policy))
+    await rollout.service.start_rollout(ANA, rollout.migration_id, RolloutStartRequest())
+
+
+async def test_max_running_is_never_exceeded_and_all_sixty_complete(make_rollout: Any) -> None:
+    async with make_rollout(services(60), delay=0.15) as rollout:
+        async with rollout.sampling() as samples:
+            await start(rollout, maxRunning=5)
+            status = await rollout.reaches(RolloutPhase.COMPLETED, timeout=120)
+        assert status.counts.completed == 60
+        assert max(len(s) for s in samples) <= 5
+        assert max(len(s) for s in samples) == 5, "the cap is used, not only respected"
+        assert sorted(rollout.starts()) == [f"svc-{i:02d}" for i in range(60)], "each Candidate started once"
+
+
+async def test_a_manual_gate_holds_the_next_wave_until_an_operator_promotes(make_rollout: Any) -> None:
+    async with make_rollout(services(8)) as rollout:
+        await start(rollout, maxRunning=10, waves=[3, "100%"], gate="manual")
+        status = await rollout.reaches(RolloutPhase.WAITING_FOR_PROMOTION)
+        assert status.gate_waiting and status.wave is not None and status.wave.completed == 3
+        assert len(rollout.starts()) == 3, "nothing of the next wave starts before Promote"
+        with pytest.raises(errors.RolloutConflict):
+            await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
+        await rollout.service.rollout_action(ANA, rollout.migration_id, "promote")
+        assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 8
+
+
+async def test_an_auto_gate_starts_the_next_wave_by_itself_after_the_soak(make_rollout: Any) -> None:
+    async with make_rollout(services(6)) as rollout:
+        await start(rollout, maxRunning=10, waves=[2, "100%"], gate="auto", soakMinutes=0.02)
+        status = await rollout.reaches(RolloutPhase.COMPLETED)
+        assert status.counts.completed == 6
+        starts = rollout.starts()
+        assert max(rollout.completed_at(c) for c in starts[:2]) < min(rollout.started_at(c) for c in starts[2:])
+
+
+async def test_at_most_max_runs_per_owner_are_open_at_any_sample(make_rollout: Any) -> None:
+    async with make_rollout(services(16, owners=4), delay=0.2) as rollout:
+        async with rollout.sampling() as samples:
+            await start(rollout, maxRunning=8, maxRunningPerGroup={"key": "owner", "max": 2})
+            await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)
+        per_owner = [Counter(c.metadata["owner"] for c in sample) for sample in samples]
+        assert max(n for counts in per_owner for n in [*counts.values(), 0]) == 2
+
+
+async def test_a_dependent_candidate_starts_only_after_its_dependency_completed(make_rollout: Any) -> None:
+    async with make_rollout(services(3)) as rollout:
+        await start(rollout, maxRunning=3, dependsOn={"svc-00": ["svc-02"], "svc-01": ["svc-00"]})
+        await rollout.reaches(RolloutPhase.COMPLETED)
+        assert rollout.starts() == ["svc-02", "svc-00", "svc-01"]
+        assert rollout.completed_at("svc-02") < rollout.started_at("svc-00")
+        assert rollout.completed_at("svc-00") < rollout.started_at("svc-01")
+
+
+async def test_the_breaker_pauses_after_three_failed_runs_and_a_bulk_retry_then_resume_finishes(
+    make_rollout: Any,
+) -> None:
+    failing = {"on": True}
+    async with make_rollout(services(10), outcome=lambda _: "failed" if failing["on"] else "completed") as rollout:
+        await start(rollout, maxRunning=4, pauseAfterFailures=3)
+        status = await rollout.reaches(RolloutPhase.PAUSED)
+        assert "breaker" in (status.paused_reason or "")
+        await eventually(lambda: rollout.migrator.answered >= 4, what="the four open Runs fail")
+        assert len(rollout.starts()) == 4, "no more starts once the breaker tripped"
+
+        failing["on"] = False
+        where = CandidateFilter(step_name="bump", step_status="failed")
+        operation = await rollout.service.bulk(ANA, rollout.migration_id, BulkRequest(action="retry", filter=where))
+        assert sorted(o.candidate_id for o in operation.outcomes) == sorted(rollout.starts())
+
+        async def done() -> Any:
+            return await rollout.service.get_bulk(ANA, operation.id)
+
+        finished = await eventually(done, 20, "the bulk retry", until=lambda op: op.state is BulkState.DONE)
+        assert finished.counts == {"done": 4}
+        await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
+        assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 10
+
+
+async def test_pause_starts_nothing_new_while_open_runs_go_on_and_resume_continues(make_rollout: Any) -> None:
+    async with make_rollout(services(6), delay=0.3) as rollout:
+        await start(rollout, maxRunning=2)
+        await eventually(lambda: len(rollout.starts()) == 2, what="two Runs start")
+        await rollout.service.rollout_action(ANA, rollout.migration_id, "pause")
+        status = await rollout.reaches(RolloutPhase.PAUSED)
+        assert status.paused_reason == "paused by ana"
+        await eventually(lambda: not rollout.running(), what="the open Runs finish while paused")
+        assert len(rollout.starts()) == 2
+        await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
+        assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 6
+
+
+async def test_the_policy_can_be_raised_while_it_runs(make_rollout: Any) -> None:
+    async with make_rollout(services(8), delay=0.3) as rollout:
+        async with rollout.sampling() as samples:
+            await start(rollout, maxRunning=1)
+            await eventually(lambda: len(rollout.starts()) >= 1)
+            raised = RolloutPolicy(max_running=4)
+            await rollout.service.set_rollout_policy(ANA, rollout.migration_id, raised)
+            await eventually(lambda: len(rollout.running()) >= 3, what="the raised cap is used")
+            await rollout.reaches(RolloutPhase.COMPLETED)
+        assert max(len(s) for s in samples) <= 4
+        with pytest.raises(errors.InvalidPolicy, match="cycle"):
+            cyclic = RolloutPolicy(max_running=1, depends_on={"svc-00": ["svc-01"], "svc-01": ["svc-00"]})
+            await rollout.service.set_rollout_policy(ANA, rollout.migration_id, cyclic)
+
+
+async def test_a_worker_restarted_mid_rollout_keeps_the_cap_and_starts_nothing_twice(make_rollout: Any) -> None:
+    async with make_rollout(services(12), delay=0.3) as rollout:
+        async with rollout.sampling() as samples:
+            await start(rollout, maxRunning=3)
+            await eventually(lambda: len(rollout.starts()) >= 4, 30, "the rollout is under way")
+            await rollout.stop_worker()
+            await rollout.start_worker()
+            status = await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)
+        assert status.counts.completed == 12
+        assert max(len(s) for s in samples) <= 3
+        assert sorted(rollout.starts()) == [f"svc-{i:02d}" for i in range(12)], "nothing started twice"
+
+
+async def test_a_killed_app_resumes_its_rollout_with_the_cap_held_and_nothing_started_twice(
+    temporal_address: str, tmp_path: Path
+) -> None:
+    """SIGKILL the `loom api` process mid-rollout; the restarted one carries on from the rollout's own state."""
+    migrator = CallbackMigrator(delay=lambda _: 0.4)
+    async with migrator.serving(), LiveLoom(temporal_address, tmp_path) as app:
+        migrator.loom_url, migrator.token = app.url, app.credentials.migrator_token
+        async with httpx.AsyncClient(base_url=app.url, timeout=30, auth=app.credentials.auth) as api:
+            announce = {
+                "id": "killed",
+                "name": "Killed",
+                "description": "A rollout survives a crash",
+                "steps": [{"name": "bump", "migratorApp": "m"}],
+                "candidates": [{"id": f"svc-{i:02d}", "kind": "service"} for i in range(16)],
+                "migratorUrl": migrator.url,
+            }
+            assert (await api.post("/api/registry/announce", json=announce)).status_code == 200
+            assert (await api.put("/api/migrations/killed/rollout", json={"maxRunning": 3})).status_code == 200
+            peak = 0
+
+            async def running() -> int:
+                nonlocal peak
+                with contextlib.suppress(httpx.HTTPError):
+                    page = await api.get("/api/migrations/killed/candidates", params={"status": "running"})
+                    peak = max(peak, int(page.json()["total"]))
+                return peak
+
+            assert (await api.post("/api/migrations/killed/rollout/start")).status_code == 202
+
+            async def under_way() -> bool:
+                await running()
+                return len(migrator.dispatches) >= 4
+
+            await eventually(under_way, 30, "the rollout is under way")
+            app.kill()
+            await app.start()
+
+            async def status() -> dict[str, Any]:
+                await running()
+                return dict((await api.get("/api/migrations/killed/rollout")).json())
+
+            done = await eventually(status, 60, "the rollout completes", until=lambda s: s["state"] == "completed")
+            params = {"type": "run_started", "limit": 1000}
+            events = (await api.get("/api/migrations/killed/events", params=params)).json()["events"]
+    assert done["counts"]["completed"] == 16
+    assert peak <= 3
+    assert sorted(e["candidateId"] for e in events) == [f"svc-{i:02d}" for i in range(16)], "each started once"
