@@ -190,7 +190,7 @@ async def main() -> None:
                         page = await api.get(
                             f"/api/migrations/{MIGRATION}/candidates", params={"status": "running", "limit": 1}
                         )
-                        peak = max(peak, int(page.json()["total"]))
+                        peak = max(peak, int(page.headers["x-total-count"]))
                         await asyncio.sleep(0.1)
 
                 sampler = asyncio.create_task(sample())

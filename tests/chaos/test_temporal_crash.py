@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.scene import TemporalServer, scene
+from tests.chaos.scene import scene
+from tests.harness import TemporalServer
 
 OUTAGE_SECONDS = 10  # longer than the Temporal client retries a call: Loom itself sees it down
 

@@ -7,15 +7,13 @@ what it needs itself. The replicas share LOOM_PUBLIC_URL (replica A's), as repli
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import pytest
 from loom_backend.execution.dev_server import free_port
 from tests.credentials import new_credentials
 from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, E2E_PASSWORD
-from tests.harness import ARTIFACTS, ROOT, FakeMigrator, clean_env, stop, temporal_server, wait_for
+from tests.harness import ARTIFACTS, ROOT, FakeMigrator, LoomProcess, clean_env, temporal_server
 from tests.postgres import fresh_database
 
 POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL")
@@ -34,60 +32,6 @@ START_TIMEOUT = 300
 OPERATOR = "topology-operator"
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="LOOM_TEST_POSTGRES_URL is not set")
-
-
-@dataclass
-class LoomProcess:
-    """One Loom process (`loom up` or `loom worker`) in its own session, so a SIGKILL takes its children too."""
-
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    port: int | None = None
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path = field(default_factory=Path)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LoomProcess:
-        self.log_path = ARTIFACTS / f"topology-{self.name}.log"
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
-
-    def wait_serving(self, timeout: float = START_TIMEOUT) -> None:
-        def serving() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                return httpx.get(f"{self.url}/api/readyz", timeout=5).status_code == 200 and (
-                    httpx.get(f"{self.url}/", timeout=5).status_code == 200
-                )
-            except httpx.HTTPError:
-                return False
-
-        wait_for(serving, timeout, f"{self.name} to serve", interval=0.5)
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group, like a crashed container: nothing is flushed or closed."""
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-
-    def log_tail(self, lines: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no log)"
 
 
 @dataclass
@@ -154,12 +98,18 @@ def topology() -> Iterator[Topology]:
                 f"web-{name}",
                 [loom, "up"],
                 {**common, "LOOM_PORT": str(port), "LOOM_RUN_WORKER": "false", "LOOM_DATA_DIR": str(workdir / name)},
+                ARTIFACTS / f"topology-web-{name}.log",
                 port,
             )
             for name, port in zip("ab", ports, strict=True)
         ]
         workers = [
-            LoomProcess(f"worker-{n}", [loom, "worker"], {**common, "LOOM_DATA_DIR": str(workdir / f"w{n}")})
+            LoomProcess(
+                f"worker-{n}",
+                [loom, "worker"],
+                {**common, "LOOM_DATA_DIR": str(workdir / f"w{n}")},
+                ARTIFACTS / f"topology-worker-{n}.log",
+            )
             for n in (1, 2)
         ]
         # The schema first, as a deployment's release step does; then every process at once.
@@ -168,7 +118,7 @@ def topology() -> Iterator[Topology]:
             for process in [*replicas, *workers]:
                 process.start()
             for replica in replicas:
-                replica.wait_serving()
+                replica.wait_serving(START_TIMEOUT)
             _add_operator(database_url)
             yield Topology(
                 replicas,
