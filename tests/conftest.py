@@ -82,6 +82,9 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
 
 
+BROWSER_SUITES = ("/tests/e2e/", "/tests/topology/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last: Playwright's sync API holds an event loop that asyncio tests cannot share."""
-    items.sort(key=lambda item: "/tests/e2e/" in str(item.path))
+    items.sort(key=lambda item: any(part in str(item.path) for part in BROWSER_SUITES))

@@ -118,14 +118,20 @@ class BoardState(LiveMixin, LoomState):
                     more = min(PAGE_SIZE, max(0, total - len(columns[i].cards)))
                     columns[i] = replace(columns[i], total=total, total_text=f"{total:,}", more=more)
         self.columns = columns
+        await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]
 
     async def _reload_slow(self) -> None:
-        """The metrics panel and the navigation's count follow the board at most every few seconds."""
+        """The metrics panel, the rollout panel and the navigation's count follow the board at most every few
+        seconds (a rollout writes its status a moment after the Runs it moved)."""
         await self._refresh_nav()
+        await self._reload_rollout()
         panel = await self.get_state(MigrationMetricsState)
         await panel._reload()
+
+    async def _reload_rollout(self) -> None:
+        self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
 
     async def _candidates(
         self, status: CandidateStatus, *, limit: int, candidate_id: str | None = None
@@ -152,7 +158,7 @@ class BoardState(LiveMixin, LoomState):
         now = datetime.now(UTC)
         columns = [await self._load_column(status, title, now) for status, title in COLUMNS]
         self.columns = columns
-        self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
+        await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
         self.selected = [cid for cid in self.selected if cid in shown]
 

@@ -163,9 +163,11 @@ def test_the_schema_upgrade_backfills_the_rollups_of_an_existing_log(tmp_path) -
     command.upgrade(config, "0003")
     with appended.engine.connect() as source, existing.engine.begin() as target:
         for name in ("migrations", "candidates", "step_events"):
-            rows = source.exec_driver_sql(f"SELECT * FROM {name}").all()
+            # The columns the 0003 schema had: later migrations added some, which the copy leaves out.
+            columns = ", ".join(row[1] for row in target.exec_driver_sql(f"PRAGMA table_info({name})").all())
+            rows = source.exec_driver_sql(f"SELECT {columns} FROM {name}").all()
             marks = ", ".join("?" * len(rows[0]))
-            target.exec_driver_sql(f"INSERT INTO {name} VALUES ({marks})", [tuple(r) for r in rows])
+            target.exec_driver_sql(f"INSERT INTO {name} ({columns}) VALUES ({marks})", [tuple(r) for r in rows])
     command.upgrade(config, "head")
     assert rollups(existing) == rollups(appended)
     appended.engine.dispose()

@@ -29,13 +29,18 @@ def allowed(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def test_the_service_imports_only_the_domain_the_errors_and_the_ports() -> None:
-    layers = ("loom_backend.domain", "loom_backend.errors", "loom_backend.ports")
+    layers = ("loom_backend.domain", "loom_backend.rollout", "loom_backend.errors", "loom_backend.ports")
     found = {n for n in loom_imports(ROOT / "loom_backend/service.py") if not allowed(n, layers)}
     assert found - {"loom_backend"} == set()  # `from loom_backend import errors` names the package itself
 
 
 def test_the_domain_imports_of_loom_only_the_wire_models_it_shares_with_the_sdk() -> None:
     found = {n for n in loom_imports(ROOT / "loom_backend/domain.py") if not allowed(n, ("loom_migrator.wire",))}
+    assert found == set()
+
+
+def test_the_rollout_rules_are_domain_too_and_import_only_the_domain() -> None:
+    found = {n for n in loom_imports(ROOT / "loom_backend/rollout.py") if not allowed(n, ("loom_backend.domain",))}
     assert found == set()
 
 
@@ -50,7 +55,7 @@ def test_the_sdk_imports_nothing_of_loom_itself() -> None:
 
 
 def test_the_ui_reaches_loom_only_through_the_service_and_the_domain() -> None:
-    layers = ("loom_backend.service", "loom_backend.domain", "loom_backend.errors", "loom_ui")
+    layers = ("loom_backend.service", "loom_backend.domain", "loom_backend.rollout", "loom_backend.errors", "loom_ui")
     composing = ROOT / "loom_ui/loom_ui.py"  # the app module composes everything
     offenders = {
         f"{path.relative_to(ROOT)}: {name}"
