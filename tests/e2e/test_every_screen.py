@@ -417,8 +417,10 @@ def test_8_limits_are_said_before_submit_and_refused_on_the_field(
     expect(page.get_by_test_id("start-confirm")).to_be_disabled()
     page.keyboard.press("Escape")
     assert loom.migrator.dispatched(screens.mid, "orders") == []
-    refused = page.request.patch(
-        f"/api/migrations/{screens.mid}/candidates/orders/inputs", data={"inputs": {"targetImage": "y" * 1_001}}
+    refused = page.request.patch(  # as the page's own script would send it: with Loom's Origin (the CSRF rule)
+        f"/api/migrations/{screens.mid}/candidates/orders/inputs",
+        data={"inputs": {"targetImage": "y" * 1_001}},
+        headers={"Origin": loom.url},
     )
     assert refused.status == 400 and "at most 1,000" in refused.text(), refused.text()
 
