@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -267,33 +267,55 @@ class TemporalEngine:
             # The cancellation is recorded in Temporal and will run once a worker picks it up.
             log.warning("Run %s did not close within %.0f s of its cancellation", run_id, self._cancel_timeout)
 
-    async def _update(self, run_id: str, update: str, arg: Any) -> None:
-        # One id for every attempt: the server answers a repeat with the first outcome, never applies it twice.
+    async def _send_update(
+        self,
+        workflow_id: str,
+        update: str,
+        arg: Any,
+        *,
+        still_running: Callable[[], Awaitable[bool]],
+        gone: Callable[[], Exception],
+        refused_type: str,
+        refused: Callable[[str], Exception],
+    ) -> None:
+        """Send one update until the server takes it, with one id for every attempt: the server answers a repeat
+        with the first outcome and never applies it twice. Asked again: "workflow not ready" (the workflow task in
+        flight failed, say a Step's dispatch answered while the Run was completing it, and the server dropped the
+        update) and NOT_FOUND while the workflow still runs (under load the server can lose an update it had not
+        accepted yet; a rollout is briefly absent between the runs of continue-as-new)."""
         update_id = str(uuid.uuid4())
         delay = 0.02
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            last = attempt == UPDATE_ATTEMPTS
             try:
                 with self._reachable():
-                    await self._handle(run_id).execute_update(update, arg, id=update_id)
+                    await self._client.get_workflow_handle(workflow_id).execute_update(update, arg, id=update_id)
                 return
             except RPCError as exc:
                 if _run_is_gone(exc):
-                    # Under load the server can lose an update it had not accepted yet and answer NOT_FOUND
-                    # ("update not found") for a Run that is still running: only a closed Run is gone.
-                    if attempt == UPDATE_ATTEMPTS or not await self.is_running(run_id):
-                        log.info("Update %s for Run %s refused: %s", update, run_id, exc.message)
-                        raise errors.RunNotFound(run_id) from exc
-                elif exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS:
+                    if last or not await still_running():
+                        log.info("Update %s for %s refused: %s", update, workflow_id, exc.message)
+                        raise gone() from exc
+                elif exc.status != RPCStatusCode.FAILED_PRECONDITION or last:
                     raise
-                # "Workflow not ready": the Run's workflow task in flight failed (say a Step's dispatch
-                # answered while the Run was completing it), so the server dropped the update. Send it again.
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
-                if isinstance(cause, ApplicationError) and cause.type == STEP_NOT_IN_STATE:
-                    raise errors.StepNotInState(cause.message) from exc
+                if isinstance(cause, ApplicationError) and cause.type == refused_type:
+                    raise refused(cause.message) from exc
                 raise
+
+    async def _update(self, run_id: str, update: str, arg: Any) -> None:
+        await self._send_update(
+            run_id,
+            update,
+            arg,
+            still_running=lambda: self.is_running(run_id),
+            gone=lambda: errors.RunNotFound(run_id),
+            refused_type=STEP_NOT_IN_STATE,
+            refused=errors.StepNotInState,
+        )
 
     async def step_event(self, run_id: str, event: StepStatusEvent, actor: str | None = None) -> None:
         await self._update(run_id, STEP_EVENT_UPDATE, StepEventInput(**dict(event), actor=actor))
@@ -351,29 +373,18 @@ class TemporalEngine:
             ) from exc
 
     async def _rollout_update(self, migration_id: str, update: str, arg: Any) -> None:
-        update_id = str(uuid.uuid4())
-        delay = 0.05
-        for attempt in range(1, UPDATE_ATTEMPTS + 1):
-            try:
-                with self._reachable():
-                    await self._client.get_workflow_handle(rollout_id(migration_id)).execute_update(
-                        update, arg, id=update_id
-                    )
-                return
-            except RPCError as exc:
-                # Gone, or between one run and the next of continue-as-new: ask again, then give up.
-                retryable = _run_is_gone(exc) or exc.status == RPCStatusCode.FAILED_PRECONDITION
-                if not retryable or attempt == UPDATE_ATTEMPTS:
-                    if _run_is_gone(exc):
-                        raise errors.RolloutNotRunning(migration_id) from exc
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except WorkflowUpdateFailedError as exc:
-                cause = exc.cause
-                if isinstance(cause, ApplicationError) and cause.type == ROLLOUT_NOT_IN_STATE:
-                    raise errors.RolloutConflict(cause.message) from exc
-                raise
+        async def asked_again() -> bool:
+            return True  # gone, or between one run and the next of continue-as-new: ask again, then give up
+
+        await self._send_update(
+            rollout_id(migration_id),
+            update,
+            arg,
+            still_running=asked_again,
+            gone=lambda: errors.RolloutNotRunning(migration_id),
+            refused_type=ROLLOUT_NOT_IN_STATE,
+            refused=errors.RolloutConflict,
+        )
 
     async def rollout_action(self, migration_id: str, action: str, actor: str) -> None:
         await self._rollout_update(migration_id, ROLLOUT_ACTION_UPDATE, RolloutActionInput(action=action, actor=actor))

@@ -3,6 +3,8 @@ crashing a worker and a web replica midway through 50 Runs loses nothing."""
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import queue
 import threading
@@ -87,14 +89,20 @@ def test_a_board_on_replica_a_shows_a_callback_posted_to_replica_b_within_a_seco
 
 class AutoMigrator:
     """Answers every dispatch by posting `completed` to a web replica, round-robin, trying the next one while a
-    replica is down (as a load balancer would); records each callback Loom accepted."""
+    replica is down (as a load balancer would); records each callback Loom accepted.
+
+    Several callbacks are in flight at once, as from a real Migrator: right after a worker dies, a callback to a Run
+    that worker had cached waits for Temporal to move the Run's next task to the other worker (the sticky queue's
+    timeout), and one sender in a row would queue those waits end to end."""
+
+    SENDERS = 8
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.todo: queue.Queue[DispatchStepRequest | None] = queue.Queue()
         self.accepted: list[tuple[str, str]] = []
-        self.turn = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.turns = itertools.count()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.SENDERS)]
 
     async def dispatch_step(self, request: Request) -> Response:
         self.todo.put(DispatchStepRequest.model_validate(await request.json()))
@@ -103,8 +111,7 @@ class AutoMigrator:
     def _run(self) -> None:
         while (dispatch := self.todo.get()) is not None:
             while True:
-                self.turn += 1
-                replica = self.topology.replicas[self.turn % 2]
+                replica = self.topology.replicas[next(self.turns) % 2]
                 try:
                     code = callback(
                         self.topology,
@@ -123,12 +130,15 @@ class AutoMigrator:
                     break
 
     def __enter__(self) -> AutoMigrator:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: Any) -> None:
-        self.todo.put(None)
-        self.thread.join(10)
+        for _thread in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join(10)
 
 
 @pytest.fixture
@@ -155,6 +165,8 @@ def test_killing_a_worker_and_a_web_replica_midway_through_50_runs_loses_nothing
     b.kill()
     killed = time.monotonic()
 
+    seen: dict[str, object] = {}
+
     def completed() -> bool:
         page = httpx.get(
             f"{a.url}/api/migrations/{mid}/candidates",
@@ -162,9 +174,13 @@ def test_killing_a_worker_and_a_web_replica_midway_through_50_runs_loses_nothing
             params={"limit": 500},
             timeout=30,
         ).json()
+        seen.update(statuses=collections.Counter(c["status"] for c in page), callbacks=len(auto_migrator.accepted))
         return sum(c["status"] == "completed" for c in page) == len(candidates)
 
-    wait_for(completed, 180, "all 50 Runs to complete", interval=1)
+    try:
+        wait_for(completed, 180, "all 50 Runs to complete", interval=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; Candidates by status and callbacks accepted: {seen}") from None
     record("rest_of_50_runs_after_the_kills_seconds", time.monotonic() - killed)
     engine = create_engine(topology.database_url)
     with engine.connect() as connection:
