@@ -91,6 +91,9 @@ class Registry(Protocol):
 
     def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None: ...
 
+    def list_rollout_statuses(self) -> dict[str, RolloutStatus]:
+        """Every Migration's rollout as it last published itself, by Migration id (never rolled out: absent)."""
+
 
 class RunStore(Protocol):
     """The read model's side of a Run: claiming its Candidate, and the changes the Run writes as it goes."""

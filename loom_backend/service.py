@@ -117,6 +117,15 @@ class WaitingStep:
     waiting_since: datetime | None
 
 
+@dataclass(frozen=True)
+class WaitingRollout:
+    """A rollout that waits on a person, for "Needs me": paused (by its breaker or an operator) or at a manual gate."""
+
+    migration_id: str
+    migration_name: str
+    status: RolloutStatus
+
+
 class LoomService:
     session_cookie = SESSION_COOKIE
 
@@ -798,6 +807,16 @@ class LoomService:
             )
             for mid, step in rows
         ]
+
+    async def rollouts_waiting(self, principal: Principal) -> list[WaitingRollout]:
+        """Across all Migrations: rollouts paused or waiting for an operator's Promote."""
+        self.authorize(principal, Role.VIEWER)
+        statuses = await self._db(self.registry.list_rollout_statuses)
+        waiting = {mid: s for mid, s in statuses.items() if s.state is RolloutPhase.PAUSED or s.gate_waiting}
+        if not waiting:
+            return []
+        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)}
+        return [WaitingRollout(mid, names.get(mid, mid), status) for mid, status in sorted(waiting.items())]
 
     # -- metrics and history ------------------------------------------------------------------
 

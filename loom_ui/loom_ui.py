@@ -14,6 +14,7 @@ from loom_ui.pages.login import LoginState, login_page
 from loom_ui.pages.metrics import MetricsState, MigrationMetricsState, metrics_page
 from loom_ui.pages.migrations import MigrationsState, migrations_page
 from loom_ui.pages.preview import PreviewState, preview_page
+from loom_ui.pages.rollout import RolloutPageState, rollout_page
 from loom_ui.state import LoomState, use_app, use_service
 
 use_service(current_service)
@@ -52,6 +53,12 @@ app.add_page(
     route="/migrations/[migration_id]/preview/[candidate_id]",
     title="Preview · Loom",
     on_load=[LoomState.require_sign_in, PreviewState.load],
+)
+app.add_page(
+    rollout_page,
+    route="/migrations/[migration_id]/rollout",
+    title="Rollout · Loom",
+    on_load=[LoomState.require_sign_in, RolloutPageState.load, RolloutPageState.watch],
 )
 app.add_page(
     inbox_page,

@@ -149,7 +149,8 @@ class LoomState(rx.State):
         return principal
 
     async def _count_needs_me(self) -> None:
-        self.needs_me_count = len(await service().needs_me(self._viewer()))
+        who = self._viewer()
+        self.needs_me_count = len(await service().needs_me(who)) + len(await service().rollouts_waiting(who))
 
 
 class LiveMixin(rx.State, mixin=True):

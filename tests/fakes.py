@@ -117,6 +117,9 @@ class FakeRegistry:
     def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
         self.statuses[migration_id] = status
 
+    def list_rollout_statuses(self) -> dict[str, RolloutStatus]:
+        return dict(self.statuses)
+
     def set_status(self, migration_id: str, candidate_id: str, status: CandidateStatus) -> None:
         for candidate in self.migrations[migration_id].candidates:
             if candidate.id == candidate_id:

@@ -483,6 +483,13 @@ class SqlStore:
             row = session.get(MigrationRow, migration_id)
             return RolloutStatus.model_validate(row.rollout_status) if row is not None and row.rollout_status else None
 
+    def list_rollout_statuses(self) -> dict[str, RolloutStatus]:
+        with self._session() as session:
+            rows = session.execute(
+                select(MIGRATIONS.c.id, MIGRATIONS.c.rollout_status).where(MIGRATIONS.c.rollout_status.is_not(None))
+            ).all()
+        return {mid: RolloutStatus.model_validate(status) for mid, status in rows if status}
+
     def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
         with self._session() as session:
             session.execute(

@@ -63,6 +63,11 @@ class BoardState(LiveMixin, LoomState):
         return self.migration_id or None
 
     @rx.var
+    def act_on_matching_href(self) -> str:
+        """The rollout page with the board's filter: its bulk actions act on every Candidate that matches."""
+        return f"/migrations/{self.migration_id}/rollout" + fmt.board_query(self._filter())
+
+    @rx.var
     def bulk_has_errors(self) -> bool:
         return has_errors(self.required_inputs)
 
@@ -661,6 +666,17 @@ def board_page() -> rx.Component:
                                 "custom_attrs": {"reloadDocument": True, "download": True},
                                 "title": "Every Candidate with its current Step, PR link and metadata, as CSV",
                                 "data_testid": "download-csv",
+                            },
+                        ),
+                        link_button(
+                            rx.icon("list-checks", size=14),
+                            "Rollout & bulk actions",
+                            href=BoardState.act_on_matching_href,
+                            variant="soft",
+                            white_space="nowrap",
+                            link_props={
+                                "title": "Roll out by policy, or act on every Candidate matching this board's filter",
+                                "data_testid": "open-rollout",
                             },
                         ),
                         _overview_dialog(),

@@ -11,7 +11,7 @@ from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.candidate import left_open_prs
-from loom_ui.views.inbox import LeftBehindRow, WaitingRow, left_behind_rows, waiting_row
+from loom_ui.views.inbox import LeftBehindRow, RolloutRow, WaitingRow, left_behind_rows, rollout_row, waiting_row
 
 # How far back Needs me looks for cancelled Runs, per Migration, and how much of one Run's history it reads.
 CANCELS_LOOKED_AT = 50
@@ -34,6 +34,7 @@ async def _left_behind(who: Principal) -> list[LeftBehindRow]:
 class InboxState(LiveMixin, LoomState):
     rows: list[WaitingRow] = []
     left_behind: list[LeftBehindRow] = []
+    rollouts: list[RolloutRow] = []
     busy: str = ""
     threshold: str = ""
 
@@ -41,8 +42,9 @@ class InboxState(LiveMixin, LoomState):
         now = datetime.now(UTC)
         waiting = await service().needs_me(self._viewer())
         self.rows = [waiting_row(w, now) for w in waiting]
+        self.rollouts = [rollout_row(w) for w in await service().rollouts_waiting(self._viewer())]
         self.left_behind = await _left_behind(self._viewer())
-        self.needs_me_count = len(self.rows)
+        self.needs_me_count = len(self.rows) + len(self.rollouts)
         self.threshold = f"{service().open_pr_attention_hours:g} h"
 
     @rx.event
@@ -83,6 +85,21 @@ class InboxState(LiveMixin, LoomState):
             await self._reload()
         done = {"approve": "approved", "retry": "retried", "merged": "marked as merged"}[action]
         return rx.toast.success(f"{row.candidate_id} · {row.step} {done}")
+
+    @rx.event
+    async def rollout_act(self, migration_id: str, action: str):
+        """Promote or resume a rollout from Needs me."""
+        if self.busy:
+            return None
+        self.busy = f"rollout-{action}:{migration_id}"
+        try:
+            await service().rollout_action(await self._actor(), migration_id, action)
+        except Exception as exc:
+            return rx.toast.error(error_text(exc), duration=8000)
+        finally:
+            self.busy = ""
+        await self._reload()
+        return rx.toast.success("Promoted: the next wave starts" if action == "promote" else "Rollout resumed")
 
 
 def _action(row: WaitingRow, action: str, label: str, icon: str, **props) -> rx.Component:
@@ -185,18 +202,87 @@ def inbox_page() -> rx.Component:
             rx.cond(
                 InboxState.rows.length() > 0,
                 rx.vstack(rx.foreach(InboxState.rows, _row), spacing="2", width="100%", data_testid="inbox-rows"),
-                empty_state(
-                    "circle-check",
-                    "Nothing waits on you",
-                    rx.text(
-                        "When a Step needs a review, fails, or its PR stays open too long, it shows here.",
-                        size="2",
-                        color=rx.color("gray", 11),
-                    ),
-                ),
+                rx.cond(InboxState.rollouts.length() > 0, rx.fragment(), _nothing_waits()),
             ),
         ),
+        _rollouts_section(),
         _left_behind_section(),
+    )
+
+
+def _nothing_waits() -> rx.Component:
+    return empty_state(
+        "circle-check",
+        "Nothing waits on you",
+        rx.text(
+            "When a Step needs a review, fails, or its PR stays open too long, it shows here.",
+            size="2",
+            color=rx.color("gray", 11),
+        ),
+    )
+
+
+def _rollout_action(r: RolloutRow, action: str, label: str, icon: str) -> rx.Component:
+    return operator_only(
+        rx.button(
+            rx.icon(icon, size=14),
+            label,
+            aria_label=label + " the rollout of " + r.migration_name,
+            size="2",
+            on_click=InboxState.rollout_act(r.migration_id, action),
+            loading=InboxState.busy == "rollout-" + action + ":" + r.migration_id,
+            disabled=viewer_locked(InboxState.busy != ""),
+            data_testid="inbox-rollout-" + action,
+        )
+    )
+
+
+def _rollout_row(r: RolloutRow) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.icon("list-checks", size=18, color=rx.color("amber", 11), aria_hidden="true"),
+            rx.vstack(
+                rx.hstack(
+                    rx.link(r.migration_name, href=r.href, weight="bold", size="3"),
+                    rx.badge(r.label, color_scheme="amber", variant="soft"),
+                    spacing="2",
+                    align="center",
+                    wrap="wrap",
+                ),
+                rx.text(r.reason, size="2", data_testid="inbox-rollout-reason"),
+                rx.text(r.counts, size="1", color=rx.color("gray", 11)),
+                spacing="1",
+                flex="1 1 240px",
+                min_width="0",
+            ),
+            rx.hstack(
+                rx.cond(r.can_promote, _rollout_action(r, "promote", "Promote", "chevrons-right")),
+                rx.cond(r.can_resume, _rollout_action(r, "resume", "Resume", "play")),
+                spacing="2",
+                margin_left="auto",
+            ),
+            align="center",
+            spacing="3",
+            width="100%",
+            wrap="wrap",
+        ),
+        width="100%",
+        data_testid="inbox-rollout",
+        data_migration=r.migration_id,
+    )
+
+
+def _rollouts_section() -> rx.Component:
+    return rx.cond(
+        InboxState.rollouts.length() > 0,
+        rx.vstack(
+            rx.heading("Rollouts waiting", size="4", as_="h2"),
+            rx.foreach(InboxState.rollouts, _rollout_row),
+            spacing="2",
+            width="100%",
+            margin_top="24px",
+            data_testid="inbox-rollouts",
+        ),
     )
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from loom_backend.domain import CandidateStatus, StepAction, available_actions
-from loom_backend.service import WaitingStep
+from loom_backend.rollout import RolloutPhase
+from loom_backend.service import WaitingRollout, WaitingStep
 from loom_ui import format as fmt
 from loom_ui.views.candidate import LeftPR
 
@@ -89,3 +90,34 @@ def left_behind_rows(
         )
         for p in prs
     ]
+
+
+@dataclass
+class RolloutRow:
+    """A rollout that waits on an operator: paused (why, and by whom) or at a manual gate (Promote)."""
+
+    migration_id: str = ""
+    migration_name: str = ""
+    label: str = ""
+    reason: str = ""
+    counts: str = ""
+    href: str = ""
+    can_promote: bool = False
+    can_resume: bool = False
+
+
+def rollout_row(w: WaitingRollout) -> RolloutRow:
+    s = w.status
+    paused = s.state is RolloutPhase.PAUSED
+    wave = f"Wave {s.wave.index + 1} of {s.wave.count} completed" if s.wave and not paused else ""
+    c = s.counts
+    return RolloutRow(
+        migration_id=w.migration_id,
+        migration_name=w.migration_name,
+        label="Rollout paused" if paused else "Waiting for Promote",
+        reason=(s.paused_reason or "paused") if paused else (wave or "the next wave waits for an operator"),
+        counts=f"{c.queued} queued · {c.running} running · {c.completed} completed · {c.failed} failed",
+        href=f"/migrations/{w.migration_id}/rollout",
+        can_promote=not paused,
+        can_resume=paused,
+    )

@@ -11,7 +11,8 @@ import pytest
 
 from loom_backend.api import create_api
 from loom_backend.auth import AccessControl
-from loom_backend.domain import Role, TokenKind
+from loom_backend.domain import Principal, PrincipalKind, Role, TokenKind
+from loom_backend.rollout import RolloutPhase, RolloutPolicy, RolloutStatus
 from loom_backend.service import LoomService
 from loom_backend.store.sql_store import SqlStore
 from tests.credentials import Credentials
@@ -153,3 +154,24 @@ async def test_a_rollout_whose_selection_leaves_out_a_dependency_not_yet_complet
     assert response.status_code == 422
     assert "'svc-1'" in response.json()["message"]
     assert "base-image" not in api.engine.rollouts
+
+
+async def test_needs_me_lists_rollouts_paused_or_waiting_for_promote_and_not_those_running(
+    api: Api, store: SqlStore, access: AccessControl
+) -> None:
+    service = LoomService.over(store, api.engine, FakeNotifier(), access)
+    viewer = Principal("vera", PrincipalKind.USER, Role.VIEWER)
+    policy = RolloutPolicy(max_running=2)
+    store.set_rollout_status("base-image", RolloutStatus(state=RolloutPhase.RUNNING, policy=policy))
+    assert await service.rollouts_waiting(viewer) == []
+    paused = RolloutStatus(state=RolloutPhase.PAUSED, policy=policy, paused_reason="3 Runs failed since the start")
+    store.set_rollout_status("base-image", paused)
+    (waiting,) = await service.rollouts_waiting(viewer)
+    assert (waiting.migration_id, waiting.migration_name) == ("base-image", "Upgrade base image")
+    assert waiting.status.paused_reason == "3 Runs failed since the start"
+    gate = RolloutStatus(state=RolloutPhase.WAITING_FOR_PROMOTION, policy=policy, gate_waiting=True)
+    store.set_rollout_status("base-image", gate)
+    assert [w.status.state for w in await service.rollouts_waiting(viewer)] == [RolloutPhase.WAITING_FOR_PROMOTION]
+    soaking = RolloutStatus(state=RolloutPhase.WAITING_FOR_PROMOTION, policy=policy, gate_waiting=False)
+    store.set_rollout_status("base-image", soaking)  # an auto gate soaking: nobody needs to act
+    assert await service.rollouts_waiting(viewer) == []
