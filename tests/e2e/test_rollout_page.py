@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import Loom, unique_id
 from tests.e2e.harness import OPERATOR_AUTH
-from tests.e2e.test_board import THREE_STEPS, TARGET_IMAGE, candidate, shot
+from tests.e2e.test_board import TARGET_IMAGE, THREE_STEPS, candidate, shot
 
 pytestmark = pytest.mark.e2e
 
