@@ -220,14 +220,16 @@ class LiveMixin(rx.State, mixin=True):
                     async with self:
                         if self._watch_generation != generation or self.router.url.path != path:
                             return
-                        if live_now:
-                            batch, pending, last_live = pending, [], now
-                            with contextlib.suppress(Exception):
-                                await self._reload_live(batch)
-                        if slow_now:
-                            slow_due, last_slow = False, now
-                            with contextlib.suppress(Exception):
-                                await self._reload_slow()
+                        # Every tab woken by the same changes reads the same: one query per process, not per tab.
+                        with service().sharing_reads():
+                            if live_now:
+                                batch, pending, last_live = pending, [], now
+                                with contextlib.suppress(Exception):
+                                    await self._reload_live(batch)
+                            if slow_now:
+                                slow_due, last_slow = False, now
+                                with contextlib.suppress(Exception):
+                                    await self._reload_slow()
                 if _client_connected(token):
                     gone_since = None
                 elif gone_since is None:
