@@ -9,6 +9,8 @@ in the app: GET /api/debug/process `sqlStatements`), and callback->DOM latency: 
 Candidate's Run (held at its first Step, first on the board) gets an `open` callback with a new PR link, and every
 tab stamps the moment its DOM shows it (a MutationObserver, as bench/board.py does).
 
+VIEWERS_DEBUG=1 prints each probe's per-tab latencies as they come.
+
 Targets (the "Scale out, proven" issue): from 0 to 20 tabs, SQL statements/s and CPU per Step grow by less than 20%;
 callback->DOM p95 under 150 ms with 1 tab and under 300 ms with 20.
 """
