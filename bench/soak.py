@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,7 @@ class Bench:
     migrator_url: str
     app_pid: int
     turns: asyncio.Semaphore
+    held: set[str] = field(default_factory=set)
 
     async def figures(self) -> dict[str, Any]:
         response = await self.api.get("/api/debug/process", headers=OPERATOR_AUTH)
@@ -152,7 +153,10 @@ class Bench:
         (await self.api.post("/api/registry/announce", json=body, headers=MIGRATOR_AUTH)).raise_for_status()
 
     async def complete(self, dispatch: DispatchStepRequest) -> None:
-        """The Migrator's callback: a 5xx or a lost connection is tried again, as a Migrator would."""
+        """The Migrator's callback: a 5xx or a lost connection is tried again, as a Migrator would. A held
+        Candidate gets none: its bench posts its callbacks itself."""
+        if dispatch.candidate.id in self.held:
+            return
         body = {"stepName": dispatch.step_name, "candidateId": dispatch.candidate.id, "status": "completed"}
         for attempt in range(5):
             with contextlib.suppress(httpx.HTTPError):
@@ -167,10 +171,14 @@ class Bench:
             await asyncio.sleep(0.5 * 2**attempt)
 
     async def batch(self, runs: int, steps: int) -> Batch:
-        """runs x steps, every Run started at once; drained when every Run's workflow has completed."""
+        """runs x steps on a Migration of their own, every Run started at once."""
         migration_id = f"soak-{uuid.uuid4().hex[:8]}"
         names = [f"step-{i}" for i in range(steps)]
         await self.announce(migration_id, runs, names)
+        return await self.drive(migration_id, names, [f"svc-{i:04d}" for i in range(runs)])
+
+    async def drive(self, migration_id: str, names: list[str], candidate_ids: list[str]) -> Batch:
+        """A Run for each of these Candidates, all started at once; drained when every Run's workflow completed."""
         self.migrator.reset(names, self.complete)
 
         async def one(candidate_id: str) -> None:
@@ -182,13 +190,13 @@ class Bench:
 
         cpu = cpu_seconds(self.app_pid)
         started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one(f"svc-{i:04d}") for i in range(runs))), 1800)
+        await asyncio.wait_for(asyncio.gather(*(one(cid) for cid in candidate_ids)), 1800)
         seconds = time.perf_counter() - started
         cpu = cpu_seconds(self.app_pid) - cpu
         await self.migrator.settle()
         latencies = sorted(self.migrator.latencies) or [0.0]
         p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))] * 1000
-        return Batch(seconds, runs * steps, cpu, p95)
+        return Batch(seconds, len(candidate_ids) * len(names), cpu, p95)
 
 
 # --- the soak --------------------------------------------------------------------------------------

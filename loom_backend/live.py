@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 
 from loom_backend.domain import ReadModelChange
@@ -43,9 +44,19 @@ class ChangeHub:
         self._loop = loop or asyncio.get_running_loop()
         self._subscribers: set[Subscription] = set()
         self.published = 0
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> int:
+        """How many changes were published so far: a read made at one generation may be shared until the next."""
+        return self._generation
 
     def publish(self, change: ReadModelChange) -> None:
-        """Hand a committed change to every subscriber; callable from any thread."""
+        """Hand a committed change to every subscriber; callable from any thread. The generation moves at once,
+        in the committing thread, so no read after the commit is answered from before it."""
+        with self._lock:
+            self._generation += 1
         if self._loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening

@@ -251,6 +251,10 @@ class ChangeFeed(Protocol):
 
     def subscribe(self) -> AbstractContextManager[ChangeSubscription]: ...
 
+    @property
+    def generation(self) -> int:
+        """Moves with every change published: reads made at the same generation see the same read model."""
+
 
 class AuthStore(Protocol):
     """Persists accounts, tokens, sessions and which token owns each Migration."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Set while a live page reloads after changes (`LoomService.sharing_reads`): its reads may be shared.
+_SHARING = contextvars.ContextVar("loom_sharing_reads", default=False)
+MAX_SHARED_READS = 1_000
+
+
 @dataclass(frozen=True)
 class WaitingStep:
     """A Step of a Run in progress that waits on a person: what the "Needs me" queue lists."""
@@ -171,6 +177,8 @@ class LoomService:
         self._hashing = asyncio.Semaphore(concurrent_sign_ins)
         self.changes = changes
         self.probes = tuple(probes)
+        self._shared: dict[Any, asyncio.Future[Any]] = {}
+        self._shared_generation = -1
 
     @classmethod
     def over(
@@ -197,6 +205,32 @@ class LoomService:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The store is synchronous; keep it off the event loop that serves the board and the API."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def sharing_reads(self) -> Iterator[None]:
+        """Reads made inside are shared with every other live page reading the same at the same change
+        generation: N tabs woken by one change cost one query each, not N. Only for pages that follow the change
+        feed, which reloads them again after any change a shared answer may have missed."""
+        token = _SHARING.set(True)
+        try:
+            yield
+        finally:
+            _SHARING.reset(token)
+
+    async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A read of the board or its panels: shared while `sharing_reads` (one in flight per query and change
+        generation), from the store otherwise. Answers are shared objects: callers never mutate them."""
+        if not _SHARING.get() or self.changes is None:
+            return await self._db(fn, *args, **kwargs)
+        generation = self.changes.generation
+        if generation != self._shared_generation or len(self._shared) >= MAX_SHARED_READS:
+            self._shared, self._shared_generation = {}, generation
+        key = (fn, repr(args), repr(sorted(kwargs.items())))
+        future = self._shared.get(key)
+        if future is None:
+            future = self._shared[key] = asyncio.ensure_future(self._db(fn, *args, **kwargs))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        return await asyncio.shield(future)
 
     # -- who is calling ---------------------------------------------------------------------
 
@@ -338,7 +372,7 @@ class LoomService:
         return await self._migration(migration_id, with_candidates)
 
     async def _migration(self, migration_id: str, with_candidates: bool = True) -> Migration:
-        migration = await self._db(self.registry.get_migration, migration_id, with_candidates)
+        migration = await self._read(self.registry.get_migration, migration_id, with_candidates)
         if migration is None:
             raise errors.MigrationNotFound(migration_id)
         return migration
@@ -367,7 +401,7 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
         where = _narrowed(where, status=status, kind=kind, q=text, metadata=metadata, needs_attention=needs_attention)
-        return await self._db(
+        return await self._read(
             self.board.list_candidates,
             migration_id,
             where,
@@ -542,6 +576,8 @@ class LoomService:
     async def rollout_status(self, principal: Principal, migration_id: str) -> RolloutStatus:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
+        # Never a shared read: a rollout writes its status a moment after the Runs it moved, with no change of its
+        # own, and the pages reading it again on their slow tick must see the new one.
         current = await self._db(self.registry.get_rollout_status, migration_id)
         if current is not None:
             return current
@@ -808,14 +844,15 @@ class LoomService:
 
     async def candidate_kinds(self, principal: Principal, migration_id: str) -> list[str]:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.board.candidate_kinds, migration_id)
+        return await self._read(self.board.candidate_kinds, migration_id)
 
     async def needs_me(self, principal: Principal, limit: int = 500) -> list[WaitingStep]:
         """Across all Migrations: reviews to approve, failed Steps and PRs open longer than the configured hours."""
         self.authorize(principal, Role.VIEWER)
-        cutoff = self.clock() - timedelta(hours=self.open_pr_attention_hours)
-        rows = await self._db(self.board.attention_steps, cutoff, limit)
-        migrations = await self._db(self.registry.list_migrations)
+        # Whole seconds: live pages asking within the same second share one query.
+        cutoff = (self.clock() - timedelta(hours=self.open_pr_attention_hours)).replace(microsecond=0)
+        rows = await self._read(self.board.attention_steps, cutoff, limit)
+        migrations = await self._read(self.registry.list_migrations)
         names = {m.id: m.name for m in migrations}
         reasons = {StepStatus.AWAITING_REVIEW: "review", StepStatus.FAILED: "failed", StepStatus.OPEN: "open_pr"}
         stuck: dict[tuple[str, str], CandidateView] = {}
@@ -860,10 +897,12 @@ class LoomService:
 
     async def metrics_overview(self, principal: Principal, migration_id: str | None = None) -> MetricsOverview:
         await self._require_migration_if_named(principal, migration_id)
-        overview = await self._db(self.metrics.metrics_overview, migration_id)
+        overview = await self._read(self.metrics.metrics_overview, migration_id)
         counts = await self.stuck_counts(principal)
-        overview.stuck_steps = counts.get(migration_id, 0) if migration_id else sum(counts.values())
-        return overview
+        # A copy: a shared read's answer is never changed in place.
+        return overview.model_copy(
+            update={"stuck_steps": counts.get(migration_id, 0) if migration_id else sum(counts.values())}
+        )
 
     async def step_metrics(self, principal: Principal, migration_id: str | None = None) -> StepMetricsResponse:
         await self._require_migration_if_named(principal, migration_id)
@@ -890,7 +929,7 @@ class LoomService:
 
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
+        return await self._read(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
 
     async def readiness(self) -> Readiness:
         """Whether this process can do its work now. No principal: probes do not sign in, and the answer names

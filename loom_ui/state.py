@@ -8,6 +8,7 @@ them as it does every HTTP caller, and decides what they may do.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -24,6 +25,15 @@ CHECK_SECONDS = 2.0
 SLOW_SECONDS = 2.0
 # A tab that went away (closed, lost its connection) stops its polling loop after this long.
 DISCONNECTED_GRACE_SECONDS = 15.0
+# A page of one Migration reloads at once after a quiet spell, then at most once per this interval while changes
+# keep coming (a hundred Runs progressing would otherwise reload, and re-send, every open board on every write).
+LIVE_SECONDS = 0.2
+
+
+def _tick(now: float, every: float) -> float:
+    """The start of the interval `now` falls in, on the process's one clock: every open page reloads at the same
+    moments, so their reads are shared (`LoomService.sharing_reads`)."""
+    return math.floor(now / every) * every
 
 
 _service_provider: Callable[[], LoomService] | None = None
@@ -157,8 +167,9 @@ class LiveMixin(rx.State, mixin=True):
     """A page that follows the read model: it waits on the process's change feed and reloads what changed.
 
     One subscription per open page, no polling: it ends when the tab navigates away, the page loads again, or the
-    tab is gone. Changes that concern the page reach `_reload_live` at once (pages over every Migration at most
-    once a second); `_reload_slow` (the navigation's count, panels) runs at most every SLOW_SECONDS.
+    tab is gone. Changes that concern the page reach `_reload_live` at once after a quiet spell, then at most every
+    LIVE_SECONDS (pages over every Migration once a second); `_reload_slow` (the navigation's count, panels) at most
+    every SLOW_SECONDS. Intervals start on the process's clock, so all tabs reload together and share their reads.
     """
 
     loading: bool = True
@@ -197,7 +208,7 @@ class LiveMixin(rx.State, mixin=True):
             token = self.router.session.client_token
             scope, only = self._live_scope(), self._live_candidate()
             who = self._viewer()
-        live_every = 0.0 if scope is not None else 1.0
+        live_every = LIVE_SECONDS if scope is not None else 1.0
         with service().follow_changes(who) as feed:
             pending: list[ReadModelChange] = []
             slow_due = False
@@ -207,28 +218,30 @@ class LiveMixin(rx.State, mixin=True):
                 now = time.monotonic()
                 wait = CHECK_SECONDS
                 if pending:
-                    wait = min(wait, max(0.0, last_live + live_every - now))
+                    wait = min(wait, max(0.0, _tick(now, live_every) + live_every - now))
                 if slow_due:
-                    wait = min(wait, max(0.0, last_slow + SLOW_SECONDS - now))
+                    wait = min(wait, max(0.0, _tick(now, SLOW_SECONDS) + SLOW_SECONDS - now))
                 changes = await feed.next(wait)
                 pending += [c for c in changes if c.concerns(scope, only)]
                 slow_due = slow_due or bool(changes)
                 now = time.monotonic()
-                live_now = bool(pending) and now - last_live >= live_every
-                slow_now = slow_due and now - last_slow >= SLOW_SECONDS
+                live_now = bool(pending) and last_live < _tick(now, live_every)
+                slow_now = slow_due and last_slow < _tick(now, SLOW_SECONDS)
                 if live_now or slow_now or now - last_check >= CHECK_SECONDS:
                     last_check = now
                     async with self:
                         if self._watch_generation != generation or self.router.url.path != path:
                             return
-                        if live_now:
-                            batch, pending, last_live = pending, [], now
-                            with contextlib.suppress(Exception):
-                                await self._reload_live(batch)
-                        if slow_now:
-                            slow_due, last_slow = False, now
-                            with contextlib.suppress(Exception):
-                                await self._reload_slow()
+                        # Every tab woken by the same changes reads the same: one query per process, not per tab.
+                        with service().sharing_reads():
+                            if live_now:
+                                batch, pending, last_live = pending, [], now
+                                with contextlib.suppress(Exception):
+                                    await self._reload_live(batch)
+                            if slow_now:
+                                slow_due, last_slow = False, now
+                                with contextlib.suppress(Exception):
+                                    await self._reload_slow()
                 if _client_connected(token):
                     gone_since = None
                 elif gone_since is None:

@@ -7,6 +7,7 @@ import sys
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from loom_backend.api import create_api
 from loom_backend.auth import AccessControl, Role, TokenKind
@@ -37,6 +38,31 @@ async def test_an_admin_sees_this_process_size_threads_and_sys_path(store: SqlSt
     assert figures["threads"] >= 1
     assert figures["uptimeSeconds"] >= 0
     assert len(figures["gcCounts"]) == 3
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_an_admin_sees_how_many_sql_statements_this_process_has_sent(
+    store: SqlStore, access: AccessControl
+) -> None:
+    token = access.create_token(TokenKind.OPERATOR, "ada", Role.ADMIN)[1]
+    seen: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda _c, _k, statement, *_: seen.append(statement))
+
+    async def sent() -> int:
+        response = await http.get(PATH, headers={"Authorization": f"Bearer {token}"})
+        return int(response.json()["sqlStatements"])
+
+    async with client(store, access) as http:
+        first = await sent()
+        asking = await sent() - first  # the request's own token check
+        before = await sent()
+        seen.clear()
+        store.list_migrations()
+        store.candidate_kinds("none")
+        reads = len(seen)
+        after = await sent()
+    assert reads >= 2
+    assert after - before == reads + asking
 
 
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)

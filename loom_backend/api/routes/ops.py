@@ -11,6 +11,8 @@ from typing import Any, Self
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from loom_backend.api.deps import Admin, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
@@ -19,6 +21,23 @@ from loom_backend.domain import Readiness, WireModel
 
 router = APIRouter(tags=["ops"])
 _STARTED = time.monotonic()
+
+
+class _Statements:
+    """SQL statements this process has sent, on every engine (read model and accounts): what a bench divides by
+    time for queries per second, so per-viewer queries show up as they grow."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def sent(self, *_: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+
+_STATEMENTS = _Statements()
+event.listen(Engine, "before_cursor_execute", _STATEMENTS.sent)
 
 
 @router.get("/healthz")
@@ -47,6 +66,7 @@ class ProcessFigures(WireModel):
     threads: int
     sys_path_entries: int
     gc_counts: list[int]
+    sql_statements: int
 
     @classmethod
     def now(cls) -> Self:
@@ -57,6 +77,7 @@ class ProcessFigures(WireModel):
             threads=_os_threads(),
             sys_path_entries=len(sys.path),
             gc_counts=list(gc.get_count()),
+            sql_statements=_STATEMENTS.count,
         )
 
 
