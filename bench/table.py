@@ -51,7 +51,7 @@ STEPS = ["bump", "review", "verify-health"]
 TEAMS = ["payments", "search", "core", "growth", "platform"]
 ERRORS = ["CI runner timed out after {n}s", "chart lint failed: '{c}' values.yaml", "merge conflict in PR #{n}"]
 NOW = datetime.now(UTC)
-TIMEOUT_KEY = failure_group_key("bump", ERRORS[0])
+TIMEOUT_KEY = failure_group_key("bump", ERRORS[0].format(n=1, c="x"))
 QUERIES = [
     "",
     "sort=-timeInStatus",

@@ -783,6 +783,7 @@ class SqlStore:
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
         with self.engine.begin() as connection:
             self._save_step_result(connection, run_id, migration_id, result)
+            self._keep_progress(connection, run_id, migration_id, result.candidate_id, [RunChange(step_result=result)])
 
     def _save_step_result(self, connection: Connection, run_id: str, migration_id: str, result: StepResult) -> None:
         row = {

@@ -145,6 +145,13 @@ def test_the_pr_state_is_read_from_checks_review_and_mergeable() -> None:
     assert pr_state({"checks": "green", "mergeable": "yes"}) == pr_state({})
 
 
+def test_the_github_helpers_words_are_read_too() -> None:
+    """loom_migrator/github.py reports checks as GitHub does (success/failure), review none, mergeable unknown."""
+    state = pr_state({"checks": "success", "review": "none", "mergeable": "unknown"})
+    assert (state.checks, state.review, state.mergeable) == (ChecksState.PASSING, None, None)
+    assert pr_state({"checks": "failure"}).checks is ChecksState.FAILING
+
+
 def result(name: str, status: StepStatus, at: datetime, **metadata: str) -> StepResult:
     pr = metadata.pop("pr", None)
     return StepResult(
