@@ -414,8 +414,9 @@ class LoomService:
 
     async def _stuck_limits(self, migration_id: str) -> StuckLimits:
         """The stuck rule for this Migration now: each Step's p95 duration, from the metrics rollups."""
-        p95 = await self._db(self.metrics.step_p95_ms, migration_id)
-        return StuckLimits(now=self.clock(), rule=self.stuck_rule, p95_ms=p95)
+        p95 = await self._read(self.metrics.step_p95_ms, migration_id)
+        # Whole seconds: live pages asking within the same second share one query (`_read` keys on the limits).
+        return StuckLimits(now=self.clock().replace(microsecond=0), rule=self.stuck_rule, p95_ms=p95)
 
     async def failure_groups(self, principal: Principal, migration_id: str) -> FailureGroups:
         """Failed Steps grouped by Step and normalised message; retry one with a bulk retry on its `failureGroup`."""
