@@ -317,6 +317,46 @@ class EventPage(WireModel):
     offset: int
 
 
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a newest-first walk of the event log stopped: its last event's time and id."""
+
+    created_at: datetime
+    id: int
+
+
+EVENT_EXPORT_COLUMNS = (
+    "id",
+    "createdAt",
+    "migrationId",
+    "candidateId",
+    "runId",
+    "eventType",
+    "stepName",
+    "status",
+    "actor",
+    "durationMs",
+    "metadata",
+)
+
+
+def event_export_row(e: StepEvent) -> list[str]:
+    """One event as the audit CSV's row, in EVENT_EXPORT_COLUMNS order; metadata as one JSON object."""
+    return [
+        str(e.id or ""),
+        e.created_at.isoformat(),
+        e.migration_id,
+        e.candidate_id,
+        e.run_id,
+        e.event_type.value,
+        e.step_name or "",
+        e.status or "",
+        e.actor or "",
+        "" if e.duration_ms is None else str(e.duration_ms),
+        json.dumps(e.metadata, sort_keys=True) if e.metadata else "",
+    ]
+
+
 def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> list[StepDefinition]:
     """A Candidate's own Steps, when discovery gave it some, replace the Migration's."""
     return candidate.steps if candidate.steps else migration_steps

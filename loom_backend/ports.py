@@ -19,6 +19,7 @@ from loom_backend.domain import (
     DispatchStepRequest,
     DryRunRequest,
     DryRunResult,
+    EventCursor,
     EventPage,
     EventType,
     FailureList,
@@ -137,14 +138,19 @@ class BoardQueries(Protocol):
 
     def list_events(
         self,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: EventCursor | None = None,
+        with_total: bool = True,
         limit: int = 100,
         offset: int = 0,
-    ) -> EventPage: ...
+    ) -> EventPage:
+        """Newest first, of one Migration or all (None); `before` continues a keyset walk; no total: -1."""
 
     def activity_marker(self, migration_id: str | None = None) -> str:
         """A fingerprint of the read model (of one Migration, or all): it changes whenever a board would."""

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from loom_backend import errors
 from loom_backend.domain import (
+    EVENT_EXPORT_COLUMNS,
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
     MAX_METADATA_KEYS,
@@ -33,6 +34,7 @@ from loom_backend.domain import (
     DryRunCandidateRequest,
     DryRunRequest,
     DryRunResult,
+    EventCursor,
     EventPage,
     EventType,
     FailureList,
@@ -55,6 +57,7 @@ from loom_backend.domain import (
     StepStatus,
     StepStatusEvent,
     StringMap,
+    event_export_row,
     merged_metadata,
     missing_inputs,
     origin_refusal,
@@ -743,25 +746,68 @@ class LoomService:
     async def list_events(
         self,
         principal: Principal,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
-        self.authorize(principal, Role.VIEWER)
-        await self._migration(migration_id, with_candidates=False)
+        """The event log of one Migration (None: of all), newest first; `since` is inclusive, `until` exclusive."""
+        await self._require_migration_if_named(principal, migration_id)
         return await self._db(
             self.board.list_events,
             migration_id,
             candidate_id=candidate_id,
             event_type=event_type,
             actor=actor,
+            since=since,
+            until=until,
             limit=limit,
             offset=offset,
         )
+
+    async def export_events(
+        self,
+        principal: Principal,
+        migration_id: str | None,
+        *,
+        candidate_id: str | None = None,
+        event_type: EventType | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[str]]:
+        """The header, then every matching event newest first: what the audit CSV streams.
+
+        Read by keyset pages, so the log never sits in memory at once and events written meanwhile shift nothing.
+        """
+        await self._require_migration_if_named(principal, migration_id)
+        yield list(EVENT_EXPORT_COLUMNS)
+        before: EventCursor | None = None
+        while True:
+            page = await self._db(
+                self.board.list_events,
+                migration_id,
+                candidate_id=candidate_id,
+                event_type=event_type,
+                actor=actor,
+                since=since,
+                until=until,
+                before=before,
+                with_total=False,
+                limit=page_size,
+            )
+            for e in page.events:
+                yield event_export_row(e)
+            if len(page.events) < page_size:
+                return
+            last = page.events[-1]
+            before = EventCursor(created_at=last.created_at, id=last.id or 0)
 
     # -- the board ---------------------------------------------------------------------------
 

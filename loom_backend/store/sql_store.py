@@ -18,6 +18,7 @@ from sqlalchemy import (
     Engine,
     String,
     Table,
+    and_,
     bindparam,
     cast,
     delete,
@@ -40,6 +41,7 @@ from loom_backend.domain import (
     CandidateStatus,
     CandidateView,
     DispatchRetry,
+    EventCursor,
     EventPage,
     EventType,
     FailureList,
@@ -126,6 +128,11 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A bound on a stored time: SQLite compares UTC wall clocks, so an offset is turned into UTC first."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -763,24 +770,40 @@ class SqlStore:
 
     def list_events(
         self,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: EventCursor | None = None,
+        with_total: bool = True,
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
+        """Newest first, of one Migration or all; `before` continues after the last event of a previous page (the
+        export's keyset paging, which new events cannot shift as they shift an offset)."""
         table = STEP_EVENTS
-        conditions: list[Any] = [table.c.migration_id == migration_id]
+        conditions: list[Any] = []
+        if migration_id is not None:
+            conditions.append(table.c.migration_id == migration_id)
         if candidate_id:
             conditions.append(table.c.candidate_id == candidate_id)
         if event_type:
             conditions.append(table.c.event_type == event_type.value)
         if actor:
             conditions.append(table.c.actor == actor)
+        if since is not None:
+            conditions.append(table.c.created_at >= _as_utc(since))
+        if until is not None:
+            conditions.append(table.c.created_at < _as_utc(until))
+        if before is not None:
+            at = _as_utc(before.created_at)
+            conditions.append(or_(table.c.created_at < at, and_(table.c.created_at == at, table.c.id < before.id)))
         with self._session() as session:
-            total = session.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+            count = select(func.count()).select_from(table).where(*conditions)
+            total = session.execute(count).scalar_one() if with_total else -1
             rows = session.execute(
                 select(table)
                 .where(*conditions)

@@ -1,4 +1,4 @@
-"""Reading Migrations, their Candidates and their event log."""
+"""Reading Migrations and their Candidates, and their inputs (the event log is in events.py)."""
 
 from typing import Annotated, Any
 
@@ -9,8 +9,6 @@ from loom_backend.api.errors import _errors
 from loom_backend.domain import (
     CandidateStatus,
     CandidateView,
-    EventPage,
-    EventType,
     ListMigrationsResponse,
     Migration,
     UpdateInputsRequest,
@@ -76,28 +74,6 @@ def page_links(request: Request, total: int, limit: int | None, offset: int) -> 
     if offset > 0:
         links.append((max(offset - limit, 0), "prev"))
     return ", ".join(f'<{request.url.include_query_params(limit=limit, offset=at)}>; rel="{rel}"' for at, rel in links)
-
-
-@router.get("/migrations/{migration_id}/events", response_model=EventPage, responses=_errors(401, 403, 404, 422))
-async def list_events(
-    migration_id: MigrationId,
-    service: ServiceDep,
-    principal: Viewer,
-    candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
-    event_type: Annotated[EventType | None, Query(alias="type")] = None,
-    actor: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> Any:
-    return await service.list_events(
-        principal,
-        migration_id,
-        candidate_id=candidate_id,
-        event_type=event_type,
-        actor=actor,
-        limit=limit,
-        offset=offset,
-    )
 
 
 @router.get("/migrations/{migration_id}/inputs", response_model=UpdateInputsRequest, responses=_errors(401, 403, 404))
