@@ -154,7 +154,7 @@ async def test_csv_quotes_per_rfc_4180_and_defuses_formulas(api: httpx.AsyncClie
     assert response.text.count("\r\n") == 2  # header and one row; the newline inside the quoted cell stays "\n"
     assert '"=HYPERLINK' not in response.text and '"\'=HYPERLINK(""http://evil"")"' in response.text
     (row,) = csv_rows(response)
-    assert row["actor"] == "'=HYPERLINK(\"http://evil\")"
+    assert row["actor"] == '\'=HYPERLINK("http://evil")'
     assert row["metadata"] == '{"note": "line one\\nline \\"two\\", three"}'
 
 
