@@ -12,10 +12,10 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -357,6 +357,13 @@ def event_export_row(e: StepEvent) -> list[str]:
     ]
 
 
+def workflow_ui_url(base_url: str | None, namespace: str, workflow_id: str) -> str | None:
+    """Where the Temporal Web UI shows a Run's workflow (its id is the RunID), or None without a UI configured."""
+    if not base_url:
+        return None
+    return f"{base_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+
+
 def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> list[StepDefinition]:
     """A Candidate's own Steps, when discovery gave it some, replace the Migration's."""
     return candidate.steps if candidate.steps else migration_steps
@@ -584,8 +591,22 @@ class BurndownDay(WireModel):
     remaining: int
 
 
+class StatePoint(WireModel):
+    """The Candidates in each state at the end of one hour or UTC day (`at`, exclusive): the stacked burndown.
+
+    `failed` counts Runs waiting on a failed Step (Retry or Cancel); they are not counted in `running` too.
+    """
+
+    at: datetime
+    not_started: int
+    running: int
+    failed: int
+    completed: int
+
+
 class Burndown(WireModel):
-    """Candidates not yet completed at the end of each UTC day, and when the current pace would finish."""
+    """Candidates not yet completed at the end of each UTC day, by state per hour or day, and when the recent
+    pace would finish them: completions in the last `paceWindowHours` (24, else 168) per day of that window."""
 
     migration_id: str | None = None
     total: int
@@ -593,6 +614,109 @@ class Burndown(WireModel):
     days: list[BurndownDay]
     pace_per_day: float | None = None
     projected_completion: date | None = None
+    bucket: str = "day"
+    states: list[StatePoint] = Field(default_factory=list)
+    pace_window_hours: int | None = None
+    pace_completions: int = 0
+    projected_at: datetime | None = None
+
+
+# -- the burndown: Candidates by state over time, and the recent completion pace ---------------
+
+# The pace counts the completions of the last day; with none there, of the last week.
+PACE_WINDOW_HOURS = (24, 168)
+# A Migration started minutes ago is read as if an hour had passed, so a first burst is not taken for a rate
+# of thousands a day.
+MIN_PACE_SPAN = timedelta(hours=1)
+# Younger than this, the burndown is drawn by the hour.
+HOURLY_FOR = timedelta(hours=48)
+MAX_STATE_POINTS = 366
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """What moves a Candidate between states, as the burndown reads the event log."""
+
+    candidate: str
+    event_type: EventType
+    status: str | None
+    at: datetime
+
+
+STATE_EVENT_TYPES = (
+    EventType.RUN_STARTED,
+    EventType.RUN_COMPLETED,
+    EventType.RUN_CANCELLED,
+    EventType.STEP_COMPLETED,
+    EventType.STEP_RETRIED,
+    EventType.STEP_DISPATCHED,
+)
+
+
+@dataclass(frozen=True)
+class Pace:
+    per_day: float
+    window_hours: int
+    completions: int
+
+
+def completion_pace(completed_at: Sequence[datetime], now: datetime, started: datetime | None) -> Pace | None:
+    """Completions per day over the last 24 h (else the last 7 days), counted over the part of that window the
+    Migration has been running (at least MIN_PACE_SPAN): nine Runs done in the first minutes are nine an hour,
+    not nine a fortnight. None when nothing completed in the last week."""
+    for hours in PACE_WINDOW_HOURS:
+        window = timedelta(hours=hours)
+        n = sum(1 for t in completed_at if now - window < t <= now)
+        if n:
+            span = min(window, max(now - started, MIN_PACE_SPAN)) if started is not None else window
+            return Pace(per_day=n / (span / timedelta(days=1)), window_hours=hours, completions=n)
+    return None
+
+
+def state_buckets(first: datetime, now: datetime) -> tuple[str, list[datetime]]:
+    """The ends of the burndown's buckets, the last one the current hour or day: hours for a Migration younger
+    than HOURLY_FOR, else UTC days (the newest MAX_STATE_POINTS)."""
+    first, now = first.astimezone(UTC), now.astimezone(UTC)
+    if now - first <= HOURLY_FOR:
+        hour = first.replace(minute=0, second=0, microsecond=0)
+        ends = []
+        while hour <= now:
+            hour += timedelta(hours=1)
+            ends.append(hour)
+        return "hour", ends
+    start = datetime.combine(max(first.date(), now.date() - timedelta(days=MAX_STATE_POINTS - 1)), time(), UTC)
+    return "day", [start + timedelta(days=i + 1) for i in range((now.date() - start.date()).days + 1)]
+
+
+def state_series(events: Sequence[StateEvent], total: int, ends: Sequence[datetime]) -> list[StatePoint]:
+    """Replay the log (oldest first) into the Candidates' states at each bucket end; never started is the rest."""
+    states: dict[str, CandidateStatus | str] = {}
+    points: list[StatePoint] = []
+    i = 0
+    for end in ends:
+        while i < len(events) and events[i].at < end:
+            _replay(states, events[i])
+            i += 1
+        counts = {s: 0 for s in ("running", "failed", "completed")}
+        for state in states.values():
+            counts[state] += 1
+        points.append(StatePoint(at=end, not_started=max(total - sum(counts.values()), 0), **counts))
+    return points
+
+
+def _replay(states: dict[str, CandidateStatus | str], e: StateEvent) -> None:
+    now = states.get(e.candidate)
+    if e.event_type == EventType.RUN_STARTED:
+        states[e.candidate] = "running"
+    elif e.event_type == EventType.RUN_COMPLETED:
+        states[e.candidate] = "completed"
+    elif e.event_type == EventType.RUN_CANCELLED:
+        states.pop(e.candidate, None)
+    elif now in ("running", "failed"):
+        if e.event_type == EventType.STEP_COMPLETED and e.status == StepStatus.FAILED.value:
+            states[e.candidate] = "failed"
+        elif e.event_type in (EventType.STEP_RETRIED, EventType.STEP_DISPATCHED):
+            states[e.candidate] = "running"
 
 
 class CallbackLatency(WireModel):

@@ -64,6 +64,7 @@ from loom_backend.domain import (
     run_id,
     steps_for,
     text_refusal,
+    workflow_ui_url,
 )
 from loom_backend.ports import (
     BoardQueries,
@@ -141,8 +142,12 @@ class LoomService:
         changes: ChangeFeed | None = None,
         probes: Sequence[ReadinessProbe] = (),
         bulk: BulkStore | None = None,
+        temporal_ui_url: str | None = None,
+        temporal_namespace: str = "default",
     ) -> None:
         self.bulk_store = bulk
+        self.temporal_ui_url = temporal_ui_url
+        self.temporal_namespace = temporal_namespace
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -186,6 +191,11 @@ class LoomService:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- who is calling ---------------------------------------------------------------------
+
+    def workflow_url(self, run_id: str) -> str | None:
+        """The Run's workflow in the Temporal Web UI, when LOOM_TEMPORAL_UI_URL names one (configuration, not data:
+        the page shows it to whoever may see the Run)."""
+        return workflow_ui_url(self.temporal_ui_url, self.temporal_namespace, run_id)
 
     @property
     def proxy_header(self) -> str | None:
@@ -876,7 +886,7 @@ class LoomService:
 
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
+        return await self._db(self.metrics.burndown, self.clock().astimezone(UTC), migration_id)
 
     async def readiness(self) -> Readiness:
         """Whether this process can do its work now. No principal: probes do not sign in, and the answer names

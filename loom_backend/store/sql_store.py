@@ -906,9 +906,9 @@ class SqlStore:
         with self._session() as session:
             return self._metrics.failures(session, migration_id, limit)
 
-    def burndown(self, today: date, migration_id: str | None = None) -> Burndown:
+    def burndown(self, now: datetime, migration_id: str | None = None) -> Burndown:
         with self._session() as session:
-            return self._metrics.burndown(session, migration_id, today)
+            return self._metrics.burndown(session, migration_id, now)
 
     def prometheus_snapshot(self) -> PrometheusSnapshot:
         with self._session() as session:

@@ -12,6 +12,7 @@ from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     CandidateStatus,
     Principal,
+    run_id,
     steps_for,
     text_refusal,
 )
@@ -58,6 +59,9 @@ class CandidateState(LiveMixin, LoomState):
     inputs: list[InputField] = []
     left_behind: list[LeftPR] = []
     not_found: str = ""
+    # The Run's workflow id (its RunID) and, when LOOM_TEMPORAL_UI_URL is set, its page in the Temporal Web UI.
+    workflow_id: str = ""
+    workflow_url: str = ""
 
     busy: str = ""
     inputs_open: bool = False
@@ -120,6 +124,8 @@ class CandidateState(LiveMixin, LoomState):
         self.events_total = events.total
         self.events_showing = fmt.showing(len(events.events), events.total, "event")
         self.files = file_groups(candidate)
+        self.workflow_id = run_id(mid, cid) if events.total else ""
+        self.workflow_url = (service().workflow_url(self.workflow_id) or "") if self.workflow_id else ""
         if not self.inputs_open:
             self.inputs = input_fields(migration.required_inputs, saved, candidate.metadata)
 
@@ -494,6 +500,29 @@ def _header_actions() -> rx.Component:
     )
 
 
+def _run_link() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.text("Workflow id", size="2", color=rx.color("gray", 11)),
+            rx.code(S.workflow_id, size="2", variant="ghost", data_testid="workflow-id"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.cond(
+            S.workflow_url != "",
+            rx.link(
+                rx.hstack(rx.text("Open in Temporal", size="2"), rx.icon("external-link", size=12), align="center"),
+                href=S.workflow_url,
+                is_external=True,
+                data_testid="workflow-link",
+            ),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
 def candidate_page() -> rx.Component:
     return page(
         breadcrumb(
@@ -544,6 +573,7 @@ def candidate_page() -> rx.Component:
                             width="100%",
                         ),
                         rx.vstack(
+                            rx.cond(S.workflow_id != "", section("Run", _run_link(), data_testid="run")),
                             section("Metadata", key_values(S.meta)),
                             rx.cond(
                                 S.saved_inputs.length() > 0, section("Inputs", key_values(S.saved_inputs, code=True))

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ARTIFACTS, Loom, unique_id
-from tests.e2e.harness import OPERATOR_AUTH, wait_for
+from tests.e2e.harness import OPERATOR_AUTH, TEMPORAL_UI_URL, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +89,14 @@ def test_the_audit_filters_by_actor_and_type_in_the_url_and_downloads_the_same_r
     page.goto(f"/migrations/{mid}/audit?actor=nobody-at-all")
     expect(rows).to_have_count(0)
     expect(page.get_by_text("No events match")).to_be_visible()
+
+
+def test_the_candidate_page_names_the_runs_workflow_and_links_it_in_the_temporal_ui(page: Page, loom: Loom) -> None:
+    mid = unique_id("workflow")
+    loom.announce(mid, [{"id": "checkout", "kind": "service"}])
+    loom.start(mid, "checkout")
+    page.goto(f"/migrations/{mid}/candidates/checkout")
+    expect(page.get_by_test_id("workflow-id")).to_have_text(f"{mid}__checkout")
+    expect(page.get_by_test_id("workflow-link")).to_have_attribute(
+        "href", f"{TEMPORAL_UI_URL.rstrip('/')}/namespaces/default/workflows/{mid}__checkout"
+    )
