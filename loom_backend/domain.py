@@ -123,6 +123,7 @@ class CandidateView(Candidate):
     failure_message: str | None = None  # the current Step's error, when it failed
     failure_group: str | None = None  # its key in GET /failure-groups
     stuck: bool = False
+    drifted: bool | None = None  # a completed Candidate's last drift check: does its dry run still show changes
 
     @property
     def needs_attention(self) -> bool:
@@ -366,6 +367,29 @@ def event_export_row(e: StepEvent) -> list[str]:
         "" if e.duration_ms is None else str(e.duration_ms),
         json.dumps(e.metadata, sort_keys=True) if e.metadata else "",
     ]
+
+
+class DriftCheck(WireModel):
+    """A completed Candidate's dry run, run again: a merged PR does not prove the change landed, or stayed."""
+
+    migration_id: str
+    candidate_id: str
+    drifted: bool
+    changed_files: int
+    checked_at: datetime
+    actor: str
+    result: DryRunResult
+
+
+def changed_files(result: DryRunResult) -> int:
+    """The files a dry run would still change, over the Steps it did not skip; an unchanged file does not count."""
+    return sum(
+        1
+        for step in result.steps
+        if not step.skipped
+        for f in step.files
+        if f.status != "modified" or f.before != f.after
+    )
 
 
 def workflow_ui_url(base_url: str | None, namespace: str, workflow_id: str) -> str | None:
@@ -1042,6 +1066,8 @@ class CandidateFilter(WireModel):
     failure: Annotated[str, Field(max_length=256)] | None = None
     failure_group: Annotated[str, Field(pattern=FAILURE_GROUP_KEY.pattern)] | None = None
     stuck: bool | None = None
+    # Completed Candidates whose last drift check found changes left (true) or none (false); unchecked match neither.
+    drifted: bool | None = None
 
     @property
     def on_progress(self) -> bool:

@@ -19,6 +19,7 @@ from loom_backend.domain import (
     CandidateSort,
     CandidateStatus,
     DispatchStepRequest,
+    DriftCheck,
     DryRunRequest,
     DryRunResult,
     EventCursor,
@@ -232,7 +233,15 @@ class MetricsQueries(Protocol):
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
 
 
-class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, BulkStore, Protocol):
+class DriftStore(Protocol):
+    """The last drift check of each completed Candidate; the Candidate lists read its flag alongside."""
+
+    def set_drift(self, check: DriftCheck) -> None: ...
+
+    def get_drift(self, migration_id: str, candidate_id: str) -> DriftCheck | None: ...
+
+
+class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, BulkStore, DriftStore, Protocol):
     """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
 
 

@@ -33,6 +33,7 @@ from loom_backend.domain import (
     CandidateStepsResponse,
     CandidateView,
     Credentials,
+    DriftCheck,
     DryRunCandidateRequest,
     DryRunRequest,
     DryRunResult,
@@ -62,6 +63,7 @@ from loom_backend.domain import (
     StringMap,
     StuckLimits,
     StuckRule,
+    changed_files,
     event_export_row,
     merged_metadata,
     missing_inputs,
@@ -76,6 +78,7 @@ from loom_backend.ports import (
     BulkStore,
     ChangeFeed,
     ChangeSubscription,
+    DriftStore,
     ExecutionEngine,
     Gatekeeper,
     MetricsQueries,
@@ -150,8 +153,10 @@ class LoomService:
         bulk: BulkStore | None = None,
         temporal_ui_url: str | None = None,
         temporal_namespace: str = "default",
+        drift: DriftStore | None = None,
     ) -> None:
         self.bulk_store = bulk
+        self.drift_store = drift
         self.temporal_ui_url = temporal_ui_url
         self.temporal_namespace = temporal_namespace
         self.registry = registry
@@ -187,6 +192,7 @@ class LoomService:
             board=store,
             metrics=store,
             bulk=store,
+            drift=store,
             engine=engine,
             notifier=notifier,
             access=access,
@@ -721,6 +727,9 @@ class LoomService:
                 await self.start_run(principal, migration_id, candidate_id, {})
             elif action is BulkAction.CANCEL:
                 await self.cancel_run(principal, migration_id, candidate_id)
+            elif action is BulkAction.DRIFT_CHECK:
+                check = await self.check_drift(principal, migration_id, candidate_id)
+                return BulkOutcomeKind.DONE, drift_text(check)
             else:
                 view = await self.get_candidate_view(principal, migration_id, candidate_id)
                 step = step_name or view.current_step
@@ -772,6 +781,43 @@ class LoomService:
                 steps=steps_for(candidate, migration.steps),
             ),
         )
+
+    async def check_drift(self, principal: Principal, migration_id: str, candidate_id: str) -> DriftCheck:
+        """Run a completed Candidate's dry run again and keep the answer: changes it still shows mean the merged
+        change did not land, or was undone since (drifted). A Migrator that fails a Step's dry run records nothing."""
+        self.authorize(principal, Role.OPERATOR)
+        candidate = await self._candidate(migration_id, candidate_id)
+        if candidate.status != CandidateStatus.COMPLETED:
+            raise errors.CandidateNotCompleted(candidate_id)
+        result = await self.dry_run(principal, migration_id, DryRunCandidateRequest(candidate_id=candidate_id))
+        failed = [f"{s.step_name}: {s.error}" for s in result.steps if s.error]
+        if failed:
+            raise errors.MigratorUnavailable(f"The Migrator's dry run failed, so drift is unknown: {'; '.join(failed)}")
+        changed = changed_files(result)
+        check = DriftCheck(
+            migration_id=migration_id,
+            candidate_id=candidate_id,
+            drifted=changed > 0,
+            changed_files=changed,
+            checked_at=self.clock(),
+            actor=principal.name,
+            result=result,
+        )
+        await self._db(self._drift_store().set_drift, check)
+        return check
+
+    async def get_drift(self, principal: Principal, migration_id: str, candidate_id: str) -> DriftCheck | None:
+        """The Candidate's last drift check, while it is completed (a new Run makes an old check say nothing)."""
+        self.authorize(principal, Role.VIEWER)
+        candidate = await self._candidate(migration_id, candidate_id)
+        if candidate.status != CandidateStatus.COMPLETED:
+            return None
+        return await self._db(self._drift_store().get_drift, migration_id, candidate_id)
+
+    def _drift_store(self) -> DriftStore:
+        if self.drift_store is None:
+            raise errors.ServiceUnavailable("This Loom has no store for drift checks")
+        return self.drift_store
 
     async def list_events(
         self,
@@ -1023,6 +1069,13 @@ def _narrowed(where: CandidateFilter | None, **narrower: Any) -> CandidateFilter
     return (where or CandidateFilter()).model_copy(update=given)
 
 
+def drift_text(check: DriftCheck) -> str:
+    """A drift check's outcome in a sentence, as a bulk operation reports it per Candidate."""
+    if not check.drifted:
+        return "no changes left: the change landed"
+    return f"drifted: the dry run still changes {check.changed_files} file{'s' if check.changed_files != 1 else ''}"
+
+
 def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, inputs: StringMap) -> str | None:
     """Why the action would not apply to this Candidate now (the impact preview), or None when it would."""
     if request.action is BulkAction.START:
@@ -1030,6 +1083,8 @@ def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, 
             return f"already {view.status.value}"
         missing = missing_inputs(migration.required_inputs, {**view.metadata, **inputs})
         return f"lacks input {', '.join(missing)}" if missing else None
+    if request.action is BulkAction.DRIFT_CHECK:
+        return None if view.status == CandidateStatus.COMPLETED else f"is {view.status.value}, not completed"
     if view.status != CandidateStatus.RUNNING:
         return "has no Run in progress"
     if request.action is BulkAction.CANCEL:

@@ -46,6 +46,8 @@ from loom_backend.domain import (
     CandidateStatus,
     CandidateView,
     DispatchRetry,
+    DriftCheck,
+    DryRunResult,
     EventCursor,
     EventPage,
     EventType,
@@ -91,6 +93,7 @@ from loom_backend.store.rollups import Rollups
 from loom_backend.store.tables import (
     BulkOperationRow,
     BulkOutcomeRow,
+    CandidateDriftRow,
     CandidateRow,
     HealthRow,
     MigrationRow,
@@ -106,6 +109,7 @@ STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
 HEALTH: Table = HealthRow.__table__  # type: ignore[attr-defined]
 BULK_OPERATIONS: Table = BulkOperationRow.__table__  # type: ignore[attr-defined]
 BULK_OUTCOMES: Table = BulkOutcomeRow.__table__  # type: ignore[attr-defined]
+DRIFT: Table = CandidateDriftRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
 NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
@@ -401,8 +405,16 @@ class SqlStore:
             progress = self._progress(
                 session, migration_id, [c for c in candidates if c.status != CandidateStatus.NOT_STARTED]
             )
+            drifted = self._drifted(
+                session, migration_id, [c.id for c in candidates if c.status == CandidateStatus.COMPLETED]
+            )
         views = [
-            CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {}), **_table_columns(r, stuck))
+            CandidateView(
+                **c.model_dump(by_alias=False),
+                **progress.get(c.id, {}),
+                **_table_columns(r, stuck),
+                drifted=drifted.get(c.id),
+            )
             for c, r in zip(candidates, rows, strict=True)
         ]
         return CandidatePage(candidates=views, total=total, limit=len(views) if limit is None else limit, offset=offset)
@@ -643,6 +655,63 @@ class SqlStore:
                 .where(BULK_OPERATIONS.c.id == op_id)
                 .values(state=BulkState.DONE.value, finished_at=now)
             )
+
+    # -- drift checks -------------------------------------------------------------------------
+
+    def set_drift(self, check: DriftCheck) -> None:
+        """Keep the Candidate's latest drift check (one row per Candidate)."""
+        values = {
+            "migration_id": check.migration_id,
+            "candidate_id": check.candidate_id,
+            "drifted": check.drifted,
+            "changed_files": check.changed_files,
+            "checked_at": check.checked_at,
+            "actor": check.actor,
+            "result": check.result.model_dump(mode="json"),
+        }
+        changed = ReadModelChange(check.migration_id, check.candidate_id)
+        with self._session() as session:
+            statement = self._insert(DRIFT).values(**values)
+            keys = ("migration_id", "candidate_id")
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
+                )
+            )
+            self._notify(session, changed)
+        self._committed(changed)
+
+    def get_drift(self, migration_id: str, candidate_id: str) -> DriftCheck | None:
+        with self._session() as session:
+            row = (
+                session.execute(
+                    select(DRIFT).where(DRIFT.c.migration_id == migration_id, DRIFT.c.candidate_id == candidate_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return DriftCheck(
+            migration_id=row["migration_id"],
+            candidate_id=row["candidate_id"],
+            drifted=row["drifted"],
+            changed_files=row["changed_files"],
+            checked_at=_utc(row["checked_at"]),
+            actor=row["actor"],
+            result=DryRunResult.model_validate(row["result"]),
+        )
+
+    def _drifted(self, session: Session, migration_id: str, candidate_ids: Sequence[str]) -> dict[str, bool]:
+        """The drift flags of the page's completed Candidates that were checked."""
+        if not candidate_ids:
+            return {}
+        rows = session.execute(
+            select(DRIFT.c.candidate_id, DRIFT.c.drifted).where(
+                DRIFT.c.migration_id == migration_id, DRIFT.c.candidate_id.in_(list(candidate_ids))
+            )
+        )
+        return dict(rows.tuples().all())
 
     def get_bulk(self, op_id: str) -> BulkOperation | None:
         with self._session() as session:
@@ -1081,6 +1150,15 @@ def _filter_conditions(where: CandidateFilter, stuck: StuckLimits | None) -> lis
                 STEP_RESULTS.c.migration_id == table.c.migration_id,
                 STEP_RESULTS.c.candidate_id == table.c.id,
                 STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
+            )
+        )
+    if where.drifted is not None:
+        conditions.append(table.c.status == CandidateStatus.COMPLETED.value)
+        conditions.append(
+            exists().where(
+                DRIFT.c.migration_id == table.c.migration_id,
+                DRIFT.c.candidate_id == table.c.id,
+                DRIFT.c.drifted == where.drifted,
             )
         )
     if where.on_progress:
