@@ -207,10 +207,11 @@ class BoardFilter:
     kind: str = ""
     attention: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    drifted: bool = False  # completed Candidates whose last drift check found changes
 
     @property
     def active(self) -> bool:
-        return bool(self.text or self.kind or self.attention or self.metadata)
+        return bool(self.text or self.kind or self.attention or self.metadata or self.drifted)
 
 
 def parse_board_query(params: Mapping[str, str]) -> BoardFilter:
@@ -219,6 +220,7 @@ def parse_board_query(params: Mapping[str, str]) -> BoardFilter:
         text=params.get("q", "").strip(),
         kind=params.get("kind", "").strip(),
         attention=params.get("attention", "") in ("1", "true", "yes"),
+        drifted=params.get("drifted", "") in ("1", "true", "yes"),
         metadata={
             k[len(META_PREFIX) :]: v for k, v in params.items() if k.startswith(META_PREFIX) and k != META_PREFIX and v
         },
@@ -234,6 +236,8 @@ def board_query(f: BoardFilter) -> str:
         pairs.append(("kind", f.kind))
     if f.attention:
         pairs.append(("attention", "1"))
+    if f.drifted:
+        pairs.append(("drifted", "1"))
     pairs.extend((META_PREFIX + k, v) for k, v in sorted(f.metadata.items()))
     return "?" + urlencode(pairs) if pairs else ""
 
