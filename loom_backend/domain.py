@@ -679,13 +679,14 @@ class StateEvent:
     at: datetime
 
 
+# What the replay reads: a failed Step (step_completed with status failed) and its retry move a Run between
+# running and failed; no other Step event changes a Candidate's state, so the store does not read them.
 STATE_EVENT_TYPES = (
     EventType.RUN_STARTED,
     EventType.RUN_COMPLETED,
     EventType.RUN_CANCELLED,
     EventType.STEP_COMPLETED,
     EventType.STEP_RETRIED,
-    EventType.STEP_DISPATCHED,
 )
 
 
@@ -751,7 +752,7 @@ def _replay(states: dict[str, CandidateStatus | str], e: StateEvent) -> None:
     elif now in ("running", "failed"):
         if e.event_type == EventType.STEP_COMPLETED and e.status == StepStatus.FAILED.value:
             states[e.candidate] = "failed"
-        elif e.event_type in (EventType.STEP_RETRIED, EventType.STEP_DISPATCHED):
+        elif e.event_type == EventType.STEP_RETRIED:
             states[e.candidate] = "running"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Table, case, cast, exists, func, select
+from sqlalchemy import BigInteger, String, Table, case, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from loom_backend.domain import (
@@ -319,7 +319,11 @@ class MetricsQueries:
         e = EVENTS
         rows = session.execute(
             select(e.c.migration_id, e.c.candidate_id, e.c.event_type, e.c.status, e.c.created_at)
-            .where(e.c.event_type.in_([t.value for t in STATE_EVENT_TYPES]), *_by(e.c.migration_id, migration_id))
+            .where(
+                e.c.event_type.in_([t.value for t in STATE_EVENT_TYPES]),
+                or_(e.c.event_type != EventType.STEP_COMPLETED.value, e.c.status == StepStatus.FAILED.value),
+                *_by(e.c.migration_id, migration_id),
+            )
             .order_by(e.c.created_at, e.c.id)
         )
         return [StateEvent(f"{m}/{c}", EventType(t), status, _utc(at)) for m, c, t, status, at in rows]
