@@ -260,7 +260,12 @@ ROUTES = [
     "/api/metrics/burndown?migrationId=mig-03",
     "/api/prometheus",
 ]
-EXTRA_ROUTES = ["/api/migrations/mig-03/candidates.csv"]
+EXTRA_ROUTES = [
+    "/api/migrations/mig-03/candidates.csv",
+    "/api/events?limit=100",
+    "/api/events?actor=nobody&limit=100",
+    "/api/migrations/mig-03/events.csv",
+]
 
 
 async def time_routes(store: SqlStore, now: datetime) -> dict[str, float]:

@@ -167,6 +167,8 @@ async def running(
             open_pr_attention_hours=settings.open_pr_attention_hours,
             stuck_rule=StuckRule(settings.stuck_factor, settings.stuck_floor_seconds),
             public_url=settings.public_url,
+            temporal_ui_url=settings.temporal_ui_url,
+            temporal_namespace=settings.temporal_namespace,
             sign_in_throttle=SignInThrottle(
                 settings.sign_in_failures_per_account,
                 settings.sign_in_failures_per_client,

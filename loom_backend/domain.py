@@ -14,10 +14,10 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, model_validator
 
@@ -123,6 +123,7 @@ class CandidateView(Candidate):
     failure_message: str | None = None  # the current Step's error, when it failed
     failure_group: str | None = None  # its key in GET /failure-groups
     stuck: bool = False
+    drifted: bool | None = None  # a completed Candidate's last drift check: does its dry run still show changes
 
     @property
     def needs_attention(self) -> bool:
@@ -326,6 +327,76 @@ class EventPage(WireModel):
     total: int
     limit: int
     offset: int
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a newest-first walk of the event log stopped: its last event's time and id."""
+
+    created_at: datetime
+    id: int
+
+
+EVENT_EXPORT_COLUMNS = (
+    "id",
+    "createdAt",
+    "migrationId",
+    "candidateId",
+    "runId",
+    "eventType",
+    "stepName",
+    "status",
+    "actor",
+    "durationMs",
+    "metadata",
+)
+
+
+def event_export_row(e: StepEvent) -> list[str]:
+    """One event as the audit CSV's row, in EVENT_EXPORT_COLUMNS order; metadata as one JSON object."""
+    return [
+        str(e.id or ""),
+        e.created_at.isoformat(),
+        e.migration_id,
+        e.candidate_id,
+        e.run_id,
+        e.event_type.value,
+        e.step_name or "",
+        e.status or "",
+        e.actor or "",
+        "" if e.duration_ms is None else str(e.duration_ms),
+        json.dumps(e.metadata, sort_keys=True) if e.metadata else "",
+    ]
+
+
+class DriftCheck(WireModel):
+    """A completed Candidate's dry run, run again: a merged PR does not prove the change landed, or stayed."""
+
+    migration_id: str
+    candidate_id: str
+    drifted: bool
+    changed_files: int
+    checked_at: datetime
+    actor: str
+    result: DryRunResult
+
+
+def changed_files(result: DryRunResult) -> int:
+    """The files a dry run would still change, over the Steps it did not skip; an unchanged file does not count."""
+    return sum(
+        1
+        for step in result.steps
+        if not step.skipped
+        for f in step.files
+        if f.status != "modified" or f.before != f.after
+    )
+
+
+def workflow_ui_url(base_url: str | None, namespace: str, workflow_id: str) -> str | None:
+    """Where the Temporal Web UI shows a Run's workflow (its id is the RunID), or None without a UI configured."""
+    if not base_url:
+        return None
+    return f"{base_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
 
 
 def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> list[StepDefinition]:
@@ -556,8 +627,22 @@ class BurndownDay(WireModel):
     remaining: int
 
 
+class StatePoint(WireModel):
+    """The Candidates in each state at the end of one hour or UTC day (`at`, exclusive): the stacked burndown.
+
+    `failed` counts Runs waiting on a failed Step (Retry or Cancel); they are not counted in `running` too.
+    """
+
+    at: datetime
+    not_started: int
+    running: int
+    failed: int
+    completed: int
+
+
 class Burndown(WireModel):
-    """Candidates not yet completed at the end of each UTC day, and when the current pace would finish."""
+    """Candidates not yet completed at the end of each UTC day, by state per hour or day, and when the recent
+    pace would finish them: completions in the last `paceWindowHours` (24, else 168) per day of that window."""
 
     migration_id: str | None = None
     total: int
@@ -565,6 +650,110 @@ class Burndown(WireModel):
     days: list[BurndownDay]
     pace_per_day: float | None = None
     projected_completion: date | None = None
+    bucket: str = "day"
+    states: list[StatePoint] = Field(default_factory=list)
+    pace_window_hours: int | None = None
+    pace_completions: int = 0
+    projected_at: datetime | None = None
+
+
+# -- the burndown: Candidates by state over time, and the recent completion pace ---------------
+
+# The pace counts the completions of the last day; with none there, of the last week.
+PACE_WINDOW_HOURS = (24, 168)
+# A Migration started minutes ago is read as if an hour had passed, so a first burst is not taken for a rate
+# of thousands a day.
+MIN_PACE_SPAN = timedelta(hours=1)
+# Younger than this, the burndown is drawn by the hour.
+HOURLY_FOR = timedelta(hours=48)
+MAX_STATE_POINTS = 366
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """What moves a Candidate between states, as the burndown reads the event log."""
+
+    candidate: str
+    event_type: EventType
+    status: str | None
+    at: datetime
+
+
+# What the replay reads: a failed Step (step_completed with status failed) and its retry move a Run between
+# running and failed; no other Step event changes a Candidate's state, so the store does not read them.
+STATE_EVENT_TYPES = (
+    EventType.RUN_STARTED,
+    EventType.RUN_COMPLETED,
+    EventType.RUN_CANCELLED,
+    EventType.STEP_COMPLETED,
+    EventType.STEP_RETRIED,
+)
+
+
+@dataclass(frozen=True)
+class Pace:
+    per_day: float
+    window_hours: int
+    completions: int
+
+
+def completion_pace(completed_at: Sequence[datetime], now: datetime, started: datetime | None) -> Pace | None:
+    """Completions per day over the last 24 h (else the last 7 days), counted over the part of that window the
+    Migration has been running (at least MIN_PACE_SPAN): nine Runs done in the first minutes are nine an hour,
+    not nine a fortnight. None when nothing completed in the last week."""
+    for hours in PACE_WINDOW_HOURS:
+        window = timedelta(hours=hours)
+        n = sum(1 for t in completed_at if now - window < t <= now)
+        if n:
+            span = min(window, max(now - started, MIN_PACE_SPAN)) if started is not None else window
+            return Pace(per_day=n / (span / timedelta(days=1)), window_hours=hours, completions=n)
+    return None
+
+
+def state_buckets(first: datetime, now: datetime) -> tuple[str, list[datetime]]:
+    """The ends of the burndown's buckets, the last one the current hour or day: hours for a Migration younger
+    than HOURLY_FOR, else UTC days (the newest MAX_STATE_POINTS)."""
+    first, now = first.astimezone(UTC), now.astimezone(UTC)
+    if now - first <= HOURLY_FOR:
+        hour = first.replace(minute=0, second=0, microsecond=0)
+        ends = []
+        while hour <= now:
+            hour += timedelta(hours=1)
+            ends.append(hour)
+        return "hour", ends
+    start = datetime.combine(max(first.date(), now.date() - timedelta(days=MAX_STATE_POINTS - 1)), time(), UTC)
+    return "day", [start + timedelta(days=i + 1) for i in range((now.date() - start.date()).days + 1)]
+
+
+def state_series(events: Sequence[StateEvent], total: int, ends: Sequence[datetime]) -> list[StatePoint]:
+    """Replay the log (oldest first) into the Candidates' states at each bucket end; never started is the rest."""
+    states: dict[str, CandidateStatus | str] = {}
+    points: list[StatePoint] = []
+    i = 0
+    for end in ends:
+        while i < len(events) and events[i].at < end:
+            _replay(states, events[i])
+            i += 1
+        counts = {s: 0 for s in ("running", "failed", "completed")}
+        for state in states.values():
+            counts[state] += 1
+        points.append(StatePoint(at=end, not_started=max(total - sum(counts.values()), 0), **counts))
+    return points
+
+
+def _replay(states: dict[str, CandidateStatus | str], e: StateEvent) -> None:
+    now = states.get(e.candidate)
+    if e.event_type == EventType.RUN_STARTED:
+        states[e.candidate] = "running"
+    elif e.event_type == EventType.RUN_COMPLETED:
+        states[e.candidate] = "completed"
+    elif e.event_type == EventType.RUN_CANCELLED:
+        states.pop(e.candidate, None)
+    elif now in ("running", "failed"):
+        if e.event_type == EventType.STEP_COMPLETED and e.status == StepStatus.FAILED.value:
+            states[e.candidate] = "failed"
+        elif e.event_type == EventType.STEP_RETRIED:
+            states[e.candidate] = "running"
 
 
 class CallbackLatency(WireModel):
@@ -883,6 +1072,8 @@ class CandidateFilter(WireModel):
     failure: Annotated[str, Field(max_length=256)] | None = None
     failure_group: Annotated[str, Field(pattern=FAILURE_GROUP_KEY.pattern)] | None = None
     stuck: bool | None = None
+    # Completed Candidates whose last drift check found changes left (true) or none (false); unchecked match neither.
+    drifted: bool | None = None
 
     @property
     def on_progress(self) -> bool:

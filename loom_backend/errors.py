@@ -44,6 +44,11 @@ class CandidateNotRunning(Conflict):
         super().__init__(f"Candidate {candidate_id!r} has no Run in progress")
 
 
+class CandidateNotCompleted(Conflict):
+    def __init__(self, candidate_id: str) -> None:
+        super().__init__(f"Candidate {candidate_id!r} is not completed; only a completed Candidate can drift")
+
+
 class RolloutConflict(Conflict):
     """The rollout is not in a state that allows this (none running, already running, not waiting for Promote)."""
 
@@ -67,6 +72,11 @@ class InvalidInput(LoomError):
 
 class InvalidPolicy(InvalidInput):
     """A rollout policy that cannot run over this Migration: an unknown key or Candidate, a dependency cycle."""
+
+
+class DriftNotChecked(NotFound):
+    def __init__(self, candidate_id: str) -> None:
+        super().__init__(f"Candidate {candidate_id!r} has no drift check since it completed; run one (drift_check)")
 
 
 class BulkOperationNotFound(NotFound):

@@ -19,8 +19,10 @@ from loom_backend.domain import (
     CandidateSort,
     CandidateStatus,
     DispatchStepRequest,
+    DriftCheck,
     DryRunRequest,
     DryRunResult,
+    EventCursor,
     EventPage,
     EventType,
     FailureGroups,
@@ -148,14 +150,19 @@ class BoardQueries(Protocol):
 
     def list_events(
         self,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: EventCursor | None = None,
+        with_total: bool = True,
         limit: int = 100,
         offset: int = 0,
-    ) -> EventPage: ...
+    ) -> EventPage:
+        """Newest first, of one Migration or all (None); `before` continues a keyset walk; no total: -1."""
 
     def activity_marker(self, migration_id: str | None = None) -> str:
         """A fingerprint of the read model (of one Migration, or all): it changes whenever a board would."""
@@ -221,7 +228,7 @@ class MetricsQueries(Protocol):
 
     def recent_failures(self, limit: int, migration_id: str | None = None) -> FailureList: ...
 
-    def burndown(self, today: date, migration_id: str | None = None) -> Burndown: ...
+    def burndown(self, now: datetime, migration_id: str | None = None) -> Burndown: ...
 
     def prometheus_snapshot(self) -> PrometheusSnapshot: ...
 
@@ -229,7 +236,15 @@ class MetricsQueries(Protocol):
         """Every metadata key any of the Migration's Candidates has, sorted: the CSV export's columns."""
 
 
-class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, BulkStore, Protocol):
+class DriftStore(Protocol):
+    """The last drift check of each completed Candidate; the Candidate lists read its flag alongside."""
+
+    def set_drift(self, check: DriftCheck) -> None: ...
+
+    def get_drift(self, migration_id: str, candidate_id: str) -> DriftCheck | None: ...
+
+
+class MigrationStore(Registry, RunStore, BoardQueries, MetricsQueries, BulkStore, DriftStore, Protocol):
     """Every role at once, as the SQL store plays them; bootstrap hands each user only the roles it needs."""
 
 

@@ -499,6 +499,7 @@ class BulkAction(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     MARK_MERGED = "mark_merged"
+    DRIFT_CHECK = "drift_check"  # re-run a completed Candidate's dry run; changes left mark it drifted
 
 
 class BulkState(StrEnum):

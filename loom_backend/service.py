@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from loom_backend import errors
 from loom_backend.domain import (
+    EVENT_EXPORT_COLUMNS,
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
     MAX_METADATA_KEYS,
@@ -33,9 +34,11 @@ from loom_backend.domain import (
     CandidateStepsResponse,
     CandidateView,
     Credentials,
+    DriftCheck,
     DryRunCandidateRequest,
     DryRunRequest,
     DryRunResult,
+    EventCursor,
     EventPage,
     EventType,
     FailureGroups,
@@ -61,18 +64,22 @@ from loom_backend.domain import (
     StringMap,
     StuckLimits,
     StuckRule,
+    changed_files,
+    event_export_row,
     merged_metadata,
     missing_inputs,
     origin_refusal,
     run_id,
     steps_for,
     text_refusal,
+    workflow_ui_url,
 )
 from loom_backend.ports import (
     BoardQueries,
     BulkStore,
     ChangeFeed,
     ChangeSubscription,
+    DriftStore,
     ExecutionEngine,
     Gatekeeper,
     MetricsQueries,
@@ -159,8 +166,14 @@ class LoomService:
         changes: ChangeFeed | None = None,
         probes: Sequence[ReadinessProbe] = (),
         bulk: BulkStore | None = None,
+        temporal_ui_url: str | None = None,
+        temporal_namespace: str = "default",
+        drift: DriftStore | None = None,
     ) -> None:
         self.bulk_store = bulk
+        self.drift_store = drift
+        self.temporal_ui_url = temporal_ui_url
+        self.temporal_namespace = temporal_namespace
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -196,6 +209,7 @@ class LoomService:
             board=store,
             metrics=store,
             bulk=store,
+            drift=store,
             engine=engine,
             notifier=notifier,
             access=access,
@@ -233,6 +247,11 @@ class LoomService:
         return await asyncio.shield(future)
 
     # -- who is calling ---------------------------------------------------------------------
+
+    def workflow_url(self, run_id: str) -> str | None:
+        """The Run's workflow in the Temporal Web UI, when LOOM_TEMPORAL_UI_URL names one (configuration, not data:
+        the page shows it to whoever may see the Run)."""
+        return workflow_ui_url(self.temporal_ui_url, self.temporal_namespace, run_id)
 
     @property
     def proxy_header(self) -> str | None:
@@ -754,6 +773,9 @@ class LoomService:
                 await self.start_run(principal, migration_id, candidate_id, {})
             elif action is BulkAction.CANCEL:
                 await self.cancel_run(principal, migration_id, candidate_id)
+            elif action is BulkAction.DRIFT_CHECK:
+                check = await self.check_drift(principal, migration_id, candidate_id)
+                return BulkOutcomeKind.DONE, drift_text(check)
             else:
                 view = await self.get_candidate_view(principal, migration_id, candidate_id)
                 step = step_name or view.current_step
@@ -806,28 +828,108 @@ class LoomService:
             ),
         )
 
+    async def check_drift(self, principal: Principal, migration_id: str, candidate_id: str) -> DriftCheck:
+        """Run a completed Candidate's dry run again and keep the answer: changes it still shows mean the merged
+        change did not land, or was undone since (drifted). A Migrator that fails a Step's dry run records nothing."""
+        self.authorize(principal, Role.OPERATOR)
+        candidate = await self._candidate(migration_id, candidate_id)
+        if candidate.status != CandidateStatus.COMPLETED:
+            raise errors.CandidateNotCompleted(candidate_id)
+        result = await self.dry_run(principal, migration_id, DryRunCandidateRequest(candidate_id=candidate_id))
+        failed = [f"{s.step_name}: {s.error}" for s in result.steps if s.error]
+        if failed:
+            raise errors.MigratorUnavailable(f"The Migrator's dry run failed, so drift is unknown: {'; '.join(failed)}")
+        changed = changed_files(result)
+        check = DriftCheck(
+            migration_id=migration_id,
+            candidate_id=candidate_id,
+            drifted=changed > 0,
+            changed_files=changed,
+            checked_at=self.clock(),
+            actor=principal.name,
+            result=result,
+        )
+        await self._db(self._drift_store().set_drift, check)
+        return check
+
+    async def get_drift(self, principal: Principal, migration_id: str, candidate_id: str) -> DriftCheck | None:
+        """The Candidate's last drift check, while it is completed (a new Run makes an old check say nothing)."""
+        self.authorize(principal, Role.VIEWER)
+        candidate = await self._candidate(migration_id, candidate_id)
+        if candidate.status != CandidateStatus.COMPLETED:
+            return None
+        return await self._db(self._drift_store().get_drift, migration_id, candidate_id)
+
+    def _drift_store(self) -> DriftStore:
+        if self.drift_store is None:
+            raise errors.ServiceUnavailable("This Loom has no store for drift checks")
+        return self.drift_store
+
     async def list_events(
         self,
         principal: Principal,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
-        self.authorize(principal, Role.VIEWER)
-        await self._migration(migration_id, with_candidates=False)
+        """The event log of one Migration (None: of all), newest first; `since` is inclusive, `until` exclusive."""
+        await self._require_migration_if_named(principal, migration_id)
         return await self._db(
             self.board.list_events,
             migration_id,
             candidate_id=candidate_id,
             event_type=event_type,
             actor=actor,
+            since=since,
+            until=until,
             limit=limit,
             offset=offset,
         )
+
+    async def export_events(
+        self,
+        principal: Principal,
+        migration_id: str | None,
+        *,
+        candidate_id: str | None = None,
+        event_type: EventType | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[str]]:
+        """The header, then every matching event newest first: what the audit CSV streams.
+
+        Read by keyset pages, so the log never sits in memory at once and events written meanwhile shift nothing.
+        """
+        await self._require_migration_if_named(principal, migration_id)
+        yield list(EVENT_EXPORT_COLUMNS)
+        before: EventCursor | None = None
+        while True:
+            page = await self._db(
+                self.board.list_events,
+                migration_id,
+                candidate_id=candidate_id,
+                event_type=event_type,
+                actor=actor,
+                since=since,
+                until=until,
+                before=before,
+                with_total=False,
+                limit=page_size,
+            )
+            for e in page.events:
+                yield event_export_row(e)
+            if len(page.events) < page_size:
+                return
+            last = page.events[-1]
+            before = EventCursor(created_at=last.created_at, id=last.id or 0)
 
     # -- the board ---------------------------------------------------------------------------
 
@@ -930,7 +1032,9 @@ class LoomService:
 
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._read(self.metrics.burndown, self.clock().astimezone(UTC).date(), migration_id)
+        return await self._read(
+            self.metrics.burndown, self.clock().astimezone(UTC).replace(microsecond=0), migration_id
+        )
 
     async def readiness(self) -> Readiness:
         """Whether this process can do its work now. No principal: probes do not sign in, and the answer names
@@ -1026,6 +1130,13 @@ def _narrowed(where: CandidateFilter | None, **narrower: Any) -> CandidateFilter
     return (where or CandidateFilter()).model_copy(update=given)
 
 
+def drift_text(check: DriftCheck) -> str:
+    """A drift check's outcome in a sentence, as a bulk operation reports it per Candidate."""
+    if not check.drifted:
+        return "no changes left: the change landed"
+    return f"drifted: the dry run still changes {check.changed_files} file{'s' if check.changed_files != 1 else ''}"
+
+
 def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, inputs: StringMap) -> str | None:
     """Why the action would not apply to this Candidate now (the impact preview), or None when it would."""
     if request.action is BulkAction.START:
@@ -1033,6 +1144,8 @@ def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, 
             return f"already {view.status.value}"
         missing = missing_inputs(migration.required_inputs, {**view.metadata, **inputs})
         return f"lacks input {', '.join(missing)}" if missing else None
+    if request.action is BulkAction.DRIFT_CHECK:
+        return None if view.status == CandidateStatus.COMPLETED else f"is {view.status.value}, not completed"
     if view.status != CandidateStatus.RUNNING:
         return "has no Run in progress"
     if request.action is BulkAction.CANCEL:

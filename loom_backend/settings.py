@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         "one LOOM_PUBLIC_URL; /api/readyz checks it. Unset: page state stays in the process.",
     )
     temporal_namespace: str = Field("default", description="Temporal namespace for Runs.")
+    temporal_ui_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL of the Temporal Web UI (http://localhost:8233 for the embedded dev server); when set, "
+        "each Candidate page links its Run's workflow there.",
+    )
     temporal_task_queue: str = Field("loom-runs", description="Task queue the worker polls.")
     temporal_dev_port: int = Field(7233, description="Port of the embedded Temporal dev server.")
     run_worker: bool = Field(

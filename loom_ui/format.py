@@ -207,10 +207,11 @@ class BoardFilter:
     kind: str = ""
     attention: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    drifted: bool = False  # completed Candidates whose last drift check found changes
 
     @property
     def active(self) -> bool:
-        return bool(self.text or self.kind or self.attention or self.metadata)
+        return bool(self.text or self.kind or self.attention or self.metadata or self.drifted)
 
 
 def parse_board_query(params: Mapping[str, str]) -> BoardFilter:
@@ -219,6 +220,7 @@ def parse_board_query(params: Mapping[str, str]) -> BoardFilter:
         text=params.get("q", "").strip(),
         kind=params.get("kind", "").strip(),
         attention=params.get("attention", "") in ("1", "true", "yes"),
+        drifted=params.get("drifted", "") in ("1", "true", "yes"),
         metadata={
             k[len(META_PREFIX) :]: v for k, v in params.items() if k.startswith(META_PREFIX) and k != META_PREFIX and v
         },
@@ -234,6 +236,8 @@ def board_query(f: BoardFilter) -> str:
         pairs.append(("kind", f.kind))
     if f.attention:
         pairs.append(("attention", "1"))
+    if f.drifted:
+        pairs.append(("drifted", "1"))
     pairs.extend((META_PREFIX + k, v) for k, v in sorted(f.metadata.items()))
     return "?" + urlencode(pairs) if pairs else ""
 
@@ -424,8 +428,17 @@ def burndown_rows(b: Burndown, max_rows: int = 120) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(rows) if i in keep]
 
 
-def burndown_summary(b: Burndown, today: date) -> str:
-    """One line under a burndown: how much is left and when the current pace finishes it."""
+PACE_WINDOW_WORDS = {24: "the last 24 h", 168: "the last 7 days"}
+
+
+def pace_text(per_day: float) -> str:
+    """'1.5', '216', '0.1': a pace a person reads at a glance."""
+    return f"{per_day:,.0f}" if per_day >= 10 else f"{per_day:.1f}".rstrip("0").rstrip(".")
+
+
+def burndown_summary(b: Burndown, today: date, now: datetime | None = None) -> str:
+    """One line under a burndown: how much is left, the recent pace and which window it counts, and when that
+    pace finishes (to the hour when it is within two days of `now`)."""
     if b.total == 0:
         return "No Candidates yet"
     if b.remaining == 0:
@@ -433,10 +446,51 @@ def burndown_summary(b: Burndown, today: date) -> str:
         return f"All {plural(b.total, 'Candidate')} completed{when}"
     left = f"{b.remaining:,} of {plural(b.total, 'Candidate')} left"
     if b.projected_completion is None or not b.pace_per_day:
-        return f"{left} · no Run completed lately, so no projected completion yet"
+        return f"{left} · no Run completed in the last 7 days, so no projected completion yet"
+    window = PACE_WINDOW_WORDS.get(b.pace_window_hours or 0)
+    counted = f" ({plural(b.pace_completions, 'Run')} completed in {window})" if window else ""
+    pace = f"at {pace_text(b.pace_per_day)} a day{counted}"
+    if now is not None and b.projected_at is not None and b.projected_at - now < timedelta(days=2):
+        hours = max(math.ceil((b.projected_at - now) / timedelta(hours=1)), 1)
+        return f"{left} · {pace}, done by {b.projected_at:%b} {b.projected_at.day} {b.projected_at:%H:%M} UTC (in {plural(hours, 'hour')})"
     days = (b.projected_completion - today).days
-    pace = f"{b.pace_per_day:.1f}".rstrip("0").rstrip(".")
-    return f"{left} · at {pace} a day, done by {long_date(b.projected_completion)} (in {plural(days, 'day')})"
+    return f"{left} · {pace}, done by {long_date(b.projected_completion)} (in {plural(days, 'day')})"
+
+
+STATE_SERIES = ("failed", "running", "notStarted", "completed")
+
+
+def state_rows(b: Burndown, max_rows: int = 120) -> list[dict[str, Any]]:
+    """The stacked burndown's rows: Candidates by state at the end of each hour or day, then a dashed projection
+    of the remaining ones to zero at the projected time, in the same steps (thinned evenly past `max_rows`)."""
+    if not b.states:
+        return []
+    step = timedelta(hours=1) if b.bucket == "hour" else timedelta(days=1)
+
+    def label(at: datetime) -> str:
+        return f"{at:%H}:00" if b.bucket == "hour" else day_label((at - step).date())
+
+    rows: list[dict[str, Any]] = [
+        {
+            "t": label(p.at),
+            "failed": p.failed,
+            "running": p.running,
+            "notStarted": p.not_started,
+            "completed": p.completed,
+        }
+        for p in b.states
+    ]
+    last = b.states[-1].at
+    if b.projected_at is not None and b.remaining > 0 and b.projected_at > last - step:
+        steps = max(math.ceil((b.projected_at - last) / step), 1)
+        rows[-1]["projected"] = b.remaining
+        for i in range(1, steps + 1):
+            rows.append({"t": label(last + i * step), "projected": round(b.remaining * (1 - i / steps), 1)})
+    if len(rows) <= max_rows:
+        return rows
+    every = math.ceil(len(rows) / max_rows)
+    keep = set(range(0, len(rows), every)) | {len(b.states) - 1, len(rows) - 1}
+    return [r for i, r in enumerate(rows) if i in keep]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import reflex as rx
 
 from loom_backend.api import create_api
 from loom_backend.bootstrap import current_service, running
+from loom_ui.pages.audit import AuditState, audit_page
 from loom_ui.pages.board import BoardState, board_page
 from loom_ui.pages.candidate import CandidateState, candidate_page
 from loom_ui.pages.inbox import InboxState, inbox_page
@@ -71,5 +72,17 @@ app.add_page(
     route="/metrics",
     title="Metrics · Loom",
     on_load=[LoomState.require_sign_in, MetricsState.load, MetricsState.watch],
+)
+app.add_page(
+    audit_page,
+    route="/audit",
+    title="Audit · Loom",
+    on_load=[LoomState.require_sign_in, AuditState.load],
+)
+app.add_page(
+    audit_page,
+    route="/migrations/[migration_id]/audit",
+    title="Audit · Loom",
+    on_load=[LoomState.require_sign_in, AuditState.load],
 )
 app.add_page(login_page, route="/login", title="Sign in · Loom", on_load=LoginState.load)

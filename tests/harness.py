@@ -219,6 +219,7 @@ class FakeMigrator:
     attempts: int = 0
     answer: int = 202
     answer_text: str = "accepted"
+    # By Migration id, or by "{migrationId}/{candidateId}" for one Candidate's own answer.
     dry_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -241,7 +242,8 @@ class FakeMigrator:
 
     async def dry_run(self, request: Request) -> Response:
         body = await request.json()
-        return JSONResponse(self.dry_runs.get(body["migrationId"], {"steps": []}))
+        mid, cid = body["migrationId"], body["candidate"]["id"]
+        return JSONResponse(self.dry_runs.get(f"{mid}/{cid}", self.dry_runs.get(mid, {"steps": []})))
 
     def of(
         self, migration_id: str, step_name: str | None = None, candidate_id: str | None = None

@@ -9,15 +9,15 @@ SqlStore is the only caller: it owns the sessions and transactions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Table, case, cast, exists, func, select
+from sqlalchemy import BigInteger, String, Table, case, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from loom_backend.domain import (
+    STATE_EVENT_TYPES,
     Burndown,
     BurndownDay,
     CallbackLatency,
@@ -28,10 +28,14 @@ from loom_backend.domain import (
     MetricsOverview,
     MetricsTimeline,
     PrometheusSnapshot,
+    StateEvent,
     StepMetrics,
     StepMetricsResponse,
     StepStatus,
     TimelineDay,
+    completion_pace,
+    state_buckets,
+    state_series,
 )
 from loom_backend.store.tables import (
     CandidateRow,
@@ -57,7 +61,6 @@ SUCCEEDED = (StepStatus.COMPLETED.value, StepStatus.MERGED.value)
 FAILED = StepStatus.FAILED.value
 # The Run writes this text (workflow.RunWorkflow._send) when a Step's dispatch fails after all its attempts.
 DISPATCH_FAILURE_TEXT = "Dispatch to the Migrator failed"
-BURNDOWN_PACE_DAYS = 14
 MAX_HISTORY_DAYS = 365
 CALLBACK_LATENCY_WINDOW = 2_000
 CALLBACK_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -248,8 +251,10 @@ class MetricsQueries:
             ]
         )
 
-    def burndown(self, session: Session, migration_id: str | None, today: date) -> Burndown:
-        """Remaining Candidates per day, anchored on today's statuses and walked back through run_completed."""
+    def burndown(self, session: Session, migration_id: str | None, now: datetime) -> Burndown:
+        """Remaining Candidates per day, anchored on today's statuses and walked back through run_completed; the
+        Candidates by state per hour or day, replayed from the log; the projection from the recent pace."""
+        today = now.astimezone(UTC).date()
         e = EVENTS
         total, completed = session.execute(
             select(
@@ -285,21 +290,43 @@ class MetricsQueries:
         for entry in reversed(days):
             entry.remaining = remaining + later
             later += completions.get(entry.date, 0)
-        recent = sum(n for d, n in completions.items() if today - timedelta(days=BURNDOWN_PACE_DAYS) < d <= today)
-        pace = recent / BURNDOWN_PACE_DAYS if recent else None
-        projected: date | None = None
+        log = self._state_events(session, migration_id)
+        done_at = [x.at for x in log if x.event_type == EventType.RUN_COMPLETED and x.at <= now]
+        started = log[0].at if log else (_utc(created) if created else None)
+        bucket, ends = state_buckets(started or now, now)
+        pace = completion_pace(done_at, now, started)
+        projected_at: datetime | None = None
         if total and remaining == 0:
-            projected = max((d for d in completions if d <= today), default=today)
+            projected_at = max(done_at, default=now)
         elif pace:
-            projected = today + timedelta(days=math.ceil(remaining / pace))
+            projected_at = now + timedelta(days=remaining / pace.per_day)
         return Burndown(
             migration_id=migration_id,
             total=total,
             remaining=remaining,
             days=days,
-            pace_per_day=pace,
-            projected_completion=projected,
+            pace_per_day=pace.per_day if pace else None,
+            projected_completion=projected_at.date() if projected_at else None,
+            bucket=bucket,
+            states=state_series(log, total, ends),
+            pace_window_hours=pace.window_hours if pace else None,
+            pace_completions=pace.completions if pace else 0,
+            projected_at=projected_at,
         )
+
+    def _state_events(self, session: Session, migration_id: str | None) -> list[StateEvent]:
+        """The events that move Candidates between states, oldest first; a Candidate is named with its Migration."""
+        e = EVENTS
+        rows = session.execute(
+            select(e.c.migration_id, e.c.candidate_id, e.c.event_type, e.c.status, e.c.created_at)
+            .where(
+                e.c.event_type.in_([t.value for t in STATE_EVENT_TYPES]),
+                or_(e.c.event_type != EventType.STEP_COMPLETED.value, e.c.status == StepStatus.FAILED.value),
+                *_by(e.c.migration_id, migration_id),
+            )
+            .order_by(e.c.created_at, e.c.id)
+        )
+        return [StateEvent(f"{m}/{c}", EventType(t), status, _utc(at)) for m, c, t, status, at in rows]
 
     # -- Prometheus ------------------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ from loom_backend.domain import (
     CandidateStatus,
     CandidateView,
     DispatchRetry,
+    DriftCheck,
+    DryRunResult,
+    EventCursor,
     EventPage,
     EventType,
     FailureGroup,
@@ -90,6 +93,7 @@ from loom_backend.store.rollups import Rollups
 from loom_backend.store.tables import (
     BulkOperationRow,
     BulkOutcomeRow,
+    CandidateDriftRow,
     CandidateRow,
     HealthRow,
     MigrationRow,
@@ -105,6 +109,7 @@ STEP_EVENTS: Table = StepEventRow.__table__  # type: ignore[attr-defined]
 HEALTH: Table = HealthRow.__table__  # type: ignore[attr-defined]
 BULK_OPERATIONS: Table = BulkOperationRow.__table__  # type: ignore[attr-defined]
 BULK_OUTCOMES: Table = BulkOutcomeRow.__table__  # type: ignore[attr-defined]
+DRIFT: Table = CandidateDriftRow.__table__  # type: ignore[attr-defined]
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 ATTENTION_STATUSES = sorted(s.value for s in ATTENTION_STEP_STATUSES)
 NOT_STARTED, RUNNING = CandidateStatus.NOT_STARTED.value, CandidateStatus.RUNNING.value
@@ -139,6 +144,11 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A bound on a stored time: SQLite compares UTC wall clocks, so an offset is turned into UTC first."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -395,8 +405,16 @@ class SqlStore:
             progress = self._progress(
                 session, migration_id, [c for c in candidates if c.status != CandidateStatus.NOT_STARTED]
             )
+            drifted = self._drifted(
+                session, migration_id, [c.id for c in candidates if c.status == CandidateStatus.COMPLETED]
+            )
         views = [
-            CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {}), **_table_columns(r, stuck))
+            CandidateView(
+                **c.model_dump(by_alias=False),
+                **progress.get(c.id, {}),
+                **_table_columns(r, stuck),
+                drifted=drifted.get(c.id),
+            )
             for c, r in zip(candidates, rows, strict=True)
         ]
         return CandidatePage(candidates=views, total=total, limit=len(views) if limit is None else limit, offset=offset)
@@ -645,6 +663,63 @@ class SqlStore:
                 .values(state=BulkState.DONE.value, finished_at=now)
             )
 
+    # -- drift checks -------------------------------------------------------------------------
+
+    def set_drift(self, check: DriftCheck) -> None:
+        """Keep the Candidate's latest drift check (one row per Candidate)."""
+        values = {
+            "migration_id": check.migration_id,
+            "candidate_id": check.candidate_id,
+            "drifted": check.drifted,
+            "changed_files": check.changed_files,
+            "checked_at": check.checked_at,
+            "actor": check.actor,
+            "result": check.result.model_dump(mode="json"),
+        }
+        changed = ReadModelChange(check.migration_id, check.candidate_id)
+        with self._session() as session:
+            statement = self._insert(DRIFT).values(**values)
+            keys = ("migration_id", "candidate_id")
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
+                )
+            )
+            self._notify(session, changed)
+        self._committed(changed)
+
+    def get_drift(self, migration_id: str, candidate_id: str) -> DriftCheck | None:
+        with self._session() as session:
+            row = (
+                session.execute(
+                    select(DRIFT).where(DRIFT.c.migration_id == migration_id, DRIFT.c.candidate_id == candidate_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return DriftCheck(
+            migration_id=row["migration_id"],
+            candidate_id=row["candidate_id"],
+            drifted=row["drifted"],
+            changed_files=row["changed_files"],
+            checked_at=_utc(row["checked_at"]),
+            actor=row["actor"],
+            result=DryRunResult.model_validate(row["result"]),
+        )
+
+    def _drifted(self, session: Session, migration_id: str, candidate_ids: Sequence[str]) -> dict[str, bool]:
+        """The drift flags of the page's completed Candidates that were checked."""
+        if not candidate_ids:
+            return {}
+        rows = session.execute(
+            select(DRIFT.c.candidate_id, DRIFT.c.drifted).where(
+                DRIFT.c.migration_id == migration_id, DRIFT.c.candidate_id.in_(list(candidate_ids))
+            )
+        )
+        return dict(rows.tuples().all())
+
     def get_bulk(self, op_id: str) -> BulkOperation | None:
         with self._session() as session:
             row = session.get(BulkOperationRow, op_id)
@@ -837,24 +912,40 @@ class SqlStore:
 
     def list_events(
         self,
-        migration_id: str,
+        migration_id: str | None,
         *,
         candidate_id: str | None = None,
         event_type: EventType | None = None,
         actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: EventCursor | None = None,
+        with_total: bool = True,
         limit: int = 100,
         offset: int = 0,
     ) -> EventPage:
+        """Newest first, of one Migration or all; `before` continues after the last event of a previous page (the
+        export's keyset paging, which new events cannot shift as they shift an offset)."""
         table = STEP_EVENTS
-        conditions: list[Any] = [table.c.migration_id == migration_id]
+        conditions: list[Any] = []
+        if migration_id is not None:
+            conditions.append(table.c.migration_id == migration_id)
         if candidate_id:
             conditions.append(table.c.candidate_id == candidate_id)
         if event_type:
             conditions.append(table.c.event_type == event_type.value)
         if actor:
             conditions.append(table.c.actor == actor)
+        if since is not None:
+            conditions.append(table.c.created_at >= _as_utc(since))
+        if until is not None:
+            conditions.append(table.c.created_at < _as_utc(until))
+        if before is not None:
+            at = _as_utc(before.created_at)
+            conditions.append(or_(table.c.created_at < at, and_(table.c.created_at == at, table.c.id < before.id)))
         with self._session() as session:
-            total = session.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+            count = select(func.count()).select_from(table).where(*conditions)
+            total = session.execute(count).scalar_one() if with_total else -1
             rows = session.execute(
                 select(table)
                 .where(*conditions)
@@ -961,9 +1052,9 @@ class SqlStore:
         with self._session() as session:
             return self._metrics.failures(session, migration_id, limit)
 
-    def burndown(self, today: date, migration_id: str | None = None) -> Burndown:
+    def burndown(self, now: datetime, migration_id: str | None = None) -> Burndown:
         with self._session() as session:
-            return self._metrics.burndown(session, migration_id, today)
+            return self._metrics.burndown(session, migration_id, now)
 
     def prometheus_snapshot(self) -> PrometheusSnapshot:
         with self._session() as session:
@@ -1064,6 +1155,15 @@ def _filter_conditions(where: CandidateFilter, stuck: StuckLimits | None) -> lis
         # A Step waiting on a person is always the Run's current one (the first not succeeded): read off the copy.
         conditions.append(table.c.status == RUNNING)
         conditions.append(table.c.step_status.in_(ATTENTION_STATUSES))
+    if where.drifted is not None:
+        conditions.append(table.c.status == CandidateStatus.COMPLETED.value)
+        conditions.append(
+            exists().where(
+                DRIFT.c.migration_id == table.c.migration_id,
+                DRIFT.c.candidate_id == table.c.id,
+                DRIFT.c.drifted == where.drifted,
+            )
+        )
     if where.on_progress:
         conditions.append(table.c.status != NOT_STARTED)
     now = stuck.now if stuck is not None else _now()

@@ -154,6 +154,26 @@ class BulkOperationRow(SQLModel, table=True):
     finished_at: datetime | None = _time(nullable=True)
 
 
+class CandidateDriftRow(SQLModel, table=True):
+    """The last drift check of a completed Candidate: does its dry run still show changes, and that dry run."""
+
+    __tablename__ = "candidate_drift"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["migration_id", "candidate_id"], ["candidates.migration_id", "candidates.id"], ondelete="CASCADE"
+        ),
+        Index("ix_candidate_drift_migration_drifted", "migration_id", "drifted"),
+    )
+
+    migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    candidate_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    drifted: bool = Field(sa_column=Column(Boolean, nullable=False))
+    changed_files: int = Field(sa_column=Column(Integer, nullable=False))
+    checked_at: datetime = _time()
+    actor: str = Field(sa_column=Column(String(128), nullable=False))
+    result: dict[str, Any] = _json("result")
+
+
 class BulkOutcomeRow(SQLModel, table=True):
     __tablename__ = "bulk_outcomes"
     __table_args__ = (ForeignKeyConstraint(["op_id"], ["bulk_operations.id"], ondelete="CASCADE"),)

@@ -83,6 +83,17 @@ def card(c: Any, select: rx.Component, metadata: rx.Component) -> rx.Component:
                 rx.spacer(),
                 _attention_mark(c),
                 _retry_mark(c),
+                rx.cond(
+                    c.drifted,
+                    rx.badge(
+                        rx.icon("git-compare-arrows", size=12),
+                        "Drifted",
+                        color_scheme="orange",
+                        variant="soft",
+                        title="Completed, but its dry run still shows changes: see the Candidate page",
+                        data_testid="drifted-badge",
+                    ),
+                ),
                 rx.badge(c.kind, variant="outline", color_scheme="gray", size="1"),
                 width="100%",
                 align="center",

@@ -186,6 +186,52 @@ def burndown_chart(rows, dots=False, height: int = 180, legend: bool = True, y_w
     )
 
 
+STATE_AREAS = (
+    ("failed", "Failed", "var(--red-9)", "var(--red-a6)"),
+    ("running", "Running", "var(--blue-9)", "var(--blue-a5)"),
+    ("notStarted", "Not started", "var(--gray-9)", "var(--gray-a5)"),
+    ("completed", "Completed", "var(--green-9)", "var(--green-a5)"),
+)
+
+
+def state_burndown_chart(rows, height: int = 180, y_width=36) -> rx.Component:
+    """Candidates by state, stacked (failed, running, not started, completed) per hour or day; the dashed line
+    carries the recent pace from the top of the not-completed stack to zero."""
+    return rx.recharts.composed_chart(
+        _grid(),
+        _x_axis(data_key="t"),
+        _y_axis(allow_decimals=False, width=y_width),
+        _tooltip(),
+        _legend(),
+        *[
+            rx.recharts.area(
+                data_key=key,
+                name=name,
+                stack_id="states",
+                stroke=stroke,
+                fill=fill,
+                stroke_width=1,
+                type_="step",
+                animation_duration=ANIMATION_MS,
+            )
+            for key, name, stroke, fill in STATE_AREAS
+        ],
+        rx.recharts.line(
+            data_key="projected",
+            name="Projected",
+            stroke="var(--gray-11)",
+            stroke_dasharray="5 4",
+            stroke_width=2,
+            dot=False,
+            animation_duration=ANIMATION_MS,
+        ),
+        data=rows,
+        height=height,
+        margin={"top": 8, "right": 8, "left": 0, "bottom": 0},
+        custom_attrs=NOT_FOCUSABLE,
+    )
+
+
 def chart_card(title: str, subtitle, chart: rx.Component, has_data, empty_text: str, **props) -> rx.Component:
     """A titled card holding one chart, or a quiet sentence when there is nothing to draw yet."""
     return rx.card(

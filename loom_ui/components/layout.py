@@ -62,6 +62,7 @@ def navbar() -> rx.Component:
                         data_testid="nav-needs-me",
                     ),
                     _nav_link("Metrics", "/metrics", data_testid="nav-metrics"),
+                    _nav_link("Audit", "/audit", data_testid="nav-audit"),
                     spacing="1",
                 ),
                 aria_label="Main",

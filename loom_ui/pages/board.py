@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 import reflex as rx
 
 from loom_backend import errors
-from loom_backend.domain import CandidatePage, CandidateStatus, Migration, ReadModelChange
+from loom_backend.domain import CandidateFilter, CandidatePage, CandidateStatus, Migration, ReadModelChange
+from loom_backend.rollout import BulkAction, BulkRequest
 from loom_ui import format as fmt
+from loom_ui.components.access import operator_only
 from loom_ui.components.card import card
 from loom_ui.components.dialog import dialog
 from loom_ui.components.forms import input_field
@@ -48,6 +50,7 @@ class BoardState(LiveMixin, LoomState):
     filter_text: str = ""
     filter_kind: str = ""
     filter_attention: bool = False
+    filter_drifted: bool = False
     filter_meta: list[MetaPair] = []
 
     selected: list[str] = []
@@ -77,6 +80,7 @@ class BoardState(LiveMixin, LoomState):
             kind=self.filter_kind,
             attention=self.filter_attention,
             metadata={m.key: m.value for m in self.filter_meta},
+            drifted=self.filter_drifted,
         )
 
     async def _reload_live(self, changes: list[ReadModelChange]) -> None:
@@ -145,6 +149,7 @@ class BoardState(LiveMixin, LoomState):
         return await service().list_candidates(
             self._viewer(),
             self.migration_id,
+            CandidateFilter(drifted=True) if f.drifted else None,
             status=status,
             kind=f.kind or None,
             text=f.text or None,
@@ -184,6 +189,7 @@ class BoardState(LiveMixin, LoomState):
         mid = self.migration_id
         f = fmt.parse_board_query(self.router.url.query_parameters)
         self.filter_text, self.filter_kind, self.filter_attention = f.text, f.kind, f.attention
+        self.filter_drifted = f.drifted
         self.filter_meta = [MetaPair(k, v) for k, v in f.metadata.items()]
         if self._loaded_for != mid:
             self.loading = True
@@ -228,6 +234,23 @@ class BoardState(LiveMixin, LoomState):
         return self._filter_changed()
 
     @rx.event
+    async def set_drifted(self, value: bool):
+        self.filter_drifted = value
+        await self._reload()
+        return self._filter_changed()
+
+    @rx.event
+    async def check_drift(self):
+        """Re-run the dry run of every completed Candidate (a durable bulk operation); drifted ones get a badge."""
+        try:
+            who = await self._actor()
+            where = CandidateFilter(status=CandidateStatus.COMPLETED)
+            op = await service().bulk(who, self.migration_id, BulkRequest(action=BulkAction.DRIFT_CHECK, filter=where))
+        except Exception as exc:
+            return rx.toast.error(error_text(exc), duration=8000)
+        return rx.toast.success(f"Checking {fmt.plural(len(op.outcomes), 'completed Candidate')} for drift")
+
+    @rx.event
     async def add_meta(self, key: str, value: str):
         self.filter_meta = [m for m in self.filter_meta if m.key != key] + [MetaPair(key, value)]
         await self._reload()
@@ -242,6 +265,7 @@ class BoardState(LiveMixin, LoomState):
     @rx.event
     async def clear_filters(self):
         self.filter_text, self.filter_kind, self.filter_attention, self.filter_meta = "", "", False, []
+        self.filter_drifted = False
         await self._reload()
         return self._filter_changed()
 
@@ -530,9 +554,24 @@ def _filters() -> rx.Component:
                 data_testid="meta-filter",
             ),
         ),
+        rx.el.label(
+            rx.hstack(
+                rx.switch(
+                    checked=BoardState.filter_drifted,
+                    on_change=BoardState.set_drifted,
+                    color_scheme="orange",
+                    data_testid="filter-drifted",
+                ),
+                rx.text("Drifted", size="2"),
+                spacing="2",
+                align="center",
+            ),
+            title="Completed Candidates whose last drift check found changes left",
+        ),
         rx.cond(
             BoardState.filter_text
             | (BoardState.filter_kind != "")
+            | BoardState.filter_drifted
             | BoardState.filter_attention
             | (BoardState.filter_meta.length() > 0),
             rx.button("Clear filters", variant="ghost", size="2", on_click=BoardState.clear_filters),
@@ -678,6 +717,25 @@ def board_page() -> rx.Component:
                                 "title": "Roll out by policy, or act on every Candidate matching this board's filter",
                                 "data_testid": "open-rollout",
                             },
+                        ),
+                        operator_only(
+                            rx.button(
+                                rx.icon("git-compare-arrows", size=14),
+                                "Check drift",
+                                variant="soft",
+                                color_scheme="gray",
+                                on_click=BoardState.check_drift,
+                                title="Run the dry run of every completed Candidate again; changes left mark it Drifted",
+                                data_testid="check-drift",
+                            )
+                        ),
+                        link_button(
+                            rx.icon("scroll-text", size=14),
+                            "Audit",
+                            href="/migrations/" + BoardState.migration_id + "/audit",
+                            variant="soft",
+                            color_scheme="gray",
+                            link_props={"data_testid": "audit-link", "title": "The event log of this Migration"},
                         ),
                         _overview_dialog(),
                         spacing="2",

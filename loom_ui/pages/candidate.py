@@ -12,6 +12,7 @@ from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     CandidateStatus,
     Principal,
+    run_id,
     steps_for,
     text_refusal,
 )
@@ -23,18 +24,21 @@ from loom_ui.components.forms import field_error, input_field
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, link_button, page, page_header, skeleton_rows
 from loom_ui.components.status import status_badge
 from loom_ui.components.timeline import event_row, timeline_step
+from loom_ui.pages.preview import diff_file
 from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.candidate import (
     EventView,
     FileGroupView,
     LeftPR,
     StepView,
+    drift_summary,
     event_view,
     file_groups,
     left_open_prs,
     step_views,
 )
 from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
+from loom_ui.views.preview import FilePreview, step_previews
 
 EVENTS_PAGE = 50
 # Enough of a cancelled Run's history to find the PRs it left open.
@@ -58,6 +62,13 @@ class CandidateState(LiveMixin, LoomState):
     inputs: list[InputField] = []
     left_behind: list[LeftPR] = []
     not_found: str = ""
+    # The Run's workflow id (its RunID) and, when LOOM_TEMPORAL_UI_URL is set, its page in the Temporal Web UI.
+    workflow_id: str = ""
+    workflow_url: str = ""
+    # The last drift check of a completed Candidate: none, clean, or drifted with the files its dry run still changes.
+    drift_state: str = ""
+    drift_text: str = ""
+    drift_files: list[FilePreview] = []
 
     busy: str = ""
     inputs_open: bool = False
@@ -120,6 +131,12 @@ class CandidateState(LiveMixin, LoomState):
         self.events_total = events.total
         self.events_showing = fmt.showing(len(events.events), events.total, "event")
         self.files = file_groups(candidate)
+        drift = await service().get_drift(who, mid, cid) if candidate.status == CandidateStatus.COMPLETED else None
+        self.drift_state = "" if drift is None else ("drifted" if drift.drifted else "clean")
+        self.drift_text = drift_summary(drift, now) if drift else ""
+        self.drift_files = [f for s in step_previews(drift.result) if not s.skipped for f in s.files] if drift else []
+        self.workflow_id = run_id(mid, cid) if events.total else ""
+        self.workflow_url = (service().workflow_url(self.workflow_id) or "") if self.workflow_id else ""
         if not self.inputs_open:
             self.inputs = input_fields(migration.required_inputs, saved, candidate.metadata)
 
@@ -222,6 +239,12 @@ class CandidateState(LiveMixin, LoomState):
             inputs = entered(self.inputs)
         return await self._act(
             "inputs", lambda mid, cid, who: service().update_inputs(who, mid, cid, inputs), "Inputs saved"
+        )
+
+    @rx.event(background=True)
+    async def check_drift(self):
+        return await self._act(
+            "drift", lambda mid, cid, who: service().check_drift(who, mid, cid), "Drift checked: dry run run again"
         )
 
     @rx.event(background=True)
@@ -494,6 +517,66 @@ def _header_actions() -> rx.Component:
     )
 
 
+def _drift() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.cond(
+                S.drift_state == "drifted",
+                rx.badge(
+                    rx.icon("git-compare-arrows", size=12),
+                    "Drifted",
+                    color_scheme="orange",
+                    variant="solid",
+                    data_testid="drifted-badge",
+                ),
+                rx.cond(S.drift_state == "clean", rx.badge("No drift", color_scheme="green", variant="soft")),
+            ),
+            rx.text(
+                rx.cond(
+                    S.drift_state == "",
+                    "A merged PR does not prove the change landed: run the dry run again to see what it still changes.",
+                    S.drift_text,
+                ),
+                size="2",
+                color=rx.color("gray", 11),
+                data_testid="drift-summary",
+            ),
+            rx.spacer(),
+            _action_button("Check drift", "git-compare-arrows", "drift", S.check_drift, "check-drift", variant="soft"),
+            align="center",
+            spacing="2",
+            wrap="wrap",
+            width="100%",
+        ),
+        rx.foreach(S.drift_files, diff_file),
+        spacing="3",
+        width="100%",
+    )
+
+
+def _run_link() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.text("Workflow id", size="2", color=rx.color("gray", 11)),
+            rx.code(S.workflow_id, size="2", variant="ghost", data_testid="workflow-id"),
+            spacing="2",
+            align="center",
+            wrap="wrap",
+        ),
+        rx.cond(
+            S.workflow_url != "",
+            rx.link(
+                rx.hstack(rx.text("Open in Temporal", size="2"), rx.icon("external-link", size=12), align="center"),
+                href=S.workflow_url,
+                is_external=True,
+                data_testid="workflow-link",
+            ),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
 def candidate_page() -> rx.Component:
     return page(
         breadcrumb(
@@ -539,11 +622,13 @@ def candidate_page() -> rx.Component:
                                 ),
                                 data_testid="timeline",
                             ),
+                            rx.cond(S.status == "completed", section("Drift", _drift(), data_testid="drift")),
                             section("History", _history(), data_testid="history"),
                             spacing="4",
                             width="100%",
                         ),
                         rx.vstack(
+                            rx.cond(S.workflow_id != "", section("Run", _run_link(), data_testid="run")),
                             section("Metadata", key_values(S.meta)),
                             rx.cond(
                                 S.saved_inputs.length() > 0, section("Inputs", key_values(S.saved_inputs, code=True))

@@ -16,6 +16,7 @@ from loom_ui.components.charts import (
     burndown_chart,
     chart_card,
     counter_tile,
+    state_burndown_chart,
     step_duration_chart,
 )
 from loom_ui.components.layout import empty_state, page, page_header, skeleton_rows
@@ -49,6 +50,8 @@ class BurndownView:
     rows: list[dict[str, Any]] = field(default_factory=list)
     dots: bool = False
     y_width: int = 36
+    state_rows: list[dict[str, Any]] = field(default_factory=list)
+    by_hour: bool = False
 
 
 @dataclass
@@ -75,14 +78,17 @@ async def _burndown(who: Principal, migration_id: str, name: str) -> BurndownVie
     b = await service().burndown(who, migration_id)
     rows = fmt.burndown_rows(b)
     widest = max((len(str(r.get(k) or 0)) for r in rows for k in ("remaining", "projected")), default=1)
+    now = datetime.now(UTC)
     return BurndownView(
-        y_width=axis_width(widest),
+        y_width=axis_width(max(widest, len(str(b.total)))),
         migration_id=migration_id,
         name=name,
         href=f"/migrations/{migration_id}",
-        summary=fmt.burndown_summary(b, datetime.now(UTC).date()),
+        summary=fmt.burndown_summary(b, now.date(), now),
         rows=rows,
         dots=len(b.days) <= DOTTED_DAYS,
+        state_rows=fmt.state_rows(b),
+        by_hour=b.bucket == "hour",
     )
 
 
@@ -179,12 +185,22 @@ def _burndown_card(b: BurndownView) -> rx.Component:
             ),
             rx.text(b.summary, size="1", color=rx.color("gray", 11), data_testid="burndown-summary"),
             rx.cond(
-                b.rows.length() > 0,
+                b.state_rows.length() > 0,
                 rx.box(
-                    burndown_chart(b.rows, b.dots, height=170, y_width=b.y_width),
+                    state_burndown_chart(b.state_rows, height=190, y_width=b.y_width),
+                    rx.text(
+                        rx.cond(
+                            b.by_hour,
+                            "Candidates by state at the end of each hour",
+                            "Candidates by state at the end of each UTC day",
+                        ),
+                        "; the dashed line is the projection at the recent pace.",
+                        size="1",
+                        color=rx.color("gray", 10),
+                    ),
                     width="100%",
                     role="img",
-                    aria_label="Burndown of " + b.name + ": " + b.summary,
+                    aria_label="Burndown by state of " + b.name + ": " + b.summary,
                     data_testid="chart",
                 ),
             ),

@@ -136,7 +136,8 @@ def _line(line: LineView) -> rx.Component:
     )
 
 
-def _file(f: FilePreview) -> rx.Component:
+def diff_file(f: FilePreview) -> rx.Component:
+    """One file of a dry run: its path, what happens to it, and its diff (the candidate page shows drift so)."""
     return rx.box(
         rx.hstack(
             rx.icon("file-code", size=14, aria_hidden="true"),
@@ -191,7 +192,7 @@ def _step(s: StepPreview) -> rx.Component:
                     "This Step would not change anything for this Candidate.", size="2", color=rx.color("gray", 11)
                 ),
             ),
-            rx.foreach(s.files, _file),
+            rx.foreach(s.files, diff_file),
             spacing="3",
             width="100%",
         ),

@@ -33,6 +33,7 @@ class CardView:
     attention: str = ""
     retrying: str = ""
     selectable: bool = False
+    drifted: bool = False  # completed, but its dry run still shows changes
 
 
 @dataclass
@@ -69,6 +70,7 @@ def card_view(migration_id: str, c: CandidateView, now: datetime) -> CardView:
         attention=fmt.attention_level(status) if c.needs_attention else "",
         retrying=f"{fmt.dispatch_retry_text(retry, now)}: {retry.error}" if retry else "",
         selectable=c.status == CandidateStatus.NOT_STARTED,
+        drifted=bool(c.drifted),
     )
 
 

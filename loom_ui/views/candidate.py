@@ -11,6 +11,7 @@ from loom_backend.domain import (
     Candidate,
     CandidateStatus,
     DispatchRetry,
+    DriftCheck,
     EventType,
     StepAction,
     StepDefinition,
@@ -216,3 +217,13 @@ def event_view(e: StepEvent, now: datetime) -> EventView:
 
 def file_groups(candidate: Candidate) -> list[FileGroupView]:
     return [FileGroupView(g.name, g.repo, [FileView(f.path, f.url) for f in g.files]) for g in candidate.files]
+
+
+def drift_summary(check: DriftCheck, now: datetime) -> str:
+    """'Checked 3 min ago by ana: the dry run still changes 2 files.'"""
+    said = (
+        f"the dry run still changes {fmt.plural(check.changed_files, 'file')}"
+        if check.drifted
+        else "the dry run changes nothing: the change landed"
+    )
+    return f"Checked {fmt.relative_time(check.checked_at, now)} by {check.actor}: {said}."

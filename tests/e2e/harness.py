@@ -47,6 +47,8 @@ MIGRATOR_AUTH = {"Authorization": f"Bearer {MIGRATOR_TOKEN}"}
 OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 # The board's tests sign in as this operator (conftest.py); test_sign_in.py adds its own accounts.
 E2E_OPERATOR = "e2e-operator"
+# Only linked to, never opened: the candidate page's link to a Run's workflow is checked by its address.
+TEMPORAL_UI_URL = "http://temporal-ui.invalid:8233/"
 E2E_PASSWORD = "e2e-correct-horse-battery"
 
 
@@ -151,6 +153,7 @@ def loom_app(
         "LOOM_TEMPORAL_ADDRESS": temporal_address,
         "LOOM_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "LOOM_DEMO": "false",
+        "LOOM_TEMPORAL_UI_URL": TEMPORAL_UI_URL,
         # A Migrator that is away is retried every 2 s at most, for 2 min: long enough to watch, short enough to end.
         "LOOM_DISPATCH_RETRY_SECONDS": "120",
         "LOOM_DISPATCH_BACKOFF_MAX_SECONDS": "2",

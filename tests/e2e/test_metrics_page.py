@@ -90,7 +90,11 @@ def test_the_metrics_page_draws_counters_charts_burndown_and_failures_from_real_
     burndown = page.locator(f'[data-testid="burndown"][data-migration="{mid}"]')
     expect(burndown.get_by_test_id("burndown-summary")).to_contain_text("3 of 4 Candidates left")
     expect(burndown.get_by_test_id("burndown-summary")).to_contain_text("done by")
-    expect(burndown.locator(".recharts-area")).to_have_count(1)
+    # The pace counts the one Run completed minutes ago, over the last 24 h (the Migration's first hour).
+    expect(burndown.get_by_test_id("burndown-summary")).to_contain_text("(1 Run completed in the last 24 h)")
+    # Stacked by state: failed, running, not started, completed.
+    expect(burndown.locator(".recharts-area")).to_have_count(4)
+    expect(burndown.get_by_test_id("chart")).to_contain_text("Not started")
 
     failure = page.locator('[data-testid="failure"][data-candidate="billing"]').first
     expect(failure).to_contain_text(ERROR)

@@ -109,7 +109,7 @@ def test_an_empty_store_has_zeros_and_no_medians(store: SqlStore) -> None:
     assert [d.date for d in timeline.days] == [DAY0 - timedelta(days=2), DAY0 - timedelta(days=1), DAY0]
     assert all(d.runs_started == d.steps_failed == 0 for d in timeline.days)
     assert store.recent_failures(10).failures == []
-    burndown = store.burndown(DAY0)
+    burndown = store.burndown(T0)
     assert (burndown.total, burndown.remaining, burndown.pace_per_day, burndown.projected_completion) == (
         0,
         0,
@@ -229,11 +229,15 @@ def _completions(store: SqlStore, days_ago: list[int], today: date) -> None:
         event(store, EventType.RUN_COMPLETED, at, candidate=cid)
 
 
-def test_burndown_walks_back_from_today_and_projects_from_the_last_14_days(store: SqlStore) -> None:
+def evening(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 18, tzinfo=UTC)
+
+
+def test_burndown_walks_back_from_today_and_projects_from_the_last_24_hours(store: SqlStore) -> None:
     today = date(2026, 11, 30)
     store.announce(announcement([f"c{i}" for i in range(10)]), datetime(2026, 10, 31, 8, tzinfo=UTC))
     _completions(store, [20, 20, 13, 11, 9, 7, 5, 3, 0], today)
-    burndown = store.burndown(today, MIGRATION)
+    burndown = store.burndown(evening(today), MIGRATION)
     assert (burndown.total, burndown.remaining) == (10, 1)
     assert burndown.days[0].date == date(2026, 10, 31) and burndown.days[-1].date == today
     remaining = {d.date: d.remaining for d in burndown.days}
@@ -242,16 +246,37 @@ def test_burndown_walks_back_from_today_and_projects_from_the_last_14_days(store
     assert remaining[today - timedelta(days=20)] == 8
     assert remaining[today - timedelta(days=1)] == 2
     assert remaining[today] == 1
-    # Seven completions in the last 14 days: half a Candidate a day, so the last one needs two more days.
-    assert burndown.pace_per_day == 0.5
-    assert burndown.projected_completion == today + timedelta(days=2)
+    # One completion in the last 24 hours: one a day, so the last Candidate needs a day more.
+    assert (burndown.pace_per_day, burndown.pace_window_hours, burndown.pace_completions) == (1, 24, 1)
+    assert burndown.projected_at == evening(today) + timedelta(days=1)
+    assert burndown.projected_completion == today + timedelta(days=1)
+    assert burndown.bucket == "day" and burndown.states[-1].at == evening(today).replace(hour=0) + timedelta(days=1)
+    assert (burndown.states[-1].completed, burndown.states[-1].not_started) == (9, 1)
+
+
+def test_a_burst_of_completions_in_a_young_migration_projects_by_that_burst(store: SqlStore) -> None:
+    """Nine Runs completed within minutes today: the pace is per hour of the Migration's life, not per fortnight."""
+    store.announce(announcement([f"c{i}" for i in range(20)]), T0)
+    for i in range(9):
+        cid = f"c{i}"
+        event(store, EventType.RUN_STARTED, T0 + seconds(i), candidate=cid)
+        event(store, EventType.RUN_COMPLETED, T0 + seconds(60 + 30 * i), candidate=cid)
+        store.set_candidate_status(MIGRATION, cid, CandidateStatus.COMPLETED)
+    event(store, EventType.RUN_STARTED, T0 + seconds(20), candidate="c9")
+    event(store, EventType.STEP_COMPLETED, T0 + seconds(30), candidate="c9", step="bump", status="failed")
+    now = T0 + timedelta(minutes=10)
+    burndown = store.burndown(now, MIGRATION)
+    assert (burndown.pace_per_day, burndown.pace_window_hours, burndown.pace_completions) == (9 * 24, 24, 9)
+    assert burndown.projected_at == now + timedelta(days=11 / (9 * 24))
+    assert burndown.bucket == "hour"
+    assert [(p.not_started, p.running, p.failed, p.completed) for p in burndown.states] == [(10, 0, 1, 9)]
 
 
 def test_burndown_without_recent_pace_has_no_projection(store: SqlStore) -> None:
     today = date(2026, 11, 30)
     store.announce(announcement([f"c{i}" for i in range(3)]), datetime(2026, 10, 1, tzinfo=UTC))
     _completions(store, [30], today)
-    burndown = store.burndown(today)
+    burndown = store.burndown(evening(today))
     assert (burndown.remaining, burndown.pace_per_day, burndown.projected_completion) == (2, None, None)
 
 
@@ -259,9 +284,10 @@ def test_a_finished_migration_projects_the_day_it_finished(store: SqlStore) -> N
     today = date(2026, 11, 30)
     store.announce(announcement(["c0", "c1"]), datetime(2026, 11, 1, tzinfo=UTC))
     _completions(store, [6, 4], today)
-    burndown = store.burndown(today, MIGRATION)
+    burndown = store.burndown(evening(today), MIGRATION)
     assert burndown.remaining == 0
     assert burndown.projected_completion == today - timedelta(days=4)
+    assert burndown.projected_at == evening(today).replace(hour=15) - timedelta(days=4)
 
 
 def test_candidate_metadata_keys_are_the_union_sorted(store: SqlStore) -> None:

@@ -86,9 +86,13 @@ async def test_burndown_reports_remaining_and_projection(api: httpx.AsyncClient)
     assert (body["total"], body["remaining"]) == (4, 2)
     assert body["days"][-1] == {"date": str(NOW.date()), "remaining": 2}
     assert body["days"][0]["remaining"] == 4
-    # Two completions in the last 14 days: 1/7 a day, so two more Candidates take 14 days.
-    assert body["pacePerDay"] == pytest.approx(2 / 14)
-    assert body["projectedCompletion"] == str(NOW.date() + timedelta(days=14))
+    # d completed 23 h before now, the one completion in the last 24 hours: one a day, so two more take two days.
+    assert (body["pacePerDay"], body["paceWindowHours"], body["paceCompletions"]) == (1, 24, 1)
+    assert body["projectedCompletion"] == str(NOW.date() + timedelta(days=2))
+    assert body["bucket"] == "day" and len(body["states"]) == 4
+    # Day 0: a completed; day 1: b cancelled; day 2: c waits on a failed Step, d completed.
+    by_day = [(s["notStarted"], s["running"], s["failed"], s["completed"]) for s in body["states"]]
+    assert by_day == [(3, 0, 0, 1), (3, 0, 0, 1), (1, 0, 1, 2), (1, 0, 1, 2)]
 
 
 async def test_metrics_of_an_unknown_migration_are_404(api: httpx.AsyncClient) -> None:

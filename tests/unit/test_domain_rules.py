@@ -284,3 +284,16 @@ def test_every_valid_migration_and_candidate_id_round_trips_through_the_run_id()
         the_run = run_id(*pair)
         assert parse_run_id(the_run) == pair
         assert seen.setdefault(the_run, pair) == pair
+
+
+def test_a_runs_workflow_link_names_the_namespace_and_the_run_id_escaped() -> None:
+    from loom_backend.domain import workflow_ui_url
+
+    assert workflow_ui_url("http://localhost:8233/", "default", "base-image__checkout") == (
+        "http://localhost:8233/namespaces/default/workflows/base-image__checkout"
+    )
+    assert workflow_ui_url("https://t.example/ui", "prod ns", "m__a/b") == (
+        "https://t.example/ui/namespaces/prod%20ns/workflows/m__a%2Fb"
+    )
+    assert workflow_ui_url(None, "default", "m__c") is None
+    assert workflow_ui_url("", "default", "m__c") is None

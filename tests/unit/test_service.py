@@ -502,3 +502,17 @@ async def test_too_many_failed_sign_ins_refuse_even_the_right_password_for_a_whi
     assert refused.value.retry_after_seconds == 60
     now[0] += timedelta(seconds=60)
     assert (await service.login("alice", "correct horse battery", "10.0.0.2"))[1].name == "alice"
+
+
+def test_the_service_links_a_run_only_when_a_temporal_ui_is_configured(
+    registry: FakeRegistry, access: AccessControl, engine: FakeEngine, notifier: FakeNotifier
+) -> None:
+    from loom_backend.settings import Settings
+
+    assert Settings(temporal_ui_url="http://localhost:8233").temporal_ui_url == "http://localhost:8233"
+    with pytest.raises(ValueError):
+        Settings(temporal_ui_url="javascript:alert(1)")
+    plain = build(registry, access, engine, notifier)
+    linked = build(registry, access, engine, notifier, temporal_ui_url="http://t:8233", temporal_namespace="prod")
+    assert plain.workflow_url("m__c") is None
+    assert linked.workflow_url("m__c") == "http://t:8233/namespaces/prod/workflows/m__c"

@@ -11,6 +11,7 @@ from loom_backend.domain import (
     DispatchRetry,
     FailedStep,
     MetricsOverview,
+    StatePoint,
     StepMetrics,
     TimelineDay,
 )
@@ -40,6 +41,7 @@ from loom_ui.format import (
     progress_segments,
     relative_time,
     showing,
+    state_rows,
     status_color,
     status_label,
     step_duration_rows,
@@ -289,3 +291,45 @@ def test_the_next_dispatch_attempt_reads_in_seconds_or_minutes_and_retrying_now_
 def test_the_dispatch_retry_notice_names_the_attempt_and_when_it_comes() -> None:
     retry = DispatchRetry(attempt=3, error="503 Service Unavailable", next_attempt_at=NOW + timedelta(seconds=40))
     assert dispatch_retry_text(retry, NOW) == "Migrator unreachable, retrying — attempt 3, next in 40 s"
+
+
+def young_burndown() -> Burndown:
+    """Twenty Candidates, nine completed within minutes of 09:00, one waiting on a failed Step."""
+    at = datetime(2026, 11, 30, 10, tzinfo=UTC)
+    return Burndown(
+        total=20,
+        remaining=11,
+        days=[BurndownDay(date=date(2026, 11, 30), remaining=11)],
+        pace_per_day=216.0,
+        projected_completion=date(2026, 11, 30),
+        bucket="hour",
+        states=[StatePoint(at=at, not_started=10, running=0, failed=1, completed=9)],
+        pace_window_hours=24,
+        pace_completions=9,
+        projected_at=datetime(2026, 11, 30, 10, 23, 20, tzinfo=UTC),
+    )
+
+
+def test_the_summary_names_the_window_the_pace_counts_and_the_hour_it_ends() -> None:
+    now = datetime(2026, 11, 30, 9, 10, tzinfo=UTC)
+    assert burndown_summary(young_burndown(), now.date(), now) == (
+        "11 of 20 Candidates left · at 216 a day (9 Runs completed in the last 24 h), done by Nov 30 10:23 UTC "
+        "(in 2 hours)"
+    )
+
+
+def test_state_rows_stack_each_hour_and_project_the_rest_to_zero_in_hours() -> None:
+    rows = state_rows(young_burndown())
+    assert rows[0] == {"t": "10:00", "failed": 1, "running": 0, "notStarted": 10, "completed": 9, "projected": 11}
+    assert rows[1:] == [{"t": "11:00", "projected": 0.0}]
+    daily = young_burndown().model_copy(
+        update={
+            "bucket": "day",
+            "states": [
+                StatePoint(at=datetime(2026, 12, 1, tzinfo=UTC), not_started=1, running=0, failed=0, completed=0)
+            ],
+            "projected_at": datetime(2026, 12, 3, 6, tzinfo=UTC),
+        }
+    )
+    assert [r["t"] for r in state_rows(daily)] == ["Nov 30", "Dec 1", "Dec 2", "Dec 3"]
+    assert state_rows(Burndown(total=0, remaining=0, days=[])) == []

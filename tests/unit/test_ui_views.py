@@ -249,3 +249,30 @@ def test_the_rollout_panel_says_the_policy_the_wave_and_what_an_operator_can_do(
     assert (waiting.can_promote, waiting.can_pause, waiting.can_resume) == (True, True, False)
     paused = rollout_view(RolloutStatus(state=RolloutPhase.PAUSED, policy=policy, paused_reason="paused by ana"))
     assert paused.reason == "paused by ana" and paused.can_resume and not paused.can_promote
+
+
+def test_a_drift_check_reads_as_who_checked_when_and_what_is_left() -> None:
+    from loom_backend.domain import DriftCheck, DryRunResult
+    from loom_ui.views.candidate import drift_summary
+
+    now = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
+    check = DriftCheck(
+        migration_id="m",
+        candidate_id="c",
+        drifted=True,
+        changed_files=2,
+        checked_at=datetime(2026, 12, 1, 9, 2, tzinfo=UTC),
+        actor="ana",
+        result=DryRunResult(steps=[]),
+    )
+    assert drift_summary(check, now) == "Checked 3 min ago by ana: the dry run still changes 2 files."
+    clean = check.model_copy(update={"drifted": False, "changed_files": 0})
+    assert drift_summary(clean, now).endswith("the dry run changes nothing: the change landed.")
+
+
+def test_the_board_keeps_the_drifted_filter_in_its_url() -> None:
+    from loom_ui.format import BoardFilter, board_query, parse_board_query
+
+    assert board_query(BoardFilter(drifted=True)) == "?drifted=1"
+    assert parse_board_query({"drifted": "1"}) == BoardFilter(drifted=True)
+    assert BoardFilter(drifted=True).active

@@ -1,13 +1,11 @@
 """Read-only figures from the event log and the read model, and the Candidates as CSV."""
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from loom_backend.api.csv_export import csv_response
 from loom_backend.api.deps import ServiceDep, Viewer
 from loom_backend.api.errors import _errors
 from loom_backend.domain import Burndown, FailureList, MetricsOverview, MetricsTimeline, StepMetricsResponse
@@ -57,21 +55,4 @@ async def candidates_csv(migration_id: str, service: ServiceDep, principal: View
     """Every Candidate with its current Step, PR link and metadata, streamed as CSV."""
     rows = service.export_candidates(principal, migration_id)
     header = await anext(rows)  # an unknown Migration answers 404 here, before the response starts
-
-    async def body() -> AsyncIterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        async for row in rows:
-            writer.writerow(row)
-            if buffer.tell() > 64 * 1024:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    return StreamingResponse(
-        body(),
-        media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{migration_id}-candidates.csv"'},
-    )
+    return csv_response(header, rows, f"{migration_id}-candidates.csv")

@@ -1,11 +1,11 @@
-"""Reading Migrations, their Candidates and their event log."""
+"""Reading Migrations and their Candidates, and their inputs (the event log is in events.py)."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from loom_backend.api.deps import MigrationId, Operator, ServiceDep, Viewer
+from loom_backend.api.deps import CandidateId, MigrationId, Operator, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
 from loom_backend.domain import (
     FAILURE_GROUP_KEY,
@@ -15,8 +15,7 @@ from loom_backend.domain import (
     CandidateStatus,
     CandidateView,
     ChecksState,
-    EventPage,
-    EventType,
+    DriftCheck,
     FailureGroups,
     ListMigrationsResponse,
     Migration,
@@ -25,6 +24,7 @@ from loom_backend.domain import (
     StepStatus,
     UpdateInputsRequest,
 )
+from loom_backend.errors import DriftNotChecked
 
 router = APIRouter(tags=["migrations"])
 
@@ -74,6 +74,9 @@ async def list_candidates(
         str | None, Query(alias="failureGroup", pattern=FAILURE_GROUP_KEY.pattern, description="From /failure-groups")
     ] = None,
     stuck: bool | None = None,
+    drifted: Annotated[
+        bool | None, Query(description="Completed Candidates whose last drift check found changes (true) or none")
+    ] = None,
     sort: Annotated[
         str | None,
         Query(
@@ -103,6 +106,7 @@ async def list_candidates(
         failure=failure,
         failure_group=failure_group,
         stuck=stuck,
+        drifted=drifted,
     )
     page = await service.list_candidates(
         principal,
@@ -162,28 +166,6 @@ def page_links(request: Request, total: int, limit: int | None, offset: int) -> 
     return ", ".join(f'<{request.url.include_query_params(limit=limit, offset=at)}>; rel="{rel}"' for at, rel in links)
 
 
-@router.get("/migrations/{migration_id}/events", response_model=EventPage, responses=_errors(401, 403, 404, 422))
-async def list_events(
-    migration_id: MigrationId,
-    service: ServiceDep,
-    principal: Viewer,
-    candidate_id: Annotated[str | None, Query(alias="candidateId", max_length=128)] = None,
-    event_type: Annotated[EventType | None, Query(alias="type")] = None,
-    actor: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> Any:
-    return await service.list_events(
-        principal,
-        migration_id,
-        candidate_id=candidate_id,
-        event_type=event_type,
-        actor=actor,
-        limit=limit,
-        offset=offset,
-    )
-
-
 @router.get("/migrations/{migration_id}/inputs", response_model=UpdateInputsRequest, responses=_errors(401, 403, 404))
 async def get_migration_inputs(migration_id: MigrationId, service: ServiceDep, principal: Viewer) -> Any:
     """The values of required inputs set for every Candidate of the Migration."""
@@ -200,3 +182,30 @@ async def update_migration_inputs(
 ) -> Any:
     """Set values for every Candidate (a Candidate's own inputs override them); an empty value removes one."""
     return UpdateInputsRequest(inputs=await service.update_migration_inputs(principal, migration_id, body.inputs))
+
+
+@router.get(
+    "/migrations/{migration_id}/candidates/{candidate_id}/drift",
+    response_model=DriftCheck,
+    responses=_errors(401, 403, 404, 422),
+)
+async def get_drift(
+    migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, principal: Viewer
+) -> Any:
+    """The completed Candidate's last drift check, with the dry run's diff; 404 when it has none."""
+    check = await service.get_drift(principal, migration_id, candidate_id)
+    if check is None:
+        raise DriftNotChecked(candidate_id)
+    return check
+
+
+@router.post(
+    "/migrations/{migration_id}/candidates/{candidate_id}/drift",
+    response_model=DriftCheck,
+    responses=_errors(401, 403, 404, 409, 422, 502),
+)
+async def check_drift(
+    migration_id: MigrationId, candidate_id: CandidateId, service: ServiceDep, principal: Operator
+) -> Any:
+    """Check one completed Candidate for drift now (a selection or a filter: POST .../bulk, action drift_check)."""
+    return await service.check_drift(principal, migration_id, candidate_id)
