@@ -22,6 +22,7 @@ from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
     MAX_METADATA_KEYS,
+    MAX_VIEWS_PER_MIGRATION,
     SESSION_COOKIE,
     Burndown,
     Candidate,
@@ -48,6 +49,7 @@ from loom_backend.domain import (
     Readiness,
     ReadinessCheck,
     Role,
+    SavedView,
     SignInThrottle,
     StepMetricsResponse,
     StepResult,
@@ -61,6 +63,7 @@ from loom_backend.domain import (
     run_id,
     steps_for,
     text_refusal,
+    view_name_refusal,
 )
 from loom_backend.ports import (
     BoardQueries,
@@ -75,6 +78,7 @@ from loom_backend.ports import (
     ReadinessProbe,
     Registry,
     RunStore,
+    SavedViews,
 )
 from loom_backend.rollout import (
     BulkAction,
@@ -138,8 +142,10 @@ class LoomService:
         changes: ChangeFeed | None = None,
         probes: Sequence[ReadinessProbe] = (),
         bulk: BulkStore | None = None,
+        views: SavedViews | None = None,
     ) -> None:
         self.bulk_store = bulk
+        self.views = views
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -654,6 +660,46 @@ class LoomService:
         if self.bulk_store is None:
             raise errors.ServiceUnavailable("This Loom has no store for bulk operations")
         return self.bulk_store
+
+    # -- saved views of the board's table ------------------------------------------------------------
+
+    def _views(self) -> SavedViews:
+        if self.views is None:
+            raise errors.ServiceUnavailable("This Loom has no store for saved views")
+        return self.views
+
+    async def list_views(self, principal: Principal, migration_id: str) -> list[SavedView]:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        return await self._db(self._views().list_views, migration_id)
+
+    async def get_view(self, principal: Principal, migration_id: str, name: str) -> SavedView:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        view = await self._db(self._views().get_view, migration_id, name)
+        if view is None:
+            raise errors.SavedViewNotFound(migration_id, name)
+        return view
+
+    async def save_view(self, principal: Principal, migration_id: str, name: str, params: StringMap) -> SavedView:
+        """Keep the table's URL query parameters under this name, replacing a view of that name; operators share them."""
+        self.authorize(principal, Role.OPERATOR)
+        await self._migration(migration_id, with_candidates=False)
+        refusal = view_name_refusal(name)
+        if refusal:
+            raise errors.InvalidInput(refusal, field="name")
+        view = SavedView(name=name, params=dict(params), saved_by=principal.name, updated_at=self.clock())
+        if not await self._db(self._views().put_view, migration_id, view, MAX_VIEWS_PER_MIGRATION):
+            raise errors.InvalidInput(
+                f"Migration {migration_id!r} has {MAX_VIEWS_PER_MIGRATION} saved views; delete one first", field="name"
+            )
+        return view
+
+    async def delete_view(self, principal: Principal, migration_id: str, name: str) -> None:
+        self.authorize(principal, Role.OPERATOR)
+        await self._migration(migration_id, with_candidates=False)
+        if not await self._db(self._views().delete_view, migration_id, name):
+            raise errors.SavedViewNotFound(migration_id, name)
 
     # -- on an operator's behalf (the rollout's and bulk operations' activities) -----------------
 
