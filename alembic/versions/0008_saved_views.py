@@ -1,7 +1,7 @@
 """saved views: a Migration's board table views kept by name (filters, sort and columns as a URL query)
 
 Revision ID: 0008_saved_views
-Revises: 0006
+Revises: 0007_fleet_views
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_saved_views"
-down_revision = "0006"
+down_revision = "0007_fleet_views"
 branch_labels = None
 depends_on = None
 
