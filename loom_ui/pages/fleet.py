@@ -14,7 +14,7 @@ from loom_backend.domain import CandidateFilter, CandidateSort
 from loom_backend.rollout import BulkAction, BulkOutcomeKind, BulkRequest, BulkState
 from loom_ui import format as fmt
 from loom_ui.components.dialog import confirm_dialog
-from loom_ui.components.status import status_badge
+from loom_ui.components.status import pr_state, status_badge, stuck_badge
 from loom_ui.state import LoomState, error_text, service
 from loom_ui.views.fleet import (
     CHECKS,
@@ -528,57 +528,6 @@ def _meta_header(key: rx.Var) -> rx.Component:
         ),
         custom_attrs={"aria-sort": state},
         white_space="nowrap",
-    )
-
-
-def pr_state(pr: rx.Var) -> rx.Component:
-    """A PR's checks (✓ ✗ …), review and mergeable, as small badges; the card, table and timeline share it."""
-    return rx.hstack(
-        rx.cond(
-            pr.checks != "",
-            rx.badge(
-                pr.checks,
-                color_scheme=pr.checks_color,
-                variant="soft",
-                high_contrast=True,
-                title=pr.checks_label,
-                aria_label=pr.checks_label,
-                data_testid="pr-checks",
-            ),
-        ),
-        rx.cond(
-            pr.review != "",
-            rx.badge(
-                pr.review, color_scheme=pr.review_color, variant="soft", high_contrast=True, data_testid="pr-review"
-            ),
-        ),
-        rx.cond(
-            pr.mergeable != "",
-            rx.badge(
-                pr.mergeable,
-                color_scheme=pr.mergeable_color,
-                variant="soft",
-                high_contrast=True,
-                data_testid="pr-mergeable",
-            ),
-        ),
-        spacing="1",
-        wrap="wrap",
-    )
-
-
-def stuck_badge(shown: rx.Var) -> rx.Component:
-    return rx.cond(
-        shown,
-        rx.badge(
-            rx.icon("hourglass", size=12, aria_hidden="true"),
-            "Stuck",
-            color_scheme="orange",
-            variant="solid",
-            high_contrast=True,
-            title="In this status much longer than this Step usually takes",
-            data_testid="stuck",
-        ),
     )
 
 

@@ -9,6 +9,7 @@ from loom_backend.domain import CandidatePage, CandidateStatus, CandidateView, M
 from loom_backend.rollout import RolloutPhase, RolloutStatus
 from loom_ui import format as fmt
 from loom_ui.views.common import MetaPair
+from loom_ui.views.fleet import PrMarks, pr_marks
 
 PAGE_SIZE = 50
 COLUMNS = [
@@ -33,6 +34,8 @@ class CardView:
     attention: str = ""
     retrying: str = ""
     selectable: bool = False
+    stuck: bool = False
+    pr: PrMarks = field(default_factory=PrMarks)
 
 
 @dataclass
@@ -69,6 +72,8 @@ def card_view(migration_id: str, c: CandidateView, now: datetime) -> CardView:
         attention=fmt.attention_level(status) if c.needs_attention else "",
         retrying=f"{fmt.dispatch_retry_text(retry, now)}: {retry.error}" if retry else "",
         selectable=c.status == CandidateStatus.NOT_STARTED,
+        stuck=c.stuck,
+        pr=pr_marks(c.checks.value if c.checks else None, c.review.value if c.review else None, c.mergeable),
     )
 
 

@@ -114,6 +114,17 @@ def test_the_table_sorts_filters_and_keeps_its_view_in_the_url(page: Page, loom:
     expect(page.get_by_test_id("table-filter-q")).to_have_value("svc-1")
 
 
+def test_the_card_and_the_timeline_show_the_prs_checks_too(page: Page, loom: Loom) -> None:
+    mid = failing_fleet(loom, "prstate")
+    page.goto(f"/migrations/{mid}")
+    card = page.locator('[data-testid="candidate-card"][data-candidate="svc-2"]')
+    expect(card.get_by_test_id("pr-checks")).to_have_text("\u2717")
+    expect(card.get_by_test_id("pr-checks")).to_have_attribute("title", "Checks failing")
+    page.goto(f"/migrations/{mid}/candidates/svc-2")
+    step = page.locator('[data-testid="timeline-step"][data-step="bump-image"]')
+    expect(step.get_by_test_id("pr-checks")).to_have_text("\u2717")
+
+
 def test_a_saved_view_opens_again_by_name_and_can_be_deleted(page: Page, loom: Loom) -> None:
     mid = failing_fleet(loom, "views")
     page.goto(f"/migrations/{mid}?view=table&stepStatus=failed&sort=-id&cols=tier")

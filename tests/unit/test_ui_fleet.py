@@ -151,3 +151,83 @@ def test_a_failure_group_links_its_examples_and_says_how_many_more() -> None:
     g = failure_group_view("m1", group)
     assert (g.step, g.count_text, g.more) == ("bump", "7 Candidates", "and 5 more")
     assert [e.href for e in g.examples] == ["/migrations/m1/candidates/a", "/migrations/m1/candidates/b"]
+
+
+# -- stuck and PR state beyond the table: the card, the timeline, Needs me, the metrics ---------------------------
+
+
+def test_a_card_shows_stuck_and_its_prs_checks_review_and_mergeable() -> None:
+    from loom_ui.views.board import card_view
+
+    view = CandidateView(
+        id="a",
+        kind="service",
+        status=CandidateStatus.RUNNING,
+        current_step="bump",
+        current_step_status=StepStatus.OPEN,
+        pr_url="https://git/a/pull/1",
+        checks=ChecksState.PASSING,
+        review=ReviewState.CHANGES_REQUESTED,
+        mergeable=True,
+        stuck=True,
+    )
+    card = card_view("m1", view, NOW)
+    assert card.stuck
+    assert (card.pr.checks, card.pr.checks_color, card.pr.review, card.pr.mergeable) == (
+        "✓",
+        "green",
+        "Changes requested",
+        "Mergeable",
+    )
+
+
+def test_the_timeline_shows_pr_state_as_marks_not_metadata_and_marks_the_stuck_step() -> None:
+    from loom_backend.domain import StepDefinition, StepResult
+    from loom_ui.views.candidate import step_views
+
+    plan = [StepDefinition(name="bump", migrator_app="m"), StepDefinition(name="review", migrator_app="m")]
+    bump = StepResult(
+        step_name="bump",
+        candidate_id="a",
+        status=StepStatus.OPEN,
+        pr_url="https://git/a/pull/1",
+        metadata={"checks": "pending", "review": "approved", "mergeable": "false", "branch": "loom/bump"},
+        started_at=NOW,
+    )
+    steps = step_views(plan, [bump], CandidateStatus.RUNNING, NOW, stuck_step="bump")
+    assert (steps[0].pr.checks, steps[0].pr.review, steps[0].pr.mergeable) == ("…", "Approved", "Conflicts")
+    assert [m.key for m in steps[0].meta] == ["branch"]
+    assert [s.stuck for s in steps] == [True, False]
+
+
+def test_needs_me_lists_a_stuck_step_and_flags_stuck_beside_another_reason() -> None:
+    from loom_backend.domain import StepResult
+    from loom_backend.service import WaitingStep
+    from loom_ui.views.inbox import waiting_row
+
+    step = StepResult(step_name="bump", candidate_id="a", status=StepStatus.IN_PROGRESS)
+    alone = waiting_row(WaitingStep("m1", "M", step, "stuck", NOW - timedelta(hours=5), True), NOW)
+    assert (alone.reason_label, alone.color, alone.stuck) == ("Stuck", "orange", False)
+    review = StepResult(step_name="review", candidate_id="a", status=StepStatus.AWAITING_REVIEW)
+    beside = waiting_row(WaitingStep("m1", "M", review, "review", NOW - timedelta(days=2), True), NOW)
+    assert (beside.reason_label, beside.stuck) == ("Awaiting review", True)
+
+
+def test_the_metrics_count_stuck_steps() -> None:
+    from loom_backend.domain import MetricsOverview
+    from loom_ui.format import overview_counters
+
+    overview = MetricsOverview.model_validate(
+        {
+            "migrations": 1,
+            "candidates": {},
+            "runsStarted": 3,
+            "runsCompleted": 0,
+            "runsCancelled": 0,
+            "stepsFailed": 0,
+            "reviewsWaiting": 0,
+            "stuckSteps": 2,
+        }
+    )
+    stuck = next(c for c in overview_counters(overview) if c.key == "stuck-steps")
+    assert (stuck.value, stuck.color) == ("2", "amber")
