@@ -356,7 +356,7 @@ def _text(label: str, name: str, value: rx.Var, placeholder: str, width: str = "
 
 def _filters() -> rx.Component:
     t = FleetState.tq
-    return rx.form(
+    return rx.el.form(
         rx.flex(
             _text("Text", "q", FleetState.draft_q, "id or metadata…", "180px"),
             _select("Step", "step", t.step, FleetState.steps, "table-filter-step"),
@@ -545,7 +545,14 @@ def _row(r: RowView) -> rx.Component:
                     status_badge(r.step_label, r.step_color, data_testid="row-step-status"),
                     rx.cond(
                         r.failure != "",
-                        rx.text(r.failure, size="1", color=rx.color("red", 11), max_width="280px", title=r.failure),
+                        rx.text(
+                            r.failure,
+                            size="1",
+                            color=rx.color("red", 11),
+                            max_width="280px",
+                            overflow_wrap="anywhere",
+                            title=r.failure_full,
+                        ),
                     ),
                     spacing="1",
                 ),
@@ -583,13 +590,22 @@ def _row(r: RowView) -> rx.Component:
 def _columns_picker() -> rx.Component:
     return rx.cond(
         FleetState.meta_keys.length() > 0,
-        rx.select.root(
-            rx.select.trigger(placeholder="Add a metadata column", aria_label="Add a metadata column"),
-            rx.select.content(rx.foreach(FleetState.meta_keys, lambda k: rx.select.item(k, value=k))),
-            value="",
-            on_change=FleetState.add_col,
-            size="2",
-            data_testid="add-column",
+        rx.menu.root(
+            rx.menu.trigger(
+                rx.button(
+                    rx.icon("columns-3", size=14),
+                    "Add a column",
+                    variant="soft",
+                    color_scheme="gray",
+                    data_testid="add-column",
+                ),
+            ),
+            rx.menu.content(
+                rx.foreach(
+                    FleetState.meta_keys,
+                    lambda k: rx.menu.item(k, on_click=FleetState.add_col(k), data_testid="add-column-key"),
+                )
+            ),
         ),
     )
 
@@ -636,7 +652,7 @@ def _views_menu() -> rx.Component:
         ),
         rx.cond(
             LoomState.can_operate,
-            rx.form(
+            rx.el.form(
                 rx.hstack(
                     rx.input(
                         value=FleetState.save_name,
@@ -675,7 +691,7 @@ def _group(g: FailureGroupView) -> rx.Component:
                     spacing="2",
                     align="center",
                 ),
-                rx.text(g.message, size="2", data_testid="group-message"),
+                rx.text(g.message, size="2", overflow_wrap="anywhere", data_testid="group-message"),
                 rx.hstack(
                     rx.foreach(g.examples, lambda e: rx.link(e.id, href=e.href, size="1", data_testid="group-example")),
                     rx.cond(g.more != "", rx.text(g.more, size="1", color=rx.color("gray", 11))),
@@ -702,6 +718,7 @@ def _group(g: FailureGroupView) -> rx.Component:
                         "Retry ",
                         g.count,
                         color_scheme="red",
+                        high_contrast=True,
                         on_click=FleetState.ask_retry(g.key),
                         disabled=FleetState.busy != "",
                         aria_label="Retry the failed Step of these " + g.count.to_string() + " Candidates",
@@ -752,6 +769,7 @@ def _retry_dialog() -> rx.Component:
             "Retry ",
             FleetState.retry_count,
             color_scheme="red",
+            high_contrast=True,
             on_click=FleetState.confirm_retry,
             loading=FleetState.busy == "retry",
             disabled=(FleetState.busy != "") | (FleetState.retry_count == 0),

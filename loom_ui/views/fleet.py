@@ -28,6 +28,7 @@ SORTABLE = [
     ("pr", "PR"),
     ("lastEvent", "Last event"),
 ]
+SHOWN_FAILURE = 160  # characters of a failure message a row shows (the whole one in its title)
 STEP_STATUSES = ["in_progress", "open", "awaiting_review", "failed", "merged", "completed"]
 CHECKS = [("passing", "Checks passing"), ("failing", "Checks failing"), ("pending", "Checks pending")]
 REVIEWS = [("approved", "Approved"), ("changes_requested", "Changes requested"), ("pending", "Review pending")]
@@ -233,6 +234,11 @@ class RowView:
     meta: list[str] = field(default_factory=list)
     stuck: bool = False
     failure: str = ""
+    failure_full: str = ""
+
+
+def clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _value(v: object) -> str:
@@ -255,7 +261,8 @@ def row_view(migration_id: str, c: CandidateView, now: datetime, cols: list[str]
         last_event=fmt.relative_time(c.last_event_at, now) if c.last_event_at else "",
         meta=[c.metadata.get(k, "") for k in cols],
         stuck=c.stuck,
-        failure=c.failure_message or "",
+        failure=clipped(c.failure_message or "", SHOWN_FAILURE),
+        failure_full=c.failure_message or "",
     )
 
 
@@ -280,7 +287,7 @@ def failure_group_view(migration_id: str, g: FailureGroup) -> FailureGroupView:
     return FailureGroupView(
         key=g.key,
         step=g.step_name,
-        message=g.message or "(no message)",
+        message=clipped(g.message, 2 * SHOWN_FAILURE) or "(no message)",
         count=g.count,
         count_text=fmt.plural(g.count, "Candidate"),
         examples=[ExampleLink(cid, f"/migrations/{migration_id}/candidates/{cid}") for cid in g.examples],

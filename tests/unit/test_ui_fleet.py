@@ -231,3 +231,10 @@ def test_the_metrics_count_stuck_steps() -> None:
     )
     stuck = next(c for c in overview_counters(overview) if c.key == "stuck-steps")
     assert (stuck.value, stuck.color) == ("2", "amber")
+
+
+def test_a_long_failure_is_clipped_in_the_row_and_whole_in_its_title() -> None:
+    view = CandidateView(id="a", kind="service", current_step="bump", failure_message="x" * 3000)
+    row = row_view("m1", view, NOW, [])
+    assert len(row.failure) == 160 and row.failure.endswith("…")
+    assert len(row.failure_full) == 3000
