@@ -102,6 +102,19 @@ def test_the_table_sorts_filters_and_keeps_its_view_in_the_url(page: Page, loom:
     page.reload()
     expect(rows(page)).to_have_count(2)
 
+    # Headers sort from the keyboard too; a filter nothing matches says so and offers the way back.
+    page.get_by_test_id("sort-kind").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("th", has=page.get_by_test_id("sort-kind"))).to_have_attribute("aria-sort", "ascending")
+    url_has(page, "sort=kind")
+    page.get_by_test_id("table-filter-failure").fill("no such failure")
+    page.get_by_test_id("table-filter-failure").press("Enter")
+    expect(page.get_by_test_id("table-empty")).to_contain_text("No Candidates match these filters")
+    page.get_by_test_id("table-empty").get_by_role("button", name="Clear filters").click()
+    expect(rows(page)).to_have_count(5)
+    page.goto(shared)
+    expect(rows(page)).to_have_count(2)
+
     # Narrowing by text and pressing Enter changes the URL; a row opens its Candidate.
     page.get_by_test_id("table-filter-q").fill("svc-1")
     page.get_by_test_id("table-filter-q").press("Enter")
