@@ -16,7 +16,7 @@ from loom_backend import tracing
 from loom_backend.auth import AccessControl, SignInThrottle, parse_provisioned_tokens
 from loom_backend.domain import StuckRule
 from loom_backend.live import ChangeHub
-from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier
+from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier, SavedViews
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
 
@@ -63,6 +63,14 @@ def build_auth_store(settings: Settings, store: MigrationStore | None = None) ->
 
     engine = store.engine if isinstance(store, SqlStore) else create_db_engine(settings.sqlalchemy_url)
     return SqlAuthStore(engine)
+
+
+def build_saved_views(store: MigrationStore) -> SavedViews | None:
+    """Saved table views live beside the read model, on its engine; a store that is not SQL has none."""
+    from loom_backend.store.saved_views import SqlSavedViews
+    from loom_backend.store.sql_store import SqlStore
+
+    return SqlSavedViews(store.engine) if isinstance(store, SqlStore) else None
 
 
 def build_access(settings: Settings, auth_store: AuthStore) -> AccessControl:
@@ -177,6 +185,7 @@ async def running(
             concurrent_sign_ins=settings.sign_in_concurrency,
             changes=changes,
             probes=probes,
+            views=build_saved_views(store),
         )
         if temporal is not None and (settings.run_worker if run_worker is None else run_worker):
             # Rollouts and bulk operations act through the service, as the operator who started them.

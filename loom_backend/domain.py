@@ -399,6 +399,44 @@ def workflow_ui_url(base_url: str | None, namespace: str, workflow_id: str) -> s
     return f"{base_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
 
 
+# -- saved views of the board's table -------------------------------------------------------------
+
+MAX_VIEW_NAME_LENGTH = 64
+MAX_VIEWS_PER_MIGRATION = 200
+ViewParams = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=1_000)]],
+    Field(max_length=40),
+]
+
+
+class SavedView(WireModel):
+    """A table view of a Migration's board kept by name: its URL query parameters (filters, sort, columns)."""
+
+    name: str
+    params: StringMap = Field(default_factory=dict)
+    saved_by: str = ""
+    updated_at: datetime | None = None
+
+
+class SaveViewRequest(WireModel):
+    params: ViewParams = Field(default_factory=dict)
+
+
+class SavedViewList(WireModel):
+    views: list[SavedView]
+
+
+def view_name_refusal(name: str) -> str | None:
+    """Why a saved view may not have this name, or None: it names the view in a URL and a menu."""
+    if not name.strip():
+        return "A view needs a name"
+    if len(name) > MAX_VIEW_NAME_LENGTH:
+        return f"A view's name takes at most {MAX_VIEW_NAME_LENGTH} characters"
+    if name != name.strip() or any(not ch.isprintable() for ch in name) or "/" in name:
+        return "A view's name has no leading or trailing spaces, no '/' and no control characters"
+    return None
+
+
 def steps_for(candidate: Candidate, migration_steps: list[StepDefinition]) -> list[StepDefinition]:
     """A Candidate's own Steps, when discovery gave it some, replace the Migration's."""
     return candidate.steps if candidate.steps else migration_steps

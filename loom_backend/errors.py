@@ -84,6 +84,11 @@ class BulkOperationNotFound(NotFound):
         super().__init__(f"Bulk operation {op_id!r} does not exist")
 
 
+class SavedViewNotFound(NotFound):
+    def __init__(self, migration_id: str, name: str) -> None:
+        super().__init__(f"Migration {migration_id!r} has no saved view {name!r}")
+
+
 class MigratorUnavailable(LoomError):
     """The Migrator could not be reached or answered something Loom cannot read."""
 

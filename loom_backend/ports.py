@@ -39,6 +39,7 @@ from loom_backend.domain import (
     ReadinessCheck,
     ReadModelChange,
     RunChange,
+    SavedView,
     StepMetricsResponse,
     StepResult,
     StepStatusEvent,
@@ -194,6 +195,20 @@ class BulkStore(Protocol):
     def finish_bulk(self, op_id: str, now: datetime) -> None: ...
 
     def get_bulk(self, op_id: str) -> BulkOperation | None: ...
+
+
+class SavedViews(Protocol):
+    """A Migration's board table views, kept by name so an operator opens one again or shares it."""
+
+    def list_views(self, migration_id: str) -> list[SavedView]: ...
+
+    def get_view(self, migration_id: str, name: str) -> SavedView | None: ...
+
+    def put_view(self, migration_id: str, view: SavedView, limit: int) -> bool:
+        """Insert or replace; False (nothing written) when the view is new and the Migration has `limit` already."""
+
+    def delete_view(self, migration_id: str, name: str) -> bool:
+        """False when there was no such view."""
 
 
 class OperatorActions(Protocol):

@@ -24,6 +24,7 @@ from loom_backend.domain import (
     MAX_COMMENT_LENGTH,
     MAX_INPUT_LENGTH,
     MAX_METADATA_KEYS,
+    MAX_VIEWS_PER_MIGRATION,
     SESSION_COOKIE,
     Burndown,
     Candidate,
@@ -55,6 +56,7 @@ from loom_backend.domain import (
     Readiness,
     ReadinessCheck,
     Role,
+    SavedView,
     SignInThrottle,
     StepMetricsResponse,
     StepResult,
@@ -72,6 +74,7 @@ from loom_backend.domain import (
     run_id,
     steps_for,
     text_refusal,
+    view_name_refusal,
     workflow_ui_url,
 )
 from loom_backend.ports import (
@@ -88,6 +91,7 @@ from loom_backend.ports import (
     ReadinessProbe,
     Registry,
     RunStore,
+    SavedViews,
 )
 from loom_backend.rollout import (
     BulkAction,
@@ -169,11 +173,13 @@ class LoomService:
         temporal_ui_url: str | None = None,
         temporal_namespace: str = "default",
         drift: DriftStore | None = None,
+        views: SavedViews | None = None,
     ) -> None:
         self.bulk_store = bulk
         self.drift_store = drift
         self.temporal_ui_url = temporal_ui_url
         self.temporal_namespace = temporal_namespace
+        self.views = views
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -739,6 +745,46 @@ class LoomService:
         if self.bulk_store is None:
             raise errors.ServiceUnavailable("This Loom has no store for bulk operations")
         return self.bulk_store
+
+    # -- saved views of the board's table ------------------------------------------------------------
+
+    def _views(self) -> SavedViews:
+        if self.views is None:
+            raise errors.ServiceUnavailable("This Loom has no store for saved views")
+        return self.views
+
+    async def list_views(self, principal: Principal, migration_id: str) -> list[SavedView]:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        return await self._db(self._views().list_views, migration_id)
+
+    async def get_view(self, principal: Principal, migration_id: str, name: str) -> SavedView:
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        view = await self._db(self._views().get_view, migration_id, name)
+        if view is None:
+            raise errors.SavedViewNotFound(migration_id, name)
+        return view
+
+    async def save_view(self, principal: Principal, migration_id: str, name: str, params: StringMap) -> SavedView:
+        """Keep the table's URL query parameters under this name, replacing a view of that name; operators share them."""
+        self.authorize(principal, Role.OPERATOR)
+        await self._migration(migration_id, with_candidates=False)
+        refusal = view_name_refusal(name)
+        if refusal:
+            raise errors.InvalidInput(refusal, field="name")
+        view = SavedView(name=name, params=dict(params), saved_by=principal.name, updated_at=self.clock())
+        if not await self._db(self._views().put_view, migration_id, view, MAX_VIEWS_PER_MIGRATION):
+            raise errors.InvalidInput(
+                f"Migration {migration_id!r} has {MAX_VIEWS_PER_MIGRATION} saved views; delete one first", field="name"
+            )
+        return view
+
+    async def delete_view(self, principal: Principal, migration_id: str, name: str) -> None:
+        self.authorize(principal, Role.OPERATOR)
+        await self._migration(migration_id, with_candidates=False)
+        if not await self._db(self._views().delete_view, migration_id, name):
+            raise errors.SavedViewNotFound(migration_id, name)
 
     # -- on an operator's behalf (the rollout's and bulk operations' activities) -----------------
 

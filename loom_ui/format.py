@@ -338,6 +338,13 @@ def overview_counters(o: MetricsOverview) -> list[Counter]:
             color="amber" if o.reviews_waiting else "gray",
         ),
         Counter(
+            "stuck-steps",
+            "Steps stuck",
+            f"{o.stuck_steps:,}",
+            "in one status far longer than usual",
+            color="amber" if o.stuck_steps else "gray",
+        ),
+        Counter(
             "median-run",
             "Median Run duration",
             millis(o.median_run_duration_ms),

@@ -10,6 +10,7 @@ from loom_backend.bootstrap import current_service, running
 from loom_ui.pages.audit import AuditState, audit_page
 from loom_ui.pages.board import BoardState, board_page
 from loom_ui.pages.candidate import CandidateState, candidate_page
+from loom_ui.pages.fleet import FleetState
 from loom_ui.pages.inbox import InboxState, inbox_page
 from loom_ui.pages.login import LoginState, login_page
 from loom_ui.pages.metrics import MetricsState, MigrationMetricsState, metrics_page
@@ -39,6 +40,7 @@ app.add_page(
     on_load=[
         LoomState.require_sign_in,
         BoardState.load,
+        FleetState.load,
         BoardState.watch,
         MigrationMetricsState.load,
     ],

@@ -185,6 +185,19 @@ class BulkOutcomeRow(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class SavedViewRow(SQLModel, table=True):
+    """A named table view of a Migration's board: the URL query that restores it."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (ForeignKeyConstraint(["migration_id"], ["migrations.id"], ondelete="CASCADE"),)
+
+    migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    params: dict[str, str] = _json("params")
+    saved_by: str = Field(sa_column=Column(String(128), nullable=False))
+    updated_at: datetime = _time()
+
+
 # -- metrics rollups: written with each new event (store/rollups.py), read by store/metrics.py ------------
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import reflex as rx
 
-from loom_ui.components.status import status_badge
+from loom_ui.components.status import pr_state, status_badge, stuck_badge
 
 
 def _attention_mark(c: Any) -> rx.Component:
@@ -57,6 +57,7 @@ def _current_step(c: Any) -> rx.Component:
                     data_testid="pr-link",
                 ),
             ),
+            rx.cond(c.pr_url != "", pr_state(c.pr)),
             width="100%",
             align="center",
             spacing="2",
@@ -82,6 +83,7 @@ def card(c: Any, select: rx.Component, metadata: rx.Component) -> rx.Component:
                 ),
                 rx.spacer(),
                 _attention_mark(c),
+                stuck_badge(c.stuck),
                 _retry_mark(c),
                 rx.cond(
                     c.drifted,

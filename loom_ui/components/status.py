@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 
@@ -33,4 +35,55 @@ def legend_dot(color_css, label, count) -> rx.Component:
         rx.text(count, size="1", weight="bold"),
         spacing="1",
         align="center",
+    )
+
+
+def pr_state(pr: Any) -> rx.Component:
+    """A PR's checks (✓ ✗ …), review and mergeable, as small badges; the card, table and timeline share it."""
+    return rx.hstack(
+        rx.cond(
+            pr.checks != "",
+            rx.badge(
+                pr.checks,
+                color_scheme=pr.checks_color,
+                variant="soft",
+                high_contrast=True,
+                title=pr.checks_label,
+                aria_label=pr.checks_label,
+                data_testid="pr-checks",
+            ),
+        ),
+        rx.cond(
+            pr.review != "",
+            rx.badge(
+                pr.review, color_scheme=pr.review_color, variant="soft", high_contrast=True, data_testid="pr-review"
+            ),
+        ),
+        rx.cond(
+            pr.mergeable != "",
+            rx.badge(
+                pr.mergeable,
+                color_scheme=pr.mergeable_color,
+                variant="soft",
+                high_contrast=True,
+                data_testid="pr-mergeable",
+            ),
+        ),
+        spacing="1",
+        wrap="wrap",
+    )
+
+
+def stuck_badge(shown: Any) -> rx.Component:
+    return rx.cond(
+        shown,
+        rx.badge(
+            rx.icon("hourglass", size=12, aria_hidden="true"),
+            "Stuck",
+            color_scheme="orange",
+            variant="solid",
+            high_contrast=True,
+            title="In this status much longer than this Step usually takes",
+            data_testid="stuck",
+        ),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import reflex as rx
 
-from loom_ui.components.status import status_badge
+from loom_ui.components.status import pr_state, status_badge, stuck_badge
 
 
 def retry_notice(s: Any) -> rx.Component:
@@ -52,6 +52,7 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
                 rx.heading(s.name, size="3", as_="h3"),
                 rx.cond(s.type != "", rx.code(s.type, size="1", variant="ghost")),
                 status_badge(s.status_label, s.status_color, data_testid="timeline-status"),
+                stuck_badge(s.stuck),
                 rx.spacer(),
                 rx.cond(s.started != "", rx.text(s.started, size="1", color=rx.color("gray", 11))),
                 rx.cond(
@@ -84,6 +85,7 @@ def timeline_step(s: Any, actions: rx.Component) -> rx.Component:
                     data_testid="timeline-pr-link",
                 ),
             ),
+            rx.cond(s.pr_url != "", pr_state(s.pr)),
             rx.cond(
                 s.error != "",
                 rx.callout(

@@ -17,6 +17,7 @@ from loom_ui.components.card import card
 from loom_ui.components.dialog import dialog
 from loom_ui.components.forms import input_field
 from loom_ui.components.layout import breadcrumb, crumb, empty_state, link_button, page, page_header, skeleton_rows
+from loom_ui.pages.fleet import FleetState, candidate_table
 from loom_ui.pages.metrics import MigrationMetricsState, metrics_panel
 from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.board import (
@@ -138,6 +139,9 @@ class BoardState(LiveMixin, LoomState):
         await self._reload_rollout()
         panel = await self.get_state(MigrationMetricsState)
         await panel._reload()
+        fleet = await self.get_state(FleetState)
+        if fleet.view == "table":
+            await fleet._reload()
 
     async def _reload_rollout(self) -> None:
         self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
@@ -267,6 +271,18 @@ class BoardState(LiveMixin, LoomState):
         self.filter_text, self.filter_kind, self.filter_attention, self.filter_meta = "", "", False, []
         self.filter_drifted = False
         await self._reload()
+        return self._filter_changed()
+
+    @rx.event
+    async def set_view(self, value: str | list[str]):
+        """Columns or Table; each keeps its own filters in the URL."""
+        fleet = await self.get_state(FleetState)
+        if value == "table":  # a segmented control answers a list only when it allows several
+            try:
+                return await fleet.open_table()
+            except Exception as exc:
+                return rx.toast.error(error_text(exc), duration=8000)
+        fleet.view = "columns"
         return self._filter_changed()
 
     @rx.event
@@ -672,6 +688,18 @@ def _overview_dialog() -> rx.Component:
     )
 
 
+def _view_switch() -> rx.Component:
+    return rx.segmented_control.root(
+        rx.segmented_control.item("Columns", value="columns", data_testid="view-columns"),
+        rx.segmented_control.item("Table", value="table", data_testid="view-table"),
+        value=FleetState.view,
+        on_change=BoardState.set_view,
+        aria_label="Show the Candidates as columns or as a table",
+        margin_bottom="14px",
+        data_testid="view-switch",
+    )
+
+
 def board_page() -> rx.Component:
     return page(
         breadcrumb(crumb("Migrations", "/"), rx.text(BoardState.name, size="2", weight="medium")),
@@ -745,18 +773,28 @@ def board_page() -> rx.Component:
                 ),
                 metrics_panel(),
                 _rollout_panel(),
-                _filters(),
+                _view_switch(),
                 rx.cond(
-                    BoardState.loading,
-                    rx.grid(
-                        *[skeleton_rows(4, "84px") for _ in COLUMNS], columns=BOARD_COLUMNS, spacing="4", width="100%"
-                    ),
-                    rx.grid(
-                        rx.foreach(BoardState.columns, _column),
-                        columns=BOARD_COLUMNS,
-                        spacing="4",
-                        width="100%",
-                        align_items="start",
+                    FleetState.view == "table",
+                    candidate_table(),
+                    rx.fragment(
+                        _filters(),
+                        rx.cond(
+                            BoardState.loading,
+                            rx.grid(
+                                *[skeleton_rows(4, "84px") for _ in COLUMNS],
+                                columns=BOARD_COLUMNS,
+                                spacing="4",
+                                width="100%",
+                            ),
+                            rx.grid(
+                                rx.foreach(BoardState.columns, _column),
+                                columns=BOARD_COLUMNS,
+                                spacing="4",
+                                width="100%",
+                                align_items="start",
+                            ),
+                        ),
                     ),
                 ),
                 _bulk_dialog(),

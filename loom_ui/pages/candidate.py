@@ -108,6 +108,8 @@ class CandidateState(LiveMixin, LoomState):
         except errors.RunNotFound:
             results = []
         events = await service().list_events(who, mid, candidate_id=cid, limit=self._events_limit)
+        found = (await service().list_candidates(who, mid, candidate_id=cid, limit=1)).candidates
+        stuck_step = found[0].current_step if found and found[0].stuck else None
         self.migration_name = migration.name
         self.kind = candidate.kind
         self.status = candidate.status.value
@@ -122,6 +124,7 @@ class CandidateState(LiveMixin, LoomState):
             now,
             migration_plan=migration.steps,
             values={"id": cid, **candidate.metadata, **saved},
+            stuck_step=stuck_step,
         )
         self.left_behind = []
         if candidate.status == CandidateStatus.NOT_STARTED and events.total:

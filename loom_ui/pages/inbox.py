@@ -9,6 +9,7 @@ import reflex as rx
 from loom_backend.domain import CandidateStatus, EventType, Principal
 from loom_ui.components.access import operator_only, viewer_locked
 from loom_ui.components.layout import empty_state, link_button, page, page_header, skeleton_rows
+from loom_ui.components.status import stuck_badge
 from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.candidate import left_open_prs
 from loom_ui.views.inbox import LeftBehindRow, RolloutRow, WaitingRow, left_behind_rows, rollout_row, waiting_row
@@ -136,7 +137,8 @@ def _row(row: WaitingRow) -> rx.Component:
                     rx.link(row.candidate_id, href=row.href, weight="bold", size="3", min_width="0"),
                     rx.text("·", color=rx.color("gray", 11), aria_hidden="true"),
                     rx.text(row.step, size="2", weight="medium"),
-                    rx.badge(row.reason_label, color_scheme=row.color, variant="soft"),
+                    rx.badge(row.reason_label, color_scheme=row.color, variant="soft", data_testid="inbox-reason"),
+                    stuck_badge(row.stuck),
                     align="center",
                     spacing="2",
                     wrap="wrap",

@@ -29,7 +29,15 @@ DOTTED_DAYS = 31
 # The board's panel: Candidates by status are its columns already, so it shows the Run and Step figures.
 # A Step's name up to this wide on the durations chart; a longer one is cut by the chart, whole in the tooltip.
 MAX_LABEL_WIDTH = 240
-PANEL_COUNTERS = ("runs-started", "runs-completed", "runs-cancelled", "steps-failed", "reviews-waiting", "median-run")
+PANEL_COUNTERS = (
+    "runs-started",
+    "runs-completed",
+    "runs-cancelled",
+    "steps-failed",
+    "reviews-waiting",
+    "stuck-steps",
+    "median-run",
+)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from loom_backend.domain import CandidatePage, CandidateStatus, CandidateView, M
 from loom_backend.rollout import RolloutPhase, RolloutStatus
 from loom_ui import format as fmt
 from loom_ui.views.common import MetaPair
+from loom_ui.views.fleet import PrMarks, pr_marks
 
 PAGE_SIZE = 50
 COLUMNS = [
@@ -34,6 +35,8 @@ class CardView:
     retrying: str = ""
     selectable: bool = False
     drifted: bool = False  # completed, but its dry run still shows changes
+    stuck: bool = False
+    pr: PrMarks = field(default_factory=PrMarks)
 
 
 @dataclass
@@ -71,6 +74,8 @@ def card_view(migration_id: str, c: CandidateView, now: datetime) -> CardView:
         retrying=f"{fmt.dispatch_retry_text(retry, now)}: {retry.error}" if retry else "",
         selectable=c.status == CandidateStatus.NOT_STARTED,
         drifted=bool(c.drifted),
+        stuck=c.stuck,
+        pr=pr_marks(c.checks.value if c.checks else None, c.review.value if c.review else None, c.mergeable),
     )
 
 

@@ -19,9 +19,11 @@ from loom_backend.domain import (
     StepResult,
     StepStatus,
     available_actions,
+    pr_state,
 )
 from loom_ui import format as fmt
 from loom_ui.views.common import MetaPair
+from loom_ui.views.fleet import PrMarks, pr_marks
 
 # Metadata the page shows in its own words (the PR link, the error, the retry notice), not as badges.
 RETRY_NOTICE_PREFIX = "dispatchRetry"
@@ -48,6 +50,8 @@ class StepView:
     can_review: bool = False
     can_mark_merged: bool = False
     skipped: bool = False
+    stuck: bool = False
+    pr: PrMarks = field(default_factory=PrMarks)
 
 
 @dataclass
@@ -114,6 +118,11 @@ def step_view(
         if k not in ("prUrl", "instructions") and not k.startswith(RETRY_NOTICE_PREFIX)
     }
     error = meta.pop("error", "") if r.status == StepStatus.FAILED else ""
+    state = pr_state(r.metadata)
+    # The PR's state shows as marks beside its link, not again as metadata badges.
+    for key, known in (("checks", state.checks), ("review", state.review), ("mergeable", state.mergeable)):
+        if known is not None:
+            meta.pop(key, None)
     end = r.completed_at or (now if r.status.waiting else None)
     retry = DispatchRetry.of(r)
     actions = available_actions(candidate, r.status)
@@ -123,6 +132,9 @@ def step_view(
     view.started = fmt.clock_time(r.started_at)
     view.duration = fmt.duration(r.started_at, end)
     view.pr_url = r.pr_url or ""
+    view.pr = pr_marks(
+        state.checks.value if state.checks else None, state.review.value if state.review else None, state.mergeable
+    )
     if r.status == StepStatus.AWAITING_REVIEW:
         # The Migrator's filled-in text when it sent one; else the definition's template, filled in here.
         template = (d.instructions or "") if d else ""
@@ -145,6 +157,7 @@ def step_views(
     *,
     migration_plan: Sequence[StepDefinition] = (),
     values: Mapping[str, str] | None = None,
+    stuck_step: str | None = None,
 ) -> list[StepView]:
     """Every Step in order, the plan's and any the Run recorded beyond it; a Step of the Migration that the
     Candidate's own plan leaves out stays in its place, marked skipped, so the numbers never shift."""
@@ -177,6 +190,8 @@ def step_views(
             )
         else:
             views.append(step_view(number, name, definitions.get(name), by_name.get(name), candidate, now, values))
+    for v in views:
+        v.stuck = v.name == stuck_step
     return views
 
 

@@ -15,6 +15,7 @@ REASONS = {
     "review": ("Awaiting review", "amber", "eye"),
     "failed": ("Failed", "red", "circle-x"),
     "open_pr": ("PR open", "violet", "git-pull-request"),
+    "stuck": ("Stuck", "orange", "hourglass"),
 }
 
 
@@ -36,6 +37,7 @@ class WaitingRow:
     can_approve: bool = False
     can_retry: bool = False
     can_mark_merged: bool = False
+    stuck: bool = False
 
 
 def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
@@ -59,6 +61,7 @@ def waiting_row(w: WaitingStep, now: datetime) -> WaitingRow:
         can_approve=StepAction.APPROVE in actions,
         can_retry=StepAction.RETRY in actions,
         can_mark_merged=StepAction.MARK_MERGED in actions,
+        stuck=w.stuck and w.reason != "stuck",  # a badge beside another reason; "stuck" says it already
     )
 
 

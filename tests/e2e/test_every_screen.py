@@ -144,6 +144,8 @@ def pages(s: Screens) -> dict[str, tuple[str, str]]:
     return {
         "migrations": ("/", "migration-card"),
         "board": (f"/migrations/{s.mid}", "candidate-card"),
+        "table": (f"/migrations/{s.mid}?view=table&cols=team", "failure-group"),
+        "table-big": (f"/migrations/{s.big}?view=table&page=2&sort=-id", "table-row"),
         "candidate": (f"/migrations/{s.mid}/candidates/checkout", "timeline-step"),
         "preview": (f"/migrations/{s.mid}/preview/legacy", "preview-step"),
         "inbox": ("/inbox", "inbox-row"),
