@@ -74,6 +74,11 @@ class BulkOperationNotFound(NotFound):
         super().__init__(f"Bulk operation {op_id!r} does not exist")
 
 
+class WebhookNotFound(NotFound):
+    def __init__(self, hook_id: str) -> None:
+        super().__init__(f"No webhook {hook_id!r}; see GET /api/webhooks (or `loom webhook list`)")
+
+
 class MigratorUnavailable(LoomError):
     """The Migrator could not be reached or answered something Loom cannot read."""
 

@@ -30,6 +30,7 @@ TABLES = (
     "metrics_runs",
     "metrics_steps",
     "metrics_step_durations",
+    "webhooks",
 )
 
 
