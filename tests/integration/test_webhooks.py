@@ -31,6 +31,7 @@ from loom_backend.domain import (
     run_id,
 )
 from loom_backend.notifications import WebhookAdmin, WebhookDeliverer
+from loom_backend.rollout import BREAKER, RolloutPolicy, RolloutState, note, rollout_events, status_of
 from loom_backend.store.lease import DatabaseLease
 from loom_backend.store.sql_store import SqlStore
 from loom_backend.store.webhook_store import SqlWebhookStore
@@ -336,3 +337,27 @@ async def test_migration_completed_is_sent_once_when_every_candidate_completed(
     assert f"<{PUBLIC}/migrations/{M}|{M}> completed" in message["text"]
     completed = hooks.store.list_events(M, event_type=EventType.MIGRATION_COMPLETED).events
     assert len(completed) == 1
+
+
+async def test_a_rollout_paused_by_the_breaker_reaches_every_team_of_the_migration(
+    hooks: Hooks, receiver: Receiver
+) -> None:
+    await hooks.add(receiver.url, NotificationKind.ROLLOUT_PAUSED, owner="team-a")
+    state = RolloutState(
+        migration_id=M,
+        actor="ana",
+        policy=RolloutPolicy(max_running=1, pause_after_failures=1),
+        queue=["svc-00"],
+        started_at=datetime.now(UTC),
+    )
+    note(state, EventType.ROLLOUT_PAUSED, BREAKER, datetime.now(UTC), reason="the breaker tripped: 1 Run(s) failed")
+    # What the rollout's publish activity writes: its status and its actions, in one transaction.
+    events = rollout_events(M, state.started_at, state.notes)
+    hooks.store.set_rollout_status(M, status_of(state), events)
+    hooks.store.set_rollout_status(M, status_of(state), events)  # a retried activity: written once
+    async with delivering(hooks.deliverer()):
+        await until(lambda: receiver.received, "the pause")
+        await asyncio.sleep(0.5)
+    [message] = receiver.messages()
+    assert [(e["kind"], e["actor"]) for e in message["events"]] == [("rollout_paused", "breaker")]
+    assert f"The rollout of <{PUBLIC}/migrations/{M}|{M}> paused: the breaker tripped" in message["text"]
