@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loom_backend import tracing
 from loom_backend.auth import AccessControl, SignInThrottle, parse_provisioned_tokens
+from loom_backend.domain import StuckRule
 from loom_backend.live import ChangeHub
 from loom_backend.notifications import WebhookAdmin
 from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier, WebhookSender, WebhookStore
@@ -203,6 +204,7 @@ async def running(
             notifier,
             access,
             open_pr_attention_hours=settings.open_pr_attention_hours,
+            stuck_rule=StuckRule(settings.stuck_factor, settings.stuck_floor_seconds),
             public_url=settings.public_url,
             sign_in_throttle=SignInThrottle(
                 settings.sign_in_failures_per_account,

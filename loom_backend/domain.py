@@ -7,17 +7,19 @@ re-exported here, so both packages share one definition. Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, model_validator
 
 from loom_migrator.wire import (  # noqa: F401  (re-exported: these names were defined here)
     CALLBACK_STEP_STATUSES,
@@ -114,13 +116,22 @@ class MigrationSummary(WireModel):
 
 
 class CandidateView(Candidate):
-    """A Candidate as the board shows it: with its Run's current Step, when it has a Run."""
+    """A Candidate as the board and the Candidate table show it: with its Run's current Step, when it has a Run."""
 
     current_step: str | None = None
     current_step_status: StepStatus | None = None
     pr_url: str | None = None
     step_updated_at: datetime | None = None
     dispatch_retry: DispatchRetry | None = None  # the current Step waits for its Migrator to come back
+    status_since: datetime | None = None  # when the current Step entered its status
+    pr_opened_at: datetime | None = None
+    checks: ChecksState | None = None
+    review: ReviewState | None = None
+    mergeable: bool | None = None
+    last_event_at: datetime | None = None
+    failure_message: str | None = None  # the current Step's error, when it failed
+    failure_group: str | None = None  # its key in GET /failure-groups
+    stuck: bool = False
 
     @property
     def needs_attention(self) -> bool:
@@ -494,6 +505,7 @@ class MetricsOverview(WireModel):
     steps_failed: int
     reviews_waiting: int
     median_run_duration_ms: int | None = None
+    stuck_steps: int = 0  # Runs whose current Step is stuck (see StuckRule)
 
 
 class StepMetrics(WireModel):
@@ -580,6 +592,7 @@ class PrometheusSnapshot(WireModel):
     step_outcomes: dict[str, int]
     dispatch_errors: int
     callback_latency: CallbackLatency
+    stuck_steps: dict[str, int] = Field(default_factory=dict)  # by Migration id
 
 
 # -- readiness ----------------------------------------------------------------------------------
@@ -785,3 +798,284 @@ class SignInThrottle:
                 self._failures.clear()  # a flood of distinct names: start over rather than grow
         for key in self._keys(username, client):
             self._failures.setdefault(key, deque(maxlen=self.limits[key[0]])).append(now)
+
+
+# -- fleet views: the Candidate table's filter and sort, failure groups, stuck Steps, PR state ------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds, from a number of seconds or a text like "45s", "30m", "4h", "3d", "2w"; never negative."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a text like '30m', '4h', '3d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"a duration is a number of seconds or a text like '30m', '4h', '3d'; got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if seconds < 0 or not math.isfinite(seconds):
+        raise ValueError("a duration is not negative")
+    return seconds
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class ChecksState(StrEnum):
+    """A PR's CI checks, as a Migrator reports them in a Step's metadata (`checks`)."""
+
+    PASSING = "passing"
+    FAILING = "failing"
+    PENDING = "pending"
+
+
+class ReviewState(StrEnum):
+    """A PR's code review, as a Migrator reports it in a Step's metadata (`review`)."""
+
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    PENDING = "pending"
+
+
+class PrState(BaseModel):
+    checks: ChecksState | None = None
+    review: ReviewState | None = None
+    mergeable: bool | None = None
+
+
+def pr_state(metadata: Mapping[str, str]) -> PrState:
+    """The PR state a Step's metadata reports (`checks`, `review`, `mergeable`); what is absent or unknown is None."""
+    checks = metadata.get("checks", "").strip().lower()
+    review = metadata.get("review", "").strip().lower()
+    mergeable = metadata.get("mergeable", "").strip().lower()
+    return PrState(
+        checks=ChecksState(checks) if checks in set(ChecksState) else None,
+        review=ReviewState(review) if review in set(ReviewState) else None,
+        mergeable={"true": True, "false": False}.get(mergeable),
+    )
+
+
+FAILURE_GROUP_KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+class CandidateFilter(WireModel):
+    """One filter for every selection of a Migration's Candidates: the table, bulk operations and rollouts.
+
+    step/stepStatus match the current Step ("failed at step X"); `stepName` is still read as `step`. Durations
+    (inStatusLongerThan, prOlderThan) are seconds, or a text like "30m", "4h", "3d". `failureGroup` is a key from
+    GET /failure-groups; `stuck` a Step in one status longer than k x its p95 duration (see StuckRule).
+    """
+
+    status: CandidateStatus | None = None
+    kind: Annotated[str, Field(max_length=128)] | None = None
+    q: Annotated[str, Field(max_length=256)] | None = None
+    metadata: StringMap = Field(default_factory=dict)
+    needs_attention: bool = False
+    step: Annotated[str, Field(max_length=128)] | None = Field(
+        None, validation_alias=AliasChoices("step", "stepName", "step_name")
+    )
+    step_status: StepStatus | None = None
+    in_status_longer_than: Seconds | None = None
+    pr_older_than: Seconds | None = None
+    checks: ChecksState | None = None
+    review: ReviewState | None = None
+    mergeable: bool | None = None
+    failure: Annotated[str, Field(max_length=256)] | None = None
+    failure_group: Annotated[str, Field(pattern=FAILURE_GROUP_KEY.pattern)] | None = None
+    stuck: bool | None = None
+
+    @property
+    def on_progress(self) -> bool:
+        """Whether it asks about the Run's progress, which only Candidates with a Run have."""
+        return any(
+            v is not None
+            for v in (
+                self.step,
+                self.step_status,
+                self.in_status_longer_than,
+                self.pr_older_than,
+                self.checks,
+                self.review,
+                self.mergeable,
+                self.failure,
+                self.failure_group,
+            )
+        ) or bool(self.stuck)
+
+
+class SortField(StrEnum):
+    ID = "id"
+    KIND = "kind"
+    STEP = "step"
+    STEP_STATUS = "stepStatus"
+    TIME_IN_STATUS = "timeInStatus"
+    LAST_EVENT = "lastEvent"
+    PR = "pr"
+    METADATA = "metadata"
+
+
+SORT_PATTERN = r"^-?(id|kind|step|stepStatus|timeInStatus|lastEvent|pr|metadata\.[A-Za-z0-9_.\-/]{1,128})$"
+
+
+@dataclass(frozen=True)
+class CandidateSort:
+    """`sort=` of the table: one field, `-` first for descending; ties always broken by id, ascending."""
+
+    by: SortField
+    descending: bool = False
+    metadata_key: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CandidateSort:
+        if not re.match(SORT_PATTERN, text):
+            raise ValueError(
+                "sort is one of id, kind, step, stepStatus, timeInStatus, lastEvent, pr, metadata.<key>, "
+                f"with '-' first for descending; got {text!r}"
+            )
+        descending = text.startswith("-")
+        name = text.lstrip("-")
+        if name.startswith("metadata."):
+            return cls(SortField.METADATA, descending, name.removeprefix("metadata."))
+        return cls(SortField(name), descending)
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.\-]*://\S+", re.IGNORECASE)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+_HEX = re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,})\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+MAX_FAILURE_MESSAGE = 500
+
+
+def normalise_failure(message: str | None) -> str:
+    """A failure message with what varies between Candidates (URLs, quoted values, UUIDs, hex ids, numbers)
+    replaced by placeholders, so the same failure on many Candidates reads as one."""
+    text = _URL.sub("<url>", message or "")
+    text = _QUOTED.sub("<value>", text)
+    text = _UUID.sub("<uuid>", text)
+    text = _HEX.sub("<hex>", text)
+    text = _NUMBER.sub("<n>", text)
+    return " ".join(text.split())[:MAX_FAILURE_MESSAGE]
+
+
+def failure_group_key(step_name: str, message: str | None) -> str:
+    """A failure group's stable key: the same for the same Step and normalised message, in any process."""
+    digest = hashlib.sha256(f"{step_name}\n{normalise_failure(message)}".encode()).hexdigest()
+    return digest[:16]
+
+
+class FailureGroup(WireModel):
+    """Failed Steps of Runs in progress with the same Step and normalised message: one fix, one retry."""
+
+    key: str
+    step_name: str
+    message: str
+    count: int
+    examples: list[str]  # up to five Candidate ids
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+class FailureGroups(WireModel):
+    groups: list[FailureGroup]
+
+
+MAX_FAILURE_EXAMPLES = 5
+
+
+# Statuses a Step leaves by itself (a Migrator's callback, a reviewer): the ones that can be "stuck". A failed Step
+# waits for an operator's Retry, and is already shown as failed.
+STUCK_STEP_STATUSES = frozenset({StepStatus.IN_PROGRESS, StepStatus.OPEN, StepStatus.AWAITING_REVIEW})
+
+
+@dataclass(frozen=True)
+class StuckRule:
+    """A Step is stuck after `factor` x its p95 duration in one status, and never before `floor_seconds`."""
+
+    factor: float = 3.0
+    floor_seconds: float = 900.0
+
+    def after_seconds(self, p95_ms: int | None) -> float:
+        if p95_ms is None:
+            return self.floor_seconds
+        return max(self.floor_seconds, self.factor * p95_ms / 1000)
+
+
+def is_stuck(
+    status: StepStatus | None, since: datetime | None, now: datetime, p95_ms: int | None, rule: StuckRule
+) -> bool:
+    """Whether a Step has been in one non-terminal status for longer than the rule allows."""
+    if status not in STUCK_STEP_STATUSES or since is None:
+        return False
+    return (now - since).total_seconds() > rule.after_seconds(p95_ms)
+
+
+@dataclass(frozen=True)
+class StuckLimits:
+    """The rule applied to one Migration at one moment: what a query needs to flag its stuck Steps."""
+
+    now: datetime
+    rule: StuckRule
+    p95_ms: Mapping[str, int] = field(default_factory=dict)  # by Step name
+
+    def seconds(self, step_name: str | None) -> float:
+        return self.rule.after_seconds(self.p95_ms.get(step_name or ""))
+
+    def flags(self, step_name: str | None, status: StepStatus | None, since: datetime | None) -> bool:
+        return is_stuck(status, since, self.now, self.p95_ms.get(step_name or ""), self.rule)
+
+
+class RunProgress(BaseModel):
+    """What the Candidate table shows of a Run, kept beside its Candidate so the table filters and sorts in SQL."""
+
+    step_name: str | None = None
+    step_status: StepStatus | None = None
+    status_since: datetime | None = None  # when the current Step entered its status
+    pr_url: str | None = None
+    pr_opened_at: datetime | None = None
+    checks: ChecksState | None = None
+    review: ReviewState | None = None
+    mergeable: bool | None = None
+    failure_message: str | None = None
+    failure_group: str | None = None
+
+
+def run_progress(results: Sequence[StepResult], before: RunProgress | None, now: datetime) -> RunProgress:
+    """A Run's progress from its Step results (in the order they started) and what was kept before.
+
+    The current Step's status keeps its `status_since` while it stays; the PR state is read from the latest
+    Step that carries a PR (else the current Step).
+    """
+    current = current_step(results)
+    if current is None:
+        return RunProgress()
+    before = before or RunProgress()
+    same = before.step_name == current.step_name and before.step_status == current.status
+    since = before.status_since if same and before.status_since else current.updated_at or current.started_at or now
+    with_pr = next((r for r in reversed(results) if r.pr_url), None)
+    pr_url = with_pr.pr_url if with_pr else None
+    if pr_url is None:
+        opened = None
+    elif pr_url == before.pr_url and before.pr_opened_at:
+        opened = before.pr_opened_at
+    else:
+        opened = (with_pr.updated_at if with_pr else None) or now
+    state = pr_state((with_pr or current).metadata)
+    failed = current.status is StepStatus.FAILED
+    message = (current.metadata.get("error") or "")[:4000] if failed else None
+    return RunProgress(
+        step_name=current.step_name,
+        step_status=current.status,
+        status_since=since,
+        pr_url=pr_url,
+        pr_opened_at=opened,
+        checks=state.checks,
+        review=state.review,
+        mergeable=state.mergeable,
+        failure_message=message,
+        failure_group=failure_group_key(current.step_name, message) if failed else None,
+    )

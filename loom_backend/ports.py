@@ -14,13 +14,16 @@ from typing import Any, Protocol
 from loom_backend.domain import (
     Burndown,
     Candidate,
+    CandidateFilter,
     CandidatePage,
+    CandidateSort,
     CandidateStatus,
     DispatchStepRequest,
     DryRunRequest,
     DryRunResult,
     EventPage,
     EventType,
+    FailureGroups,
     FailureList,
     MetricsOverview,
     MetricsTimeline,
@@ -39,6 +42,7 @@ from loom_backend.domain import (
     StepResult,
     StepStatusEvent,
     StringMap,
+    StuckLimits,
     TokenKind,
     TokenRecord,
     UserRecord,
@@ -128,17 +132,21 @@ class BoardQueries(Protocol):
     def list_candidates(
         self,
         migration_id: str,
+        where: CandidateFilter | None = None,
         *,
-        status: CandidateStatus | None = None,
-        kind: str | None = None,
-        text: str | None = None,
-        metadata: StringMap | None = None,
-        needs_attention: bool = False,
+        sort: CandidateSort | None = None,
+        stuck: StuckLimits | None = None,
         candidate_id: str | None = None,
         limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
-        """`limit=None`: every Candidate from `offset` on."""
+        """`limit=None`: every Candidate from `offset` on. `stuck` flags stuck Steps; filtering on them needs it."""
+
+    def failure_groups(self, migration_id: str) -> FailureGroups:
+        """Failed current Steps of Runs in progress, grouped by Step and normalised message, largest first."""
+
+    def stuck_count(self, migration_id: str, stuck: StuckLimits) -> int:
+        """How many of the Migration's Runs have a stuck current Step."""
 
     def list_events(
         self,
@@ -206,6 +214,9 @@ class MetricsQueries(Protocol):
     def metrics_overview(self, migration_id: str | None = None) -> MetricsOverview: ...
 
     def step_metrics(self, migration_id: str | None = None) -> StepMetricsResponse: ...
+
+    def step_p95_ms(self, migration_id: str) -> dict[str, int]:
+        """Each Step's p95 successful duration in the Migration (Steps with none timed are absent)."""
 
     def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
         """One row per UTC day from today - days + 1 to today, days without events included."""

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from loom_backend.domain import CandidateStatus, EventType, StepEvent, StringMap, WireModel
+from loom_backend.domain import CandidateFilter, CandidateStatus, EventType, StepEvent, StringMap, WireModel
 
 ROLLOUT_ID_PREFIX = "rollout:"
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)%$")
@@ -530,19 +530,6 @@ def status_of(state: RolloutState) -> RolloutStatus:
         actor=state.actor,
         started_at=state.started_at,
     )
-
-
-class CandidateFilter(WireModel):
-    """The board's filter, for a rollout's or a bulk operation's selection; stepName/stepStatus match the current
-    Step (for example "failed at step X")."""
-
-    status: CandidateStatus | None = None
-    kind: Annotated[str, Field(max_length=128)] | None = None
-    q: Annotated[str, Field(max_length=256)] | None = None
-    metadata: StringMap = Field(default_factory=dict)
-    needs_attention: bool = False
-    step_name: Annotated[str, Field(max_length=128)] | None = None
-    step_status: str | None = None
 
 
 class RolloutStartRequest(WireModel):

@@ -25,7 +25,9 @@ from loom_backend.domain import (
     SESSION_COOKIE,
     Burndown,
     Candidate,
+    CandidateFilter,
     CandidatePage,
+    CandidateSort,
     CandidateStatus,
     CandidateStepsResponse,
     CandidateView,
@@ -35,6 +37,7 @@ from loom_backend.domain import (
     DryRunResult,
     EventPage,
     EventType,
+    FailureGroups,
     FailureList,
     MetricsOverview,
     MetricsTimeline,
@@ -55,6 +58,8 @@ from loom_backend.domain import (
     StepStatus,
     StepStatusEvent,
     StringMap,
+    StuckLimits,
+    StuckRule,
     merged_metadata,
     missing_inputs,
     origin_refusal,
@@ -84,7 +89,6 @@ from loom_backend.rollout import (
     BulkOutcomeKind,
     BulkRequest,
     BulkState,
-    CandidateFilter,
     RolloutPhase,
     RolloutPolicy,
     RolloutStartRequest,
@@ -115,8 +119,9 @@ class WaitingStep:
     migration_id: str
     migration_name: str
     step: StepResult
-    reason: str  # "review", "failed" or "open_pr"
+    reason: str  # "review", "failed", "open_pr", or "stuck" (a Step stuck in progress, waiting on no one in Loom)
     waiting_since: datetime | None
+    stuck: bool = False  # in one status longer than the stuck rule allows (any reason)
 
 
 class LoomService:
@@ -134,6 +139,7 @@ class LoomService:
         access: Gatekeeper,
         clock: Callable[[], datetime] = _utcnow,
         open_pr_attention_hours: float = 24.0,
+        stuck_rule: StuckRule | None = None,
         public_url: str = "http://localhost:3000",
         sign_in_throttle: SignInThrottle | None = None,
         concurrent_sign_ins: int = 2,
@@ -153,6 +159,7 @@ class LoomService:
         self.access = access
         self.clock = clock
         self.open_pr_attention_hours = open_pr_attention_hours
+        self.stuck_rule = stuck_rule or StuckRule()
         self.public_url = public_url
         self.sign_in_throttle = sign_in_throttle or SignInThrottle()
         # Each Argon2 check takes tens of MB for a moment: a few at a time keeps memory flat under a burst.
@@ -335,7 +342,9 @@ class LoomService:
         self,
         principal: Principal,
         migration_id: str,
+        where: CandidateFilter | None = None,
         *,
+        sort: CandidateSort | None = None,
         status: CandidateStatus | None = None,
         kind: str | None = None,
         text: str | None = None,
@@ -345,21 +354,43 @@ class LoomService:
         limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
-        """One page of the Candidates that match; `limit=None` answers all of them."""
+        """One page of the Candidates that match; `limit=None` answers all of them.
+
+        `where` is the one filter; the board's own keywords (status, kind, text, metadata, needsAttention) narrow it.
+        Each view says whether its current Step is stuck.
+        """
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
+        where = _narrowed(where, status=status, kind=kind, q=text, metadata=metadata, needs_attention=needs_attention)
         return await self._db(
             self.board.list_candidates,
             migration_id,
-            status=status,
-            kind=kind,
-            text=text,
-            metadata=metadata,
-            needs_attention=needs_attention,
+            where,
+            sort=sort,
+            stuck=await self._stuck_limits(migration_id),
             candidate_id=candidate_id,
             limit=limit,
             offset=offset,
         )
+
+    async def _stuck_limits(self, migration_id: str) -> StuckLimits:
+        """The stuck rule for this Migration now: each Step's p95 duration, from the metrics rollups."""
+        p95 = await self._db(self.metrics.step_p95_ms, migration_id)
+        return StuckLimits(now=self.clock(), rule=self.stuck_rule, p95_ms=p95)
+
+    async def failure_groups(self, principal: Principal, migration_id: str) -> FailureGroups:
+        """Failed Steps grouped by Step and normalised message; retry one with a bulk retry on its `failureGroup`."""
+        self.authorize(principal, Role.VIEWER)
+        await self._migration(migration_id, with_candidates=False)
+        return await self._db(self.board.failure_groups, migration_id)
+
+    async def stuck_counts(self, principal: Principal) -> dict[str, int]:
+        """Runs with a stuck current Step, by Migration id (every Migration, zeros included)."""
+        self.authorize(principal, Role.VIEWER)
+        counts: dict[str, int] = {}
+        for m in await self._db(self.registry.list_migrations):
+            counts[m.id] = await self._db(self.board.stuck_count, m.id, await self._stuck_limits(m.id))
+        return counts
 
     async def get_candidate(self, principal: Principal, migration_id: str, candidate_id: str) -> Candidate:
         self.authorize(principal, Role.VIEWER)
@@ -570,28 +601,17 @@ class LoomService:
     ) -> list[CandidateView]:
         """The Candidates of a selection in board order: every one, those named, or those the filter matches."""
         where = where or CandidateFilter()
+        stuck = await self._stuck_limits(migration_id)
         views: list[CandidateView] = []
         offset = 0
         while True:
             page = await self._db(
-                self.board.list_candidates,
-                migration_id,
-                status=where.status,
-                kind=where.kind,
-                text=where.q,
-                metadata=where.metadata or None,
-                needs_attention=where.needs_attention,
-                limit=5000,
-                offset=offset,
+                self.board.list_candidates, migration_id, where, stuck=stuck, limit=5000, offset=offset
             )
             views.extend(page.candidates)
             offset += len(page.candidates)
             if not page.candidates or offset >= page.total:
                 break
-        if where.step_name is not None:
-            views = [v for v in views if v.current_step == where.step_name]
-        if where.step_status is not None:
-            views = [v for v in views if v.current_step_status and v.current_step_status.value == where.step_status]
         if candidate_ids is not None:
             known = {v.id for v in views}
             unknown = [c for c in candidate_ids if c not in known]
@@ -790,24 +810,45 @@ class LoomService:
         self.authorize(principal, Role.VIEWER)
         cutoff = self.clock() - timedelta(hours=self.open_pr_attention_hours)
         rows = await self._db(self.board.attention_steps, cutoff, limit)
-        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)} if rows else {}
+        migrations = await self._db(self.registry.list_migrations)
+        names = {m.id: m.name for m in migrations}
         reasons = {StepStatus.AWAITING_REVIEW: "review", StepStatus.FAILED: "failed", StepStatus.OPEN: "open_pr"}
-        return [
+        stuck: dict[tuple[str, str], CandidateView] = {}
+        for m in migrations:
+            limits = await self._stuck_limits(m.id)
+            page = await self._db(
+                self.board.list_candidates, m.id, CandidateFilter(stuck=True), stuck=limits, limit=limit
+            )
+            stuck.update(((m.id, v.id), v) for v in page.candidates)
+        waiting = [
             WaitingStep(
                 migration_id=mid,
                 migration_name=names.get(mid, mid),
                 step=step,
                 reason=reasons[step.status],
                 waiting_since=step.updated_at or step.started_at,
+                stuck=stuck.pop((mid, step.candidate_id), None) is not None,
             )
             for mid, step in rows
         ]
+        for (mid, _), view in stuck.items():
+            results = await self._db(self.runs.step_results, run_id(mid, view.id))
+            step = next((r for r in results if r.step_name == view.current_step), None)
+            if step is not None:
+                waiting.append(
+                    WaitingStep(mid, names.get(mid, mid), step, "stuck", view.status_since or step.updated_at, True)
+                )
+        waiting.sort(key=lambda w: w.waiting_since or self.clock())
+        return waiting[:limit]
 
     # -- metrics and history ------------------------------------------------------------------
 
     async def metrics_overview(self, principal: Principal, migration_id: str | None = None) -> MetricsOverview:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._db(self.metrics.metrics_overview, migration_id)
+        overview = await self._db(self.metrics.metrics_overview, migration_id)
+        counts = await self.stuck_counts(principal)
+        overview.stuck_steps = counts.get(migration_id, 0) if migration_id else sum(counts.values())
+        return overview
 
     async def step_metrics(self, principal: Principal, migration_id: str | None = None) -> StepMetricsResponse:
         await self._require_migration_if_named(principal, migration_id)
@@ -852,7 +893,9 @@ class LoomService:
 
     async def prometheus_snapshot(self, principal: Principal) -> PrometheusSnapshot:
         self.authorize(principal, Role.VIEWER)
-        return await self._db(self.metrics.prometheus_snapshot)
+        snapshot = await self._db(self.metrics.prometheus_snapshot)
+        snapshot.stuck_steps = await self.stuck_counts(principal)
+        return snapshot
 
     async def export_candidates(
         self, principal: Principal, migration_id: str, page_size: int = 1000
@@ -941,6 +984,12 @@ _BULK_STEP_STATUS = {
     BulkAction.REJECT: StepStatus.AWAITING_REVIEW,
     BulkAction.MARK_MERGED: StepStatus.OPEN,
 }
+
+
+def _narrowed(where: CandidateFilter | None, **narrower: Any) -> CandidateFilter:
+    """The filter with the board's keywords laid over it (those given: not None, not empty, not False)."""
+    given = {k: v for k, v in narrower.items() if v not in (None, {}, False)}
+    return (where or CandidateFilter()).model_copy(update=given)
 
 
 def _bulk_skip(request: BulkRequest, view: CandidateView, migration: Migration, inputs: StringMap) -> str | None:

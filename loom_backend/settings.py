@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often a rollout looks at its Runs when nothing else wakes it."
     )
     open_pr_attention_hours: float = Field(24.0, description="An open PR older than this shows in Needs me.")
+    stuck_factor: float = Field(
+        3.0, gt=0, description="A Step in one status longer than this many times its p95 duration is stuck."
+    )
+    stuck_floor_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="A Step is never stuck before this long in one status (and this is the limit of a "
+        "Step with no timed completion yet).",
+    )
     demo: bool = Field(True, description="`loom up` also starts the demo Migrator.")
     demo_port: int = Field(8050, description="Port of the demo Migrator.")
     migrator_url_allow: str = Field(

@@ -14,6 +14,7 @@ from typing import Any
 from loom_backend import errors
 from loom_backend.domain import (
     Candidate,
+    CandidateFilter,
     CandidatePage,
     CandidateStatus,
     CandidateView,
@@ -21,6 +22,7 @@ from loom_backend.domain import (
     DryRunRequest,
     DryRunResult,
     EventPage,
+    FailureGroups,
     MetricsTimeline,
     Migration,
     MigrationAnnouncement,
@@ -36,6 +38,7 @@ from loom_backend.domain import (
     StepResult,
     StepStatusEvent,
     StringMap,
+    StuckLimits,
     TokenKind,
     TokenRecord,
     UserRecord,
@@ -174,14 +177,14 @@ class FakeBoard:
     def list_candidates(
         self,
         migration_id: str,
+        where: CandidateFilter | None = None,
         *,
-        status: CandidateStatus | None = None,
-        kind: str | None = None,
         candidate_id: str | None = None,
         limit: int | None = 500,
         offset: int = 0,
         **_: object,
     ) -> CandidatePage:
+        status, kind = (where.status, where.kind) if where else (None, None)
         migration = self.registry.migrations[migration_id]
         found = [
             CandidateView.model_validate(c.model_dump())
@@ -205,6 +208,12 @@ class FakeBoard:
     def attention_steps(self, open_pr_before: datetime, limit: int = 500) -> list[tuple[str, StepResult]]:
         return [(mid, s) for mid, s in self.waiting if s.updated_at is None or s.updated_at < open_pr_before][:limit]
 
+    def failure_groups(self, migration_id: str) -> FailureGroups:
+        return FailureGroups(groups=[])
+
+    def stuck_count(self, migration_id: str, stuck: StuckLimits) -> int:
+        return 0
+
 
 @dataclass
 class FakeMetrics:
@@ -215,6 +224,9 @@ class FakeMetrics:
     def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
         self.asked.append((days, today, migration_id))
         return MetricsTimeline(migration_id=migration_id, days=[])
+
+    def step_p95_ms(self, migration_id: str) -> dict[str, int]:
+        return {}
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """webhooks: outgoing notifications, each with its cursor in the event log and its pending message
 
 Revision ID: 0009_webhooks
-Revises: 0006
+Revises: 0007_fleet_views
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_webhooks"
-down_revision = "0006"
+down_revision = "0007_fleet_views"
 branch_labels = None
 depends_on = None
 

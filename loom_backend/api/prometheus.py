@@ -21,6 +21,14 @@ class _SnapshotCollector(Collector):
         for migration_id, n in sorted(s.runs_in_flight.items()):
             in_flight.add_metric([migration_id], n)
         yield in_flight
+        stuck = GaugeMetricFamily(
+            "loom_stuck_steps",
+            "Runs whose current Step is in one status longer than LOOM_STUCK_FACTOR x its p95 duration, per Migration",
+            labels=["migration"],
+        )
+        for migration_id, n in sorted(s.stuck_steps.items()):
+            stuck.add_metric([migration_id], n)
+        yield stuck
         outcomes = CounterMetricFamily(
             "loom_step_outcomes", "Steps that reached a terminal status, from the event log", labels=["status"]
         )

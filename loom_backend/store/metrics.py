@@ -178,6 +178,15 @@ class MetricsQueries:
             )
         return StepMetricsResponse(migration_id=migration_id, steps=steps)
 
+    def step_p95(self, session: Session, migration_id: str) -> dict[str, int]:
+        """Each Step's p95 successful duration in the Migration, by name: what stuck detection scales."""
+        r = METRICS_STEPS
+        timed = session.execute(
+            select(r.c.step_name, r.c.timed).where(r.c.migration_id == migration_id, r.c.timed > 0)
+        ).all()
+        found = {name: self._duration(session, migration_id, name, _py_rank(n, 95)) for name, n in timed}
+        return {name: ms for name, ms in found.items() if ms is not None}
+
     def _duration(self, session: Session, migration_id: str | None, step_name: str, rank: int) -> int | None:
         """The rank-th shortest successful duration of a Step: an exact nearest-rank percentile, off an index."""
         if rank < 1:

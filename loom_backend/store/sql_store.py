@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ from sqlalchemy import (
     Engine,
     String,
     Table,
+    and_,
     bindparam,
     cast,
     delete,
     event,
     exists,
     func,
+    not_,
     or_,
     select,
     text,
@@ -34,14 +36,20 @@ from sqlmodel import Session, create_engine
 
 from loom_backend.domain import (
     ATTENTION_STEP_STATUSES,
+    MAX_FAILURE_EXAMPLES,
+    STUCK_STEP_STATUSES,
     Burndown,
     Candidate,
+    CandidateFilter,
     CandidatePage,
+    CandidateSort,
     CandidateStatus,
     CandidateView,
     DispatchRetry,
     EventPage,
     EventType,
+    FailureGroup,
+    FailureGroups,
     FailureList,
     InputDefinition,
     MetricsOverview,
@@ -52,15 +60,20 @@ from loom_backend.domain import (
     PrometheusSnapshot,
     ReadModelChange,
     RunChange,
+    RunProgress,
+    SortField,
     StepDefinition,
     StepEvent,
     StepMetricsResponse,
     StepResult,
     StepStatus,
     StringMap,
+    StuckLimits,
     current_step_index,
     merge_rediscovered,
+    normalise_failure,
     run_id,
+    run_progress,
 )
 from loom_backend.rollout import (
     BulkAction,
@@ -356,54 +369,75 @@ class SqlStore:
     def list_candidates(
         self,
         migration_id: str,
+        where: CandidateFilter | None = None,
         *,
-        status: CandidateStatus | None = None,
-        kind: str | None = None,
-        text: str | None = None,
-        metadata: StringMap | None = None,
-        needs_attention: bool = False,
+        sort: CandidateSort | None = None,
+        stuck: StuckLimits | None = None,
         candidate_id: str | None = None,
         limit: int | None = 500,
         offset: int = 0,
     ) -> CandidatePage:
+        """One page of the Candidates the filter matches, in board order unless sorted; `stuck` flags stuck Steps
+        (and is needed to filter on them)."""
         table = CANDIDATES
-        conditions: list[Any] = [table.c.migration_id == migration_id]
-        if status is not None:
-            conditions.append(table.c.status == status.value)
-        if kind:
-            conditions.append(table.c.kind == kind)
+        conditions = [table.c.migration_id == migration_id, *_filter_conditions(where or CandidateFilter(), stuck)]
         if candidate_id:
             conditions.append(table.c.id == candidate_id)
-        if text:
-            pattern = f"%{like_literal(text.lower())}%"
-            conditions.append(
-                or_(
-                    table.c.id.like(pattern, escape="\\"),
-                    func.lower(cast(table.c.metadata, String)).like(pattern, escape="\\"),
-                )
-            )
-        for key, value in (metadata or {}).items():
-            conditions.append(table.c.metadata[key].as_string() == value)
-        if needs_attention:
-            conditions.append(table.c.status == RUNNING)
-            conditions.append(
-                exists().where(
-                    STEP_RESULTS.c.migration_id == table.c.migration_id,
-                    STEP_RESULTS.c.candidate_id == table.c.id,
-                    STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
-                )
-            )
+        order = _order(sort)
         with self._session() as session:
             total = session.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
-            rows = session.execute(
-                select(table).where(*conditions).order_by(table.c.position).limit(limit).offset(offset)
-            ).mappings()
+            rows = list(
+                session.execute(
+                    select(table).where(*conditions).order_by(*order).limit(limit).offset(offset)
+                ).mappings()
+            )
             candidates = [_candidate(r) for r in rows]
             progress = self._progress(
                 session, migration_id, [c for c in candidates if c.status != CandidateStatus.NOT_STARTED]
             )
-        views = [CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {})) for c in candidates]
+        views = [
+            CandidateView(**c.model_dump(by_alias=False), **progress.get(c.id, {}), **_table_columns(r, stuck))
+            for c, r in zip(candidates, rows, strict=True)
+        ]
         return CandidatePage(candidates=views, total=total, limit=len(views) if limit is None else limit, offset=offset)
+
+    def failure_groups(self, migration_id: str) -> FailureGroups:
+        """Failed current Steps of Runs in progress, grouped by their key (Step and normalised message)."""
+        table = CANDIDATES
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    table.c.id, table.c.step_name, table.c.failure_group, table.c.failure_message, table.c.status_since
+                )
+                .where(
+                    table.c.migration_id == migration_id,
+                    table.c.status == RUNNING,
+                    table.c.step_status == StepStatus.FAILED.value,
+                    table.c.failure_group.is_not(None),
+                )
+                .order_by(table.c.status_since, table.c.id)
+            ).all()
+        groups: dict[str, FailureGroup] = {}
+        for cid, step, key, message, since in rows:
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = FailureGroup(
+                    key=key, step_name=step, message=normalise_failure(message), count=0, examples=[]
+                )
+            group.count += 1
+            if len(group.examples) < MAX_FAILURE_EXAMPLES:
+                group.examples.append(cid)
+            at = _utc(since)
+            group.first_seen = group.first_seen or at
+            group.last_seen = at or group.last_seen
+        return FailureGroups(groups=sorted(groups.values(), key=lambda g: (-g.count, g.step_name, g.key)))
+
+    def stuck_count(self, migration_id: str, stuck: StuckLimits) -> int:
+        table = CANDIDATES
+        with self._session() as session:
+            return session.execute(
+                select(func.count()).where(table.c.migration_id == migration_id, _stuck_condition(stuck))
+            ).scalar_one()
 
     def _progress(
         self, session: Session, migration_id: str, candidates: Sequence[Candidate]
@@ -691,10 +725,37 @@ class SqlStore:
                     self._save_step_result(connection, run_id, migration_id, change.step_result)
                 if change.event is not None and change.event_key is not None:
                     self._append_event(connection, change.event, change.event_key)
+            self._keep_progress(connection, run_id, migration_id, candidate_id, changes)
             status = next((c.candidate_status for c in reversed(changes) if c.candidate_status is not None), None)
             changed = ReadModelChange(migration_id, candidate_id, status)
             self._notify(connection, changed)
         self._committed(changed)
+
+    def _keep_progress(
+        self, connection: Connection, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange]
+    ) -> None:
+        """Rewrite the Candidate's copy of its Run's progress (domain.run_progress) after the Run's writes."""
+        events = [c.event.created_at for c in changes if c.event is not None]
+        if not any(c.step_result is not None or c.candidate_status is not None for c in changes) and not events:
+            return
+        key = {"b_migration_id": migration_id, "b_id": candidate_id}
+        row = connection.execute(_CANDIDATE_PROGRESS, key).mappings().first()
+        if row is None:
+            return
+        values: dict[str, Any] = {}
+        if events:
+            latest = max(events)
+            before = _utc(row["last_event_at"])
+            values["last_event_at"] = latest if before is None or latest > before else before
+        if any(c.step_result is not None or c.candidate_status is not None for c in changes):
+            if row["status"] == NOT_STARTED:
+                progress = RunProgress()
+            else:
+                results = [_step_result(r) for r in connection.execute(_RUN_RESULTS, {"run_id": run_id}).mappings()]
+                results.sort(key=lambda r: r.started_at or _now())
+                progress = run_progress(results, _progress_of(row), _now())
+            values.update(_progress_row(progress))
+        connection.execute(_UPDATE_CANDIDATE, {**key, **values})
 
     # -- step results and events ------------------------------------------------------------
 
@@ -707,6 +768,11 @@ class SqlStore:
                     STEP_RESULTS.c.candidate_id == candidate_id,
                     STEP_RESULTS.c.run_id == run_id(migration_id, candidate_id),
                 )
+            )
+            session.execute(
+                update(CANDIDATES)
+                .where(CANDIDATES.c.migration_id == migration_id, CANDIDATES.c.id == candidate_id)
+                .values(_progress_row(RunProgress()))
             )
             self._notify(session, ReadModelChange(migration_id, candidate_id))
         self._committed(ReadModelChange(migration_id, candidate_id))
@@ -879,6 +945,10 @@ class SqlStore:
         with self._session() as session:
             return self._metrics.steps(session, migration_id)
 
+    def step_p95_ms(self, migration_id: str) -> dict[str, int]:
+        with self._session() as session:
+            return self._metrics.step_p95(session, migration_id)
+
     def metrics_timeline(self, days: int, today: date, migration_id: str | None = None) -> MetricsTimeline:
         with self._session() as session:
             return self._metrics.timeline(session, migration_id, days, today)
@@ -901,9 +971,14 @@ class SqlStore:
 
 
 # The Runs' writes run these with each row's values; building them per call cost more CPU than the write.
-_SET_CANDIDATE_STATUS = update(CANDIDATES).where(
+_UPDATE_CANDIDATE = _SET_CANDIDATE_STATUS = update(CANDIDATES).where(
     CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id")
 )
+_PROGRESS_COLUMNS = tuple(RunProgress.model_fields)
+_CANDIDATE_PROGRESS = select(
+    CANDIDATES.c.status, CANDIDATES.c.last_event_at, *(CANDIDATES.c[name] for name in _PROGRESS_COLUMNS)
+).where(CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id"))
+_RUN_RESULTS = select(STEP_RESULTS).where(STEP_RESULTS.c.run_id == bindparam("run_id"))
 _EVENT_WITH_KEY = select(STEP_EVENTS.c.id).where(STEP_EVENTS.c.key == bindparam("key"))
 _STEP_RESULT_UPDATES = (
     "migration_id",
@@ -929,6 +1004,137 @@ def _upsert_step_result(dialect: str) -> Any:
 def _insert_event(dialect: str) -> Any:
     """Inserts nothing, and so returns no id, when the key is already there: a retried batch adds nothing."""
     return insert_on(dialect, STEP_EVENTS).on_conflict_do_nothing(index_elements=["key"]).returning(STEP_EVENTS.c.id)
+
+
+def _progress_row(progress: RunProgress) -> dict[str, Any]:
+    row = progress.model_dump(mode="python")
+    for name in ("step_status", "checks", "review"):
+        row[name] = row[name].value if row[name] is not None else None
+    return row
+
+
+def _progress_of(row: Any) -> RunProgress:
+    return RunProgress.model_validate(
+        {name: _utc(row[name]) if name.endswith(("_since", "_at")) else row[name] for name in _PROGRESS_COLUMNS}
+    )
+
+
+def _table_columns(row: Any, stuck: StuckLimits | None) -> dict[str, Any]:
+    """What the Candidate table shows from the Candidate's copy of its Run's progress."""
+    if row["status"] == NOT_STARTED:
+        return {"last_event_at": _utc(row["last_event_at"])}
+    status = StepStatus(row["step_status"]) if row["step_status"] else None
+    since = _utc(row["status_since"])
+    return {
+        "status_since": since,
+        "pr_opened_at": _utc(row["pr_opened_at"]),
+        "checks": row["checks"],
+        "review": row["review"],
+        "mergeable": row["mergeable"],
+        "last_event_at": _utc(row["last_event_at"]),
+        "failure_message": row["failure_message"],
+        "failure_group": row["failure_group"],
+        "stuck": row["status"] == RUNNING and stuck is not None and stuck.flags(row["step_name"], status, since),
+    }
+
+
+def _filter_conditions(where: CandidateFilter, stuck: StuckLimits | None) -> list[Any]:
+    """The filter as SQL over the candidates table (and its copy of each Run's progress)."""
+    table = CANDIDATES
+    conditions: list[Any] = []
+    if where.status is not None:
+        conditions.append(table.c.status == where.status.value)
+    if where.kind:
+        conditions.append(table.c.kind == where.kind)
+    if where.q:
+        pattern = f"%{like_literal(where.q.lower())}%"
+        conditions.append(
+            or_(
+                table.c.id.like(pattern, escape="\\"),
+                func.lower(cast(table.c.metadata, String)).like(pattern, escape="\\"),
+            )
+        )
+    for key, value in where.metadata.items():
+        conditions.append(table.c.metadata[key].as_string() == value)
+    if where.needs_attention:
+        conditions.append(table.c.status == RUNNING)
+        conditions.append(
+            exists().where(
+                STEP_RESULTS.c.migration_id == table.c.migration_id,
+                STEP_RESULTS.c.candidate_id == table.c.id,
+                STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
+            )
+        )
+    if where.on_progress:
+        conditions.append(table.c.status != NOT_STARTED)
+    now = stuck.now if stuck is not None else _now()
+    if where.step is not None:
+        conditions.append(table.c.step_name == where.step)
+    if where.step_status is not None:
+        conditions.append(table.c.step_status == where.step_status.value)
+    if where.in_status_longer_than is not None:
+        conditions.append(table.c.status_since < now - timedelta(seconds=where.in_status_longer_than))
+    if where.pr_older_than is not None:
+        conditions.append(table.c.pr_opened_at < now - timedelta(seconds=where.pr_older_than))
+    for name in ("checks", "review"):
+        value = getattr(where, name)
+        if value is not None:
+            conditions.append(table.c[name] == value.value)
+    if where.mergeable is not None:
+        conditions.append(table.c.mergeable == where.mergeable)
+    if where.failure:
+        pattern = f"%{like_literal(where.failure.lower())}%"
+        conditions.append(func.lower(table.c.failure_message).like(pattern, escape="\\"))
+    if where.failure_group is not None:
+        conditions.append(table.c.failure_group == where.failure_group)
+        conditions.append(table.c.step_status == StepStatus.FAILED.value)
+    if where.stuck is not None:
+        if stuck is None:
+            raise ValueError("filtering on stuck needs the Migration's StuckLimits")
+        condition = _stuck_condition(stuck)
+        conditions.append(condition if where.stuck else not_(condition))
+    return conditions
+
+
+def _stuck_condition(stuck: StuckLimits) -> Any:
+    """Never NULL, so that its negation is exact: running, a non-terminal status for longer than the Step's limit."""
+    table = CANDIDATES
+    name = func.coalesce(table.c.step_name, "")
+    since = table.c.status_since
+    known = sorted(stuck.p95_ms)
+    too_long = [and_(name == step, since < stuck.now - timedelta(seconds=stuck.seconds(step))) for step in known]
+    too_long.append(and_(name.not_in(known), since < stuck.now - timedelta(seconds=stuck.rule.floor_seconds)))
+    return and_(
+        table.c.status == RUNNING,
+        table.c.step_status.is_not(None),
+        table.c.step_status.in_(sorted(s.value for s in STUCK_STEP_STATUSES)),
+        since.is_not(None),
+        or_(*too_long),
+    )
+
+
+def _order(sort: CandidateSort | None) -> list[Any]:
+    """Board order by default; a sort puts empty values last either way and breaks ties by id."""
+    table = CANDIDATES
+    if sort is None:
+        return [table.c.position, table.c.id]
+    columns: dict[SortField, Any] = {
+        SortField.ID: table.c.id,
+        SortField.KIND: table.c.kind,
+        SortField.STEP: table.c.step_name,
+        SortField.STEP_STATUS: table.c.step_status,
+        SortField.TIME_IN_STATUS: table.c.status_since,
+        SortField.LAST_EVENT: table.c.last_event_at,
+        SortField.PR: table.c.pr_url,
+    }
+    if sort.by is SortField.METADATA:
+        column = table.c.metadata[sort.metadata_key or ""].as_string()
+    else:
+        column = columns[sort.by]
+    # Longer in status is an earlier status_since: timeInStatus ascending is status_since descending.
+    descending = sort.descending != (sort.by is SortField.TIME_IN_STATUS)
+    ordered = column.desc() if descending else column.asc()
+    return [ordered.nulls_last(), table.c.id]
 
 
 def _scoped(table: Any, migration_id: str | None) -> list[Any]:

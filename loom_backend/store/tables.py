@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -59,6 +60,11 @@ class CandidateRow(SQLModel, table=True):
         Index("ix_candidates_migration_status", "migration_id", "status"),
         Index("ix_candidates_migration_kind", "migration_id", "kind"),
         Index("ix_candidates_migration_position", "migration_id", "position"),
+        # The Candidate table (fleet views): filters and sorts on the Run's progress kept below.
+        Index("ix_candidates_migration_step", "migration_id", "step_name", "step_status"),
+        Index("ix_candidates_migration_step_status_since", "migration_id", "step_status", "status_since"),
+        Index("ix_candidates_migration_last_event", "migration_id", "last_event_at"),
+        Index("ix_candidates_migration_failure_group", "migration_id", "failure_group"),
     )
 
     migration_id: str = Field(sa_column=Column(String(128), primary_key=True))
@@ -71,6 +77,18 @@ class CandidateRow(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(32), nullable=False))
     inputs: dict[str, str] = _json("inputs")
     updated_at: datetime = _time()
+    # The Run's progress (domain.RunProgress), rewritten with each of its Step results; None before a Run.
+    step_name: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    step_status: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    status_since: datetime | None = _time(nullable=True)
+    pr_url: str | None = Field(default=None, sa_column=Column(String(4096), nullable=True))
+    pr_opened_at: datetime | None = _time(nullable=True)
+    checks: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    review: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    mergeable: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    failure_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    failure_group: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    last_event_at: datetime | None = _time(nullable=True)
 
 
 class StepResultRow(SQLModel, table=True):

@@ -91,7 +91,9 @@ class Rollout:
             await self.worker_task
 
     def running(self) -> list[Any]:
-        page = self.store.list_candidates(self.migration_id, status=CandidateStatus.RUNNING, limit=5000)
+        page = self.store.list_candidates(
+            self.migration_id, CandidateFilter(status=CandidateStatus.RUNNING), limit=5000
+        )
         return page.candidates
 
     async def status(self) -> RolloutStatus:

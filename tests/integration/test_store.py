@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 from loom_backend.domain import (
     Candidate,
+    CandidateFilter,
     CandidateStatus,
     EventType,
     MigrationAnnouncement,
@@ -121,11 +122,13 @@ def test_candidates_filter_by_status_kind_text_and_metadata_with_exact_totals(st
     assert store.list_candidates("base-image", limit=10).total == 30
     assert len(store.list_candidates("base-image", limit=10).candidates) == 10
     assert store.list_candidates("base-image", limit=10, offset=25).candidates[0].id == "svc-025"
-    assert store.list_candidates("base-image", status=CandidateStatus.RUNNING).total == 1
-    assert store.list_candidates("base-image", kind="worker").total == 1
-    assert store.list_candidates("base-image", text="SVC-01").total == 10
-    assert store.list_candidates("base-image", text="search").total == 1
-    assert store.list_candidates("base-image", metadata={"team": "search"}).candidates[0].id == "svc-001"
+    assert store.list_candidates("base-image", CandidateFilter(status=CandidateStatus.RUNNING)).total == 1
+    assert store.list_candidates("base-image", CandidateFilter(kind="worker")).total == 1
+    assert store.list_candidates("base-image", CandidateFilter(q="SVC-01")).total == 10
+    assert store.list_candidates("base-image", CandidateFilter(q="search")).total == 1
+    assert (
+        store.list_candidates("base-image", CandidateFilter(metadata={"team": "search"})).candidates[0].id == "svc-001"
+    )
 
 
 def test_the_text_filter_takes_percent_and_underscore_literally(store: SqlStore) -> None:
@@ -134,7 +137,7 @@ def test_the_text_filter_takes_percent_and_underscore_literally(store: SqlStore)
     store.announce(ann, NOW)
 
     def found(text: str) -> list[str]:
-        return sorted(c.id for c in store.list_candidates("base-image", text=text).candidates)
+        return sorted(c.id for c in store.list_candidates("base-image", CandidateFilter(q=text)).candidates)
 
     assert found("%") == ["svc-three"]
     assert found("_") == ["svc_one"]
@@ -177,7 +180,7 @@ def test_board_view_shows_current_step_pr_link_and_attention(store: SqlStore) ->
         "http://pr/1",
     )
     assert view.needs_attention
-    assert store.list_candidates("base-image", needs_attention=True).total == 1
+    assert store.list_candidates("base-image", CandidateFilter(needs_attention=True)).total == 1
     summary = store.list_migrations()[0]
     assert summary.needs_attention == 1
     assert summary.candidate_counts == {

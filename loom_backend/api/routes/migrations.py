@@ -3,16 +3,26 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 
 from loom_backend.api.deps import MigrationId, Operator, ServiceDep, Viewer
 from loom_backend.api.errors import _errors
 from loom_backend.domain import (
+    FAILURE_GROUP_KEY,
+    SORT_PATTERN,
+    CandidateFilter,
+    CandidateSort,
     CandidateStatus,
     CandidateView,
+    ChecksState,
     EventPage,
     EventType,
+    FailureGroups,
     ListMigrationsResponse,
     Migration,
+    ReviewState,
+    Seconds,
+    StepStatus,
     UpdateInputsRequest,
 )
 
@@ -44,18 +54,61 @@ async def list_candidates(
     kind: Annotated[str | None, Query(max_length=128)] = None,
     q: Annotated[str | None, Query(max_length=256, description="Text in the id or metadata")] = None,
     needs_attention: Annotated[bool, Query(alias="needsAttention")] = False,
+    metadata: Annotated[
+        list[str] | None, Query(description="key:value, repeatable; every one must match", max_length=50)
+    ] = None,
+    step: Annotated[str | None, Query(max_length=128, description="The current Step's name")] = None,
+    step_status: Annotated[StepStatus | None, Query(alias="stepStatus")] = None,
+    in_status_longer_than: Annotated[
+        Seconds | None,
+        Query(alias="inStatusLongerThan", description="Seconds, or a text like 30m, 4h, 3d"),
+    ] = None,
+    pr_older_than: Annotated[
+        Seconds | None, Query(alias="prOlderThan", description="Seconds, or a text like 30m, 4h, 3d")
+    ] = None,
+    checks: ChecksState | None = None,
+    review: ReviewState | None = None,
+    mergeable: bool | None = None,
+    failure: Annotated[str | None, Query(max_length=256, description="Text in the failure message")] = None,
+    failure_group: Annotated[
+        str | None, Query(alias="failureGroup", pattern=FAILURE_GROUP_KEY.pattern, description="From /failure-groups")
+    ] = None,
+    stuck: bool | None = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            pattern=SORT_PATTERN,
+            description="id, kind, step, stepStatus, timeInStatus, lastEvent, pr or metadata.<key>; '-' first for "
+            "descending; ties by id",
+        ),
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000_000, description="All of them when absent")] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Any:
     """The Candidates as a JSON array (upstream's shape), all by default; `limit`/`offset` page it, with the total
-    in `X-Total-Count` and the next and previous pages in `Link`."""
+    in `X-Total-Count` and the next and previous pages in `Link`. Filters combine with AND (see CandidateFilter)."""
+    where = CandidateFilter(
+        status=status_,
+        kind=kind,
+        q=q,
+        needs_attention=needs_attention,
+        metadata=metadata_pairs(metadata or []),
+        step=step,
+        step_status=step_status,
+        in_status_longer_than=in_status_longer_than,
+        pr_older_than=pr_older_than,
+        checks=checks,
+        review=review,
+        mergeable=mergeable,
+        failure=failure,
+        failure_group=failure_group,
+        stuck=stuck,
+    )
     page = await service.list_candidates(
         principal,
         migration_id,
-        status=status_,
-        kind=kind,
-        text=q,
-        needs_attention=needs_attention,
+        where,
+        sort=CandidateSort.parse(sort) if sort else None,
         limit=limit,
         offset=offset,
     )
@@ -64,6 +117,37 @@ async def list_candidates(
     if links:
         response.headers["Link"] = links
     return page.candidates
+
+
+def metadata_pairs(pairs: list[str]) -> dict[str, str]:
+    """`metadata=team:payments` query values as a map; one without a ':' is a 422 naming the parameter."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, colon, value = pair.partition(":")
+        if not colon or not key:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "metadata"),
+                        "type": "value_error",
+                        "msg": f"metadata filters are key:value; got {pair[:100]!r}",
+                        "input": pair,
+                    }
+                ]
+            )
+        found[key] = value
+    return found
+
+
+@router.get(
+    "/migrations/{migration_id}/failure-groups",
+    response_model=FailureGroups,
+    responses=_errors(401, 403, 404, 422),
+)
+async def failure_groups(migration_id: MigrationId, service: ServiceDep, principal: Viewer) -> Any:
+    """Failed Steps of Runs in progress by Step and normalised message, largest first; retry a group with
+    POST /bulk-operations {"action": "retry", "filter": {"failureGroup": key}}."""
+    return await service.failure_groups(principal, migration_id)
 
 
 def page_links(request: Request, total: int, limit: int | None, offset: int) -> str:
