@@ -98,6 +98,7 @@ def build_deliverer(settings: Settings, store: MigrationStore, webhooks: Webhook
         max_lines=settings.webhook_digest_max_lines,
         retry_seconds=settings.webhook_retry_seconds,
         backoff_max_seconds=settings.webhook_backoff_max_seconds,
+        stuck_rule=StuckRule(settings.stuck_factor, settings.stuck_floor_seconds),
     )
 
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     add_hook.add_argument(
         "--events",
         required=True,
-        help="Comma-separated: review_waiting, step_failed, rollout_paused, migration_completed",
+        help="Comma-separated: review_waiting, step_failed, step_stuck, rollout_paused, migration_completed",
     )
     add_hook.add_argument("--migration", metavar="ID", help="Only this Migration's events")
     add_hook.add_argument(

@@ -80,6 +80,7 @@ class EventType(StrEnum):
     INPUTS_UPDATED = "inputs_updated"
     RUN_COMPLETED = "run_completed"
     RUN_CANCELLED = "run_cancelled"
+    STEP_STUCK = "step_stuck"  # the current Step outstayed the stuck rule; recorded once per stay in a status
     # A Migration's rollout and the Migration as a whole: these have no Candidate (candidate_id "").
     ROLLOUT_STARTED = "rollout_started"
     ROLLOUT_PAUSED = "rollout_paused"  # by an operator (actor) or by the breaker (actor "breaker")

@@ -26,6 +26,7 @@ from loom_backend.domain import (
     EventType,
     StepEvent,
     StringMap,
+    StuckRule,
 )
 from loom_backend.ports import Lease, WebhookSender, WebhookStore
 from loom_backend.webhooks import (
@@ -43,6 +44,7 @@ from loom_backend.webhooks import (
     retryable,
     secret_digest,
     settled_through,
+    stuck_event,
 )
 
 T = TypeVar("T")
@@ -114,8 +116,14 @@ class WebhookDeliverer:
         backoff_max_seconds: float = 300.0,
         tick_seconds: float = 1.0,
         gap_grace_seconds: float = 10.0,
+        stuck_rule: StuckRule | None = None,
+        stuck_every_seconds: float = 30.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        self.stuck_rule = stuck_rule or StuckRule()
+        self.stuck_every_seconds = stuck_every_seconds
+        self._stuck_looked_at = -float("inf")
+        self._stuck_recorded: set[str] = set()  # keys written by this process: not tried again (each try costs an id)
         self.store = store
         self.sender = sender
         self.lease = lease
@@ -154,7 +162,11 @@ class WebhookDeliverer:
             self._leased = leased
         if not leased:
             return
-        for target, pending in await _db(self.store.targets):
+        targets = await _db(self.store.targets)
+        if time.monotonic() - self._stuck_looked_at >= self.stuck_every_seconds:
+            self._stuck_looked_at = time.monotonic()
+            await self._record_stuck([t for t, _ in targets if NotificationKind.STEP_STUCK in t.events])
+        for target, pending in targets:
             task = self._busy.get(target.id)
             if task is None or task.done():
                 self._busy[target.id] = asyncio.create_task(self._serve(target, pending))
@@ -246,6 +258,20 @@ class WebhookDeliverer:
                 )
                 await _db(self.store.append_event, event, f"migration_completed:{migration_id}")
         self._derived_through = max(self._derived_through, *(e.id or 0 for e in fresh))
+
+    async def _record_stuck(self, listening: list[WebhookTarget]) -> None:
+        """Steps becoming stuck are no event of a Run: look for them now and then, and record each stay once."""
+        if not listening:
+            return
+        scoped = {t.migration_id for t in listening}
+        migrations = await _db(self.store.migration_ids) if None in scoped else sorted(m for m in scoped if m)
+        now = self.clock()
+        for migration_id in migrations:
+            for view in await _db(self.store.stuck_candidates, migration_id, self.stuck_rule, now):
+                found = stuck_event(migration_id, view, now)
+                if found is not None and found[0] not in self._stuck_recorded:
+                    await _db(self.store.append_event, found[1], found[0])
+                    self._stuck_recorded.add(found[0])
 
     async def _attempt(self, target: WebhookTarget, pending: PendingDelivery) -> None:
         status, error = await self.sender.send(target.url, target.signing_key, pending.delivery_id, pending.body)

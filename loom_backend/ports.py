@@ -18,6 +18,7 @@ from loom_backend.domain import (
     CandidatePage,
     CandidateSort,
     CandidateStatus,
+    CandidateView,
     DispatchStepRequest,
     DryRunRequest,
     DryRunResult,
@@ -43,6 +44,7 @@ from loom_backend.domain import (
     StepStatusEvent,
     StringMap,
     StuckLimits,
+    StuckRule,
     TokenKind,
     TokenRecord,
     UserRecord,
@@ -318,6 +320,11 @@ class WebhookStore(Protocol):
 
     def append_event(self, event: StepEvent, key: str) -> bool:
         """Append to the event log unless an event with this key is there; True when it was added."""
+
+    def migration_ids(self) -> list[str]: ...
+
+    def stuck_candidates(self, migration_id: str, rule: StuckRule, now: datetime) -> list[CandidateView]:
+        """The Migration's Runs whose current Step is stuck now (by its Steps' p95 durations), at most a few hundred."""
 
     def advance_cursor(self, hook_id: str, through: int) -> None:
         """Nothing for the hook up to `through`: move its cursor there (never back)."""

@@ -17,7 +17,16 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from loom_backend.domain import MAX_METADATA_VALUE_LENGTH, EventType, StepEvent, StepStatus, StringMap, WireModel
+from loom_backend.domain import (
+    MAX_METADATA_VALUE_LENGTH,
+    CandidateView,
+    EventType,
+    StepEvent,
+    StepStatus,
+    StringMap,
+    WireModel,
+    run_id,
+)
 
 MAX_WEBHOOK_EVENTS_LISTED = 500  # events in one message (a longer backlog takes several); the text's lines fewer
 SECRET_PREFIX = "loomwh_"
@@ -28,6 +37,7 @@ class NotificationKind(StrEnum):
 
     REVIEW_WAITING = "review_waiting"  # a Step entered awaiting_review
     STEP_FAILED = "step_failed"
+    STEP_STUCK = "step_stuck"  # in one status longer than the stuck rule allows (LOOM_STUCK_FACTOR x its p95)
     ROLLOUT_PAUSED = "rollout_paused"  # by an operator or by the breaker
     MIGRATION_COMPLETED = "migration_completed"  # every Candidate completed (once)
 
@@ -38,6 +48,8 @@ def notification_kind(event: StepEvent) -> NotificationKind | None:
         return NotificationKind.REVIEW_WAITING
     if event.event_type is EventType.STEP_COMPLETED and event.status == StepStatus.FAILED:
         return NotificationKind.STEP_FAILED
+    if event.event_type is EventType.STEP_STUCK:
+        return NotificationKind.STEP_STUCK
     if event.event_type is EventType.ROLLOUT_PAUSED:
         return NotificationKind.ROLLOUT_PAUSED
     if event.event_type is EventType.MIGRATION_COMPLETED:
@@ -144,6 +156,24 @@ def settled_through(cursor: int, ids: Sequence[int], gaps: dict[int, float], now
     return last
 
 
+def stuck_event(migration_id: str, view: CandidateView, now: datetime) -> tuple[str, StepEvent] | None:
+    """The event log entry of a stuck current Step, keyed by its stay in that status so it is recorded once."""
+    if not view.stuck or view.current_step is None or view.status_since is None:
+        return None
+    since = view.status_since.isoformat()
+    event = StepEvent(
+        run_id=run_id(migration_id, view.id),
+        migration_id=migration_id,
+        candidate_id=view.id,
+        step_name=view.current_step,
+        event_type=EventType.STEP_STUCK,
+        status=view.current_step_status.value if view.current_step_status else None,
+        metadata={"since": since},
+        created_at=now,
+    )
+    return f"stuck:{event.run_id}:{view.current_step}:{event.status}:{since}", event
+
+
 def retryable(status: int | None) -> bool:
     """No answer, a 5xx, 408 or 429: try again later. Any other 4xx will not change by trying again."""
     return status is None or status >= 500 or status in (408, 429)
@@ -157,12 +187,14 @@ def retry_delay(attempts: int, max_seconds: float) -> float:
 _ICONS = {
     NotificationKind.REVIEW_WAITING: ":eyes:",
     NotificationKind.STEP_FAILED: ":x:",
+    NotificationKind.STEP_STUCK: ":hourglass:",
     NotificationKind.ROLLOUT_PAUSED: ":double_vertical_bar:",
     NotificationKind.MIGRATION_COMPLETED: ":white_check_mark:",
 }
 _COUNTED = {
     NotificationKind.REVIEW_WAITING: ("review waiting", "reviews waiting"),
     NotificationKind.STEP_FAILED: ("Step failed", "Steps failed"),
+    NotificationKind.STEP_STUCK: ("Step stuck", "Steps stuck"),
     NotificationKind.ROLLOUT_PAUSED: ("rollout paused", "rollouts paused"),
     NotificationKind.MIGRATION_COMPLETED: ("Migration completed", "Migrations completed"),
 }
@@ -191,6 +223,9 @@ def _line(kind: NotificationKind, event: StepEvent, public_url: str) -> str:
     elif kind is NotificationKind.STEP_FAILED:
         error = event.metadata.get("error") or event.metadata.get("message")
         said = f"Step {step} failed for {who} in {migration}" + (f": {_escape(error[:200])}" if error else "")
+    elif kind is NotificationKind.STEP_STUCK:
+        status = event.status or "its status"
+        said = f"Step {step} of {who} is stuck in {migration}: {status} since {event.metadata.get('since', '?')}"
     elif kind is NotificationKind.ROLLOUT_PAUSED:
         said = f"The rollout of {migration} paused: {_escape(event.metadata.get('reason') or 'paused')}"
     else:

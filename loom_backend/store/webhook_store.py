@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Table, delete, func, select, update
 
-from loom_backend.domain import EventType, StepEvent, StringMap
+from loom_backend.domain import CandidateFilter, CandidateView, EventType, StepEvent, StringMap, StuckLimits, StuckRule
 from loom_backend.store.sql_store import CANDIDATES, STEP_EVENTS, SqlStore, _utc
 from loom_backend.store.tables import WebhookRow
 from loom_backend.webhooks import NotificationKind, PendingDelivery, Webhook, WebhookTarget
@@ -131,6 +131,14 @@ class SqlWebhookStore:
 
     def append_event(self, event: StepEvent, key: str) -> bool:
         return self._store.append_event(event, key)
+
+    def migration_ids(self) -> list[str]:
+        return [m.id for m in self._store.list_migrations()]
+
+    def stuck_candidates(self, migration_id: str, rule: StuckRule, now: datetime) -> list[CandidateView]:
+        limits = StuckLimits(now=now, rule=rule, p95_ms=self._store.step_p95_ms(migration_id))
+        page = self._store.list_candidates(migration_id, CandidateFilter(stuck=True), stuck=limits, limit=500)
+        return page.candidates
 
     def _update(self, hook_id: str, **values: Any) -> None:
         with self.engine.begin() as connection:

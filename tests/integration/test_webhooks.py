@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,9 @@ from loom_backend.domain import (
     RunChange,
     StepDefinition,
     StepEvent,
+    StepResult,
     StepStatus,
+    StuckRule,
     run_id,
 )
 from loom_backend.notifications import WebhookAdmin, WebhookDeliverer
@@ -361,3 +363,28 @@ async def test_a_rollout_paused_by_the_breaker_reaches_every_team_of_the_migrati
     [message] = receiver.messages()
     assert [(e["kind"], e["actor"]) for e in message["events"]] == [("rollout_paused", "breaker")]
     assert f"The rollout of <{PUBLIC}/migrations/{M}|{M}> paused: the breaker tripped" in message["text"]
+
+
+async def test_a_step_stuck_past_the_rule_is_sent_once_per_stay_in_its_status(hooks: Hooks, receiver: Receiver) -> None:
+    await hooks.add(receiver.url, NotificationKind.STEP_STUCK)
+    now = datetime.now(UTC)
+    for candidate_id, since in (("svc-00", now - timedelta(hours=2)), ("svc-01", now)):
+        result = StepResult(
+            step_name="bump",
+            candidate_id=candidate_id,
+            status=StepStatus.IN_PROGRESS,
+            started_at=since,
+            updated_at=since,
+        )
+        changes = [RunChange(candidate_status=CandidateStatus.RUNNING), RunChange(step_result=result)]
+        hooks.store.apply_run_changes(run_id(M, candidate_id), M, candidate_id, changes)
+    deliverer = hooks.deliverer(stuck_rule=StuckRule(factor=3.0, floor_seconds=60), stuck_every_seconds=0.1)
+    async with delivering(deliverer):
+        await until(lambda: receiver.received, "the stuck Step")
+        await asyncio.sleep(0.8)  # looked at several times more: still stuck, not said again
+    [message] = receiver.messages()
+    assert [(e["kind"], e["candidateId"], e["status"]) for e in message["events"]] == [
+        ("step_stuck", "svc-00", "in_progress")
+    ]
+    assert "is stuck in" in message["text"]
+    assert len(hooks.store.list_events(M, event_type=EventType.STEP_STUCK).events) == 1

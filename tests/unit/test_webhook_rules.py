@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from loom_backend.domain import EventType, StepEvent, StepStatus
+from loom_backend.domain import CandidateView, EventType, StepEvent, StepStatus
 from loom_backend.webhooks import (
     NotificationKind,
     WebhookTarget,
@@ -14,6 +14,7 @@ from loom_backend.webhooks import (
     retry_delay,
     retryable,
     settled_through,
+    stuck_event,
 )
 
 NOW = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
@@ -91,3 +92,27 @@ def test_no_answer_5xx_408_and_429_are_retried_with_waits_doubling_to_a_cap() ->
     assert all(retryable(s) for s in (None, 500, 503, 408, 429))
     assert not any(retryable(s) for s in (400, 401, 404, 410))
     assert [retry_delay(n, 10) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_a_stuck_step_is_keyed_by_its_stay_in_its_status_so_it_is_recorded_once_per_stay() -> None:
+    since = datetime(2026, 1, 2, 1, 0, tzinfo=UTC)
+    view = CandidateView(
+        id="svc",
+        kind="service",
+        current_step="bump",
+        current_step_status=StepStatus.OPEN,
+        status_since=since,
+        stuck=True,
+    )
+    found = stuck_event("m", view, NOW)
+    assert found is not None
+    key, logged = found
+    assert key == f"stuck:m__svc:bump:open:{since.isoformat()}"
+    assert (logged.event_type, logged.status, logged.metadata) == (
+        EventType.STEP_STUCK,
+        "open",
+        {"since": since.isoformat()},
+    )
+    later = view.model_copy(update={"status_since": NOW})
+    assert stuck_event("m", later, NOW)[0] != key  # type: ignore[index]
+    assert stuck_event("m", view.model_copy(update={"stuck": False}), NOW) is None
