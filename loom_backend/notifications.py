@@ -139,7 +139,7 @@ class WebhookDeliverer:
         self._gaps: dict[str, dict[int, float]] = {}
         self._derived_through = 0
         self._busy: dict[str, asyncio.Task[None]] = {}
-        self._leased = False
+        self._leased: bool | None = None  # None: not asked yet
 
     async def run(self) -> None:
         try:
@@ -158,7 +158,9 @@ class WebhookDeliverer:
         """Take or keep the lease, then start serving each hook that is not being served."""
         leased = await _db(self.lease.acquire)
         if leased != self._leased:
-            log.info("This process %s webhooks", "delivers" if leased else "no longer delivers")
+            log.warning(
+                "This process delivers webhooks" if leased else "Another process holds the webhook lease and delivers"
+            )
             self._leased = leased
         if not leased:
             return

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +43,7 @@ from loom_backend.url_allow import MigratorUrlPolicy
 from loom_backend.webhook_client import DELIVERY_HEADER, HttpWebhookSender
 from loom_backend.webhooks import NotificationKind, WebhookCreated, WebhookRequest
 from loom_migrator.signing import SignatureRejected, SignatureVerifier, signing_key
-from tests.harness import eventually, free_port, serve
+from tests.harness import LoomProcess, clean_env, eventually, free_port, serve
 
 M = "base-image"
 PUBLIC = "https://loom.example.com"
@@ -388,3 +390,64 @@ async def test_a_step_stuck_past_the_rule_is_sent_once_per_stay_in_its_status(ho
     ]
     assert "is stuck in" in message["text"]
     assert len(hooks.store.list_events(M, event_type=EventType.STEP_STUCK).events) == 1
+
+
+async def test_a_worker_sigkilled_mid_post_loses_nothing_and_the_other_worker_takes_over(
+    store: SqlStore, migration: SqlStore, temporal_address: str, tmp_path: Path
+) -> None:
+    """Two real `loom worker` processes: only the lease holder posts; killed while its receiver holds the request,
+    the other takes the lease and resends the same message with the same delivery id, then goes on."""
+    held = asyncio.Event()
+    release = asyncio.Event()
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append((dict(request.headers), await request.body()))
+        if len(received) == 1:
+            held.set()
+            await release.wait()  # the first message hangs until its sender is gone
+        return Response("ok")
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hooks/loom"
+    sender = HttpWebhookSender(MigratorUrlPolicy("127.0.0.0/8"))
+    await WebhookAdmin(SqlWebhookStore(store), sender).create("ana", WebhookRequest(url=url, events=["step_failed"]))
+    await sender.aclose()
+    env = clean_env(
+        LOOM_DATABASE_URL=store.url,
+        LOOM_TEMPORAL_ADDRESS=temporal_address,
+        LOOM_TEMPORAL_TASK_QUEUE=f"webhooks-{port}",
+        LOOM_DATA_DIR=str(tmp_path),
+        LOOM_PUBLIC_URL=PUBLIC,
+        LOOM_DEMO="false",
+        LOOM_WEBHOOK_DIGEST_SECONDS="0.3",
+        LOOM_WEBHOOK_URL_ALLOW="127.0.0.0/8",
+        LOOM_WEBHOOK_TIMEOUT_SECONDS="120",  # the held post stays in flight until its worker dies
+    )
+    command = [sys.executable, "-m", "loom_backend.cli", "worker"]
+    workers = [LoomProcess(f"worker-{n}", command, env, tmp_path / f"worker-{n}.log") for n in "ab"]
+    async with serve(Starlette(routes=[Route("/hooks/loom", hook, methods=["POST"])]), port):
+        try:
+            first, second = workers
+            first.start()
+            for i in range(5):
+                fail(store, f"svc-{i:02d}")
+            await asyncio.wait_for(held.wait(), 60)
+            second.start()
+            await until(lambda: "Another process holds" in second.log_tail(), "the second worker to wait", 60)
+            assert len(received) == 1, "only the lease holder posts"
+            first.kill()
+            await until(lambda: len(received) >= 2, "the second worker to resend", 30)
+            release.set()
+            for i in range(5, 8):
+                fail(store, f"svc-{i:02d}")
+            await until(lambda: len(received) >= 3, "the next message", 30)
+        finally:
+            release.set()
+            for worker in workers:
+                worker.stop()
+    ids = [headers["loom-delivery"] for headers, _ in received]
+    assert ids[0] == ids[1] != ids[2] and received[0][1] == received[1][1]
+    unique = {headers["loom-delivery"]: json.loads(body) for headers, body in received}
+    taken = sorted(e["candidateId"] for m in unique.values() for e in m["events"])
+    assert taken == [f"svc-{i:02d}" for i in range(8)], "every event once, after dropping the repeat"
