@@ -49,7 +49,8 @@ from loom_backend.webhooks import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-SCAN_LIMIT = 5_000  # events read per hook and look
+SCAN_LIMIT = 10_000  # event ids read per query
+SCAN_PAGES = 10  # queries per hook and look: a backlog of up to 100,000 events is one digest
 
 
 def _utcnow() -> datetime:
@@ -188,14 +189,18 @@ class WebhookDeliverer:
 
     async def _collect(self, target: WebhookTarget) -> PendingDelivery | None:
         """The hook's next message once its window has passed; the cursor moves past events it does not hear."""
-        events = await _db(self.store.events_after, target.cursor, SCAN_LIMIT)
         gaps = self._gaps.setdefault(target.id, {})
-        through = settled_through(
-            target.cursor, [e.id or 0 for e in events], gaps, time.monotonic(), self.gap_grace_seconds
-        )
-        events = [e for e in events if (e.id or 0) <= through]
-        if not events:
+        through = target.cursor
+        for _ in range(SCAN_PAGES):
+            ids = await _db(self.store.event_ids_after, through, SCAN_LIMIT)
+            settled = settled_through(through, ids, gaps, time.monotonic(), self.gap_grace_seconds)
+            read_all = settled == through or len(ids) < SCAN_LIMIT or settled < ids[-1]
+            through = settled
+            if read_all:
+                break
+        if through == target.cursor:
             return None
+        events = await _db(self.store.notable_events, target.cursor, through)
         await self._derive(events)
         metadata = await self._metadata(target, events)
         notices: list[tuple[NotificationKind, StepEvent]] = []

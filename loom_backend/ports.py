@@ -310,8 +310,11 @@ class WebhookStore(Protocol):
     def targets(self) -> list[tuple[WebhookTarget, PendingDelivery | None]]:
         """Every hook as the deliverer needs it, with its pending message."""
 
-    def events_after(self, after_id: int, limit: int) -> list[StepEvent]:
-        """Event log entries with ids above `after_id`, in id order."""
+    def event_ids_after(self, after_id: int, limit: int) -> list[int]:
+        """The ids of the event log's entries above `after_id`, in order (to see gaps a later commit may fill)."""
+
+    def notable_events(self, after_id: int, through: int) -> list[StepEvent]:
+        """The entries in (after_id, through] of the kinds in webhooks.NOTABLE_EVENTS, in id order."""
 
     def candidate_metadata(self, migration_id: str, candidate_ids: Sequence[str]) -> dict[str, StringMap]: ...
 

@@ -42,6 +42,18 @@ class NotificationKind(StrEnum):
     MIGRATION_COMPLETED = "migration_completed"  # every Candidate completed (once)
 
 
+# The event log entries that can be a notification or lead to one (a Run completed: maybe its Migration too), by type
+# and the status they need (None: any); the deliverer reads only these rows, and only the ids of the rest.
+NOTABLE_EVENTS: tuple[tuple[EventType, StepStatus | None], ...] = (
+    (EventType.STEP_UPDATED, StepStatus.AWAITING_REVIEW),
+    (EventType.STEP_COMPLETED, StepStatus.FAILED),
+    (EventType.STEP_STUCK, None),
+    (EventType.ROLLOUT_PAUSED, None),
+    (EventType.MIGRATION_COMPLETED, None),
+    (EventType.RUN_COMPLETED, None),
+)
+
+
 def notification_kind(event: StepEvent) -> NotificationKind | None:
     """The notification an event log entry is, if any."""
     if event.event_type is EventType.STEP_UPDATED and event.status == StepStatus.AWAITING_REVIEW:

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 
 from loom_backend.domain import CandidateFilter, CandidateView, EventType, StepEvent, StringMap, StuckLimits, StuckRule
 from loom_backend.store.sql_store import CANDIDATES, STEP_EVENTS, SqlStore, _utc
 from loom_backend.store.tables import WebhookRow
-from loom_backend.webhooks import NotificationKind, PendingDelivery, Webhook, WebhookTarget
+from loom_backend.webhooks import NOTABLE_EVENTS, NotificationKind, PendingDelivery, Webhook, WebhookTarget
 
 WEBHOOKS: Table = WebhookRow.__table__  # type: ignore[attr-defined]
 _NO_PENDING = {
@@ -86,11 +86,21 @@ class SqlWebhookStore:
             found.append((target, pending))
         return found
 
-    def events_after(self, after_id: int, limit: int) -> list[StepEvent]:
+    def event_ids_after(self, after_id: int, limit: int) -> list[int]:
         table = STEP_EVENTS
         with self.engine.begin() as connection:
+            query = select(table.c.id).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+            return [int(i) for i in connection.execute(query).scalars()]
+
+    def notable_events(self, after_id: int, through: int) -> list[StepEvent]:
+        table = STEP_EVENTS
+        kinds = [
+            and_(table.c.event_type == kind.value, *([table.c.status == status.value] if status else []))
+            for kind, status in NOTABLE_EVENTS
+        ]
+        with self.engine.begin() as connection:
             rows = connection.execute(
-                select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+                select(table).where(table.c.id > after_id, table.c.id <= through, or_(*kinds)).order_by(table.c.id)
             ).mappings()
             return [
                 StepEvent(
