@@ -165,14 +165,17 @@ class WebhookDeliverer:
             self._leased = leased
         if not leased:
             return
+        # Busy before reading, so a hook's snapshot is never older than the last writes of its finished task.
+        busy = {hook_id for hook_id, task in self._busy.items() if not task.done()}
         targets = await _db(self.store.targets)
         if time.monotonic() - self._stuck_looked_at >= self.stuck_every_seconds:
             self._stuck_looked_at = time.monotonic()
             await self._record_stuck([t for t, _ in targets if NotificationKind.STEP_STUCK in t.events])
         for target, pending in targets:
-            task = self._busy.get(target.id)
-            if task is None or task.done():
+            if target.id not in busy:
                 self._busy[target.id] = asyncio.create_task(self._serve(target, pending))
+        for gone in set(self._busy) - {t.id for t, _ in targets} - busy:
+            del self._busy[gone]
 
     async def drain(self) -> None:
         """Wait for the hooks' tasks started so far (tests, and a clean stop)."""
@@ -229,7 +232,8 @@ class WebhookDeliverer:
             first_attempt_at=None,
             next_attempt_at=self.clock(),
         )
-        await _db(self.store.save_pending, target.id, pending)
+        if not await _db(self.store.save_pending, target.id, pending, target.cursor):
+            return None  # another deliverer (one that lost the lease, say) got there first
         return pending
 
     async def _metadata(self, target: WebhookTarget, events: list[StepEvent]) -> dict[tuple[str, str], StringMap]:

@@ -332,7 +332,8 @@ class WebhookStore(Protocol):
     def advance_cursor(self, hook_id: str, through: int) -> None:
         """Nothing for the hook up to `through`: move its cursor there (never back)."""
 
-    def save_pending(self, hook_id: str, delivery: PendingDelivery) -> None: ...
+    def save_pending(self, hook_id: str, delivery: PendingDelivery, cursor: int) -> bool:
+        """Make the message the hook's pending one if it has none and its cursor is still `cursor`; False if not."""
 
     def record_attempt(
         self, hook_id: str, delivery: PendingDelivery, status: int | None, error: str | None, at: datetime

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,15 +28,28 @@ class DatabaseLease:
         self._connection: Any = None
         self._file: IO[str] | None = None
         self._holding = False
+        self._lock = threading.Lock()  # acquire, held and release come from worker threads
         url = make_url(str(engine.url))
         self._sqlite = engine.dialect.name == "sqlite"
         database = url.database if self._sqlite else None
         self._path = Path(f"{database}.lease-{key}") if database and database != ":memory:" else None
 
     def acquire(self) -> bool:
-        if self.held():
-            return True
-        self.release()
+        with self._lock:
+            if self._held():
+                return True
+            self._release()
+            return self._take()
+
+    def held(self) -> bool:
+        with self._lock:
+            return self._held()
+
+    def release(self) -> None:
+        with self._lock:
+            self._release()
+
+    def _take(self) -> bool:
         if self._sqlite:
             return self._lock_file()
         try:
@@ -65,7 +79,7 @@ class DatabaseLease:
         self._holding = True
         return True
 
-    def held(self) -> bool:
+    def _held(self) -> bool:
         if self._sqlite:
             return self._holding
         if self._connection is None:
@@ -77,7 +91,7 @@ class DatabaseLease:
             return False
         return True
 
-    def release(self) -> None:
+    def _release(self) -> None:
         self._holding = False
         if self._file is not None:
             with contextlib.suppress(OSError):

@@ -150,26 +150,27 @@ class SqlWebhookStore:
         page = self._store.list_candidates(migration_id, CandidateFilter(stuck=True), stuck=limits, limit=500)
         return page.candidates
 
-    def _update(self, hook_id: str, **values: Any) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(update(WEBHOOKS).where(WEBHOOKS.c.id == hook_id).values(**values))
-
     def advance_cursor(self, hook_id: str, through: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(
                 update(WEBHOOKS).where(WEBHOOKS.c.id == hook_id, WEBHOOKS.c.cursor < through).values(cursor=through)
             )
 
-    def save_pending(self, hook_id: str, delivery: PendingDelivery) -> None:
-        self._update(
-            hook_id,
-            delivery_id=delivery.delivery_id,
-            delivery_through=delivery.through,
-            delivery_body=delivery.body.decode(),
-            attempts=delivery.attempts,
-            first_attempt_at=delivery.first_attempt_at,
-            next_attempt_at=delivery.next_attempt_at,
-        )
+    def save_pending(self, hook_id: str, delivery: PendingDelivery, cursor: int) -> bool:
+        with self.engine.begin() as connection:
+            saved = connection.execute(
+                update(WEBHOOKS)
+                .where(WEBHOOKS.c.id == hook_id, WEBHOOKS.c.delivery_id.is_(None), WEBHOOKS.c.cursor == cursor)
+                .values(
+                    delivery_id=delivery.delivery_id,
+                    delivery_through=delivery.through,
+                    delivery_body=delivery.body.decode(),
+                    attempts=delivery.attempts,
+                    first_attempt_at=delivery.first_attempt_at,
+                    next_attempt_at=delivery.next_attempt_at,
+                )
+            )
+            return saved.rowcount == 1
 
     def record_attempt(
         self, hook_id: str, delivery: PendingDelivery, status: int | None, error: str | None, at: datetime

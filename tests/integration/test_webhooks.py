@@ -451,3 +451,33 @@ async def test_a_worker_sigkilled_mid_post_loses_nothing_and_the_other_worker_ta
     unique = {headers["loom-delivery"]: json.loads(body) for headers, body in received}
     taken = sorted(e["candidateId"] for m in unique.values() for e in m["events"])
     assert taken == [f"svc-{i:02d}" for i in range(8)], "every event once, after dropping the repeat"
+
+
+class UnnoticedLoss:
+    """A lease its holder still believes it holds after losing it (a connection that dropped mid-tick)."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+async def test_two_deliverers_that_both_believe_they_lead_still_send_one_message_id(
+    hooks: Hooks, receiver: Receiver
+) -> None:
+    hook = await hooks.add(receiver.url)
+    for i in range(4):
+        fail(hooks.store, f"svc-{i:02d}")
+    both = [hooks.deliverer(digest_seconds=0), hooks.deliverer(digest_seconds=0)]
+    for deliverer in both:
+        deliverer.lease = UnnoticedLoss()
+    for _ in range(5):
+        await asyncio.gather(*(d.tick() for d in both))
+        await asyncio.gather(*(d.drain() for d in both))
+    assert hooks.listed(hook.id).delivered == 1
+    assert len({headers["loom-delivery"] for headers, _ in receiver.received}) == 1
+    assert sorted(e["candidateId"] for e in receiver.taken()[0]["events"]) == [f"svc-{i:02d}" for i in range(4)]
