@@ -848,9 +848,14 @@ class PrState(BaseModel):
     mergeable: bool | None = None
 
 
+# The SDK's GitHub helper (loom_migrator/github.py) says success/failure, as GitHub does; both words are read.
+_CHECKS_WORDS = {"success": "passing", "failure": "failing"}
+
+
 def pr_state(metadata: Mapping[str, str]) -> PrState:
     """The PR state a Step's metadata reports (`checks`, `review`, `mergeable`); what is absent or unknown is None."""
     checks = metadata.get("checks", "").strip().lower()
+    checks = _CHECKS_WORDS.get(checks, checks)
     review = metadata.get("review", "").strip().lower()
     mergeable = metadata.get("mergeable", "").strip().lower()
     return PrState(

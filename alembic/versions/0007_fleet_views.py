@@ -34,8 +34,6 @@ COLUMNS = [
 INDEXES = {
     "ix_candidates_migration_step": ["migration_id", "step_name", "step_status"],
     "ix_candidates_migration_step_status_since": ["migration_id", "step_status", "status_since"],
-    "ix_candidates_migration_last_event": ["migration_id", "last_event_at"],
-    "ix_candidates_migration_failure_group": ["migration_id", "failure_group"],
 }
 
 

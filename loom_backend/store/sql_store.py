@@ -780,6 +780,7 @@ class SqlStore:
     def save_step_result(self, run_id: str, migration_id: str, result: StepResult) -> None:
         with self.engine.begin() as connection:
             self._save_step_result(connection, run_id, migration_id, result)
+            self._keep_progress(connection, run_id, migration_id, result.candidate_id, [RunChange(step_result=result)])
 
     def _save_step_result(self, connection: Connection, run_id: str, migration_id: str, result: StepResult) -> None:
         row = {
@@ -1057,14 +1058,9 @@ def _filter_conditions(where: CandidateFilter, stuck: StuckLimits | None) -> lis
     for key, value in where.metadata.items():
         conditions.append(table.c.metadata[key].as_string() == value)
     if where.needs_attention:
+        # A Step waiting on a person is always the Run's current one (the first not succeeded): read off the copy.
         conditions.append(table.c.status == RUNNING)
-        conditions.append(
-            exists().where(
-                STEP_RESULTS.c.migration_id == table.c.migration_id,
-                STEP_RESULTS.c.candidate_id == table.c.id,
-                STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
-            )
-        )
+        conditions.append(table.c.step_status.in_(ATTENTION_STATUSES))
     if where.on_progress:
         conditions.append(table.c.status != NOT_STARTED)
     now = stuck.now if stuck is not None else _now()

@@ -63,8 +63,6 @@ class CandidateRow(SQLModel, table=True):
         # The Candidate table (fleet views): filters and sorts on the Run's progress kept below.
         Index("ix_candidates_migration_step", "migration_id", "step_name", "step_status"),
         Index("ix_candidates_migration_step_status_since", "migration_id", "step_status", "status_since"),
-        Index("ix_candidates_migration_last_event", "migration_id", "last_event_at"),
-        Index("ix_candidates_migration_failure_group", "migration_id", "failure_group"),
     )
 
     migration_id: str = Field(sa_column=Column(String(128), primary_key=True))

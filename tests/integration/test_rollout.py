@@ -288,6 +288,41 @@ async def test_the_breaker_pauses_after_three_failed_runs_and_a_bulk_retry_then_
         assert actions[:3] == [("rollout_started", "ana"), ("rollout_paused", "breaker"), ("rollout_resumed", "ana")]
 
 
+async def test_one_bulk_retry_of_a_failure_group_retries_exactly_that_groups_runs(make_rollout: Any) -> None:
+    failing = {"on": True}
+
+    def outcome(dispatch: Any) -> str:
+        if not failing["on"]:
+            return "completed"
+        n = int(dispatch.candidate.id.rsplit("-", 1)[1])
+        return (
+            f"failed:HTTP 50{n} from https://git.example/{n} for '{dispatch.candidate.id}'"
+            if n < 3
+            else "failed:denied"
+        )
+
+    async with make_rollout(services(5), outcome=outcome) as rollout:
+        await start(rollout, maxRunning=5)
+
+        async def groups() -> Any:
+            return (await rollout.service.failure_groups(ANA, rollout.migration_id)).groups
+
+        found = await eventually(groups, 20, "two failure groups", until=lambda g: sum(x.count for x in g) == 5)
+        assert [(g.message, g.count) for g in found] == [("HTTP <n> from <url> for <value>", 3), ("denied", 2)]
+        failing["on"] = False
+        where = CandidateFilter(failure_group=found[0].key)
+        operation = await rollout.service.bulk(ANA, rollout.migration_id, BulkRequest(action="retry", filter=where))
+        assert sorted(o.candidate_id for o in operation.outcomes) == ["svc-00", "svc-01", "svc-02"]
+
+        async def done() -> Any:
+            return await rollout.service.get_bulk(ANA, operation.id)
+
+        finished = await eventually(done, 20, "the group's retry", until=lambda op: op.state is BulkState.DONE)
+        assert finished.counts == {"done": 3}
+        left = await eventually(groups, 20, "only the other group", until=lambda g: [x.count for x in g] == [2])
+        assert left[0].message == "denied" and sorted(left[0].examples) == ["svc-03", "svc-04"]
+
+
 async def test_pause_starts_nothing_new_while_open_runs_go_on_and_resume_continues(make_rollout: Any) -> None:
     async with make_rollout(services(6), delay=0.3) as rollout:
         await start(rollout, maxRunning=2)
