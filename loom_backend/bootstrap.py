@@ -10,15 +10,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loom_backend import tracing
 from loom_backend.auth import AccessControl, SignInThrottle, parse_provisioned_tokens
 from loom_backend.domain import StuckRule
 from loom_backend.live import ChangeHub
-from loom_backend.ports import AuthStore, ExecutionEngine, MigrationStore, MigratorNotifier, SavedViews
+from loom_backend.notifications import WebhookAdmin
+from loom_backend.ports import (
+    AuthStore,
+    ExecutionEngine,
+    MigrationStore,
+    MigratorNotifier,
+    SavedViews,
+    WebhookSender,
+    WebhookStore,
+)
 from loom_backend.service import LoomService
 from loom_backend.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from loom_backend.webhook_client import HttpWebhookSender
 
 log = logging.getLogger("loom")
 
@@ -71,6 +83,39 @@ def build_saved_views(store: MigrationStore) -> SavedViews | None:
     from loom_backend.store.sql_store import SqlStore
 
     return SqlSavedViews(store.engine) if isinstance(store, SqlStore) else None
+
+
+def build_webhooks(settings: Settings, store: MigrationStore) -> tuple[WebhookStore, HttpWebhookSender] | None:
+    """The hooks' store (beside the read model, on its engine) and the signed sender; None without a SQL store."""
+    from loom_backend.store.sql_store import SqlStore
+    from loom_backend.store.webhook_store import SqlWebhookStore
+    from loom_backend.url_allow import MigratorUrlPolicy
+    from loom_backend.webhook_client import HttpWebhookSender
+
+    if not isinstance(store, SqlStore):
+        return None
+    policy = MigratorUrlPolicy(settings.webhook_url_allow, setting="LOOM_WEBHOOK_URL_ALLOW")
+    return SqlWebhookStore(store), HttpWebhookSender(policy, settings.webhook_timeout_seconds)
+
+
+def build_deliverer(settings: Settings, store: MigrationStore, webhooks: WebhookStore, sender: WebhookSender) -> Any:
+    """The webhook deliverer of a worker process, under the installation's one lease."""
+    from loom_backend.notifications import WebhookDeliverer
+    from loom_backend.store.lease import DatabaseLease
+    from loom_backend.store.sql_store import SqlStore
+
+    assert isinstance(store, SqlStore)
+    return WebhookDeliverer(
+        webhooks,
+        sender,
+        DatabaseLease(store.engine),
+        public_url=settings.public_url,
+        digest_seconds=settings.webhook_digest_seconds,
+        max_lines=settings.webhook_digest_max_lines,
+        retry_seconds=settings.webhook_retry_seconds,
+        backoff_max_seconds=settings.webhook_backoff_max_seconds,
+        stuck_rule=StuckRule(settings.stuck_factor, settings.stuck_floor_seconds),
+    )
 
 
 def build_access(settings: Settings, auth_store: AuthStore) -> AccessControl:
@@ -163,6 +208,9 @@ async def running(
             redis = RedisProbe(settings.redis_url)
             stack.push_async_callback(redis.aclose)
             probes.append(redis)
+        hooks = build_webhooks(settings, store)
+        if hooks is not None:
+            stack.push_async_callback(hooks[1].aclose)
         changes = ChangeHub()
         source = _change_source(store, changes)
         if source is not None:
@@ -186,6 +234,7 @@ async def running(
             changes=changes,
             probes=probes,
             views=build_saved_views(store),
+            webhooks=WebhookAdmin(*hooks) if hooks is not None else None,
         )
         if temporal is not None and (settings.run_worker if run_worker is None else run_worker):
             # Rollouts and bulk operations act through the service, as the operator who started them.
@@ -198,6 +247,10 @@ async def running(
                 )
             )
             stack.push_async_callback(_stop, worker)
+            if hooks is not None:
+                # Only worker processes deliver, and of them only the one holding the lease.
+                deliverer = build_deliverer(settings, store, *hooks)
+                stack.push_async_callback(_stop, asyncio.create_task(deliverer.run()))
         stack.push_async_callback(_stop, asyncio.create_task(_watch_database(store)))
         loom = Loom(settings, store, notifier, engine, service, access)
         _current = loom

@@ -80,6 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     token_commands.add_parser("list", help="List tokens (never their secrets)")
     revoke = token_commands.add_parser("revoke", help="Revoke a token by its id")
     revoke.add_argument("id")
+    webhook = commands.add_parser("webhook", help="Outgoing notifications to Slack or any HTTP receiver")
+    webhook_commands = webhook.add_subparsers(dest="action", required=True)
+    add_hook = webhook_commands.add_parser("add", help="Add a webhook and print its signing secret once")
+    add_hook.add_argument("url")
+    add_hook.add_argument(
+        "--events",
+        required=True,
+        help="Comma-separated: review_waiting, step_failed, step_stuck, rollout_paused, migration_completed",
+    )
+    add_hook.add_argument("--migration", metavar="ID", help="Only this Migration's events")
+    add_hook.add_argument(
+        "--filter", metavar="KEY=VALUE", action="append", default=[], help="Only Candidates with this metadata value"
+    )
+    webhook_commands.add_parser("list", help="List webhooks and how their deliveries went (never their secrets)")
+    remove_hook = webhook_commands.add_parser("remove", help="Remove a webhook by its id")
+    remove_hook.add_argument("id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A line per Migrator request (httpx logs each at INFO) drowns what matters and costs CPU on every Step.
@@ -96,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return _add_user(settings, args.name, args.role, args.password)
     if args.command == "token":
         return _token(settings, args)
+    if args.command == "webhook":
+        return asyncio.run(_webhook(settings, args))
     if args.command == "worker":
         asyncio.run(_worker(settings))
         return 0
@@ -177,6 +195,67 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     print(
         f"Token {record.id} for {record.kind.value} {record.name}: shown once, Loom keeps only its hash. "
         + ("Give it to the Migrator as LOOM_TOKEN." if record.kind == TokenKind.MIGRATOR else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """`loom webhook add|list|remove`, on the database as `loom token` is (the machine's admin needs no sign-in)."""
+    from pydantic import ValidationError
+
+    from loom_backend.bootstrap import build_store, build_webhooks
+    from loom_backend.errors import LoomError
+    from loom_backend.notifications import WebhookAdmin
+    from loom_backend.webhooks import WebhookRequest
+
+    store = await asyncio.to_thread(build_store, settings)
+    hooks = build_webhooks(settings, store)
+    assert hooks is not None
+    admin = WebhookAdmin(*hooks)
+    try:
+        if args.action == "list":
+            for hook in await admin.list():
+                scope = f" migration={hook.migration_id}" if hook.migration_id else ""
+                scope += "".join(f" {k}={v}" for k, v in hook.filter.items())
+                state = f"delivered {hook.delivered}, failed {hook.failed}"
+                if hook.pending:
+                    state += f", pending (attempt {hook.attempts})"
+                if hook.last_status is not None or hook.last_error:
+                    state += f", last {hook.last_status or 'no answer'}"
+                    state += f": {hook.last_error}" if hook.last_error else ""
+                print(f"{hook.id}  {hook.url}  {','.join(hook.events)}{scope}  {state}")
+            return 0
+        if args.action == "remove":
+            await admin.remove(args.id)
+            print(f"Removed webhook {args.id}.")
+            return 0
+        pairs = [f.split("=", 1) for f in args.filter]
+        if any(len(p) != 2 for p in pairs):
+            print("--filter takes KEY=VALUE, e.g. --filter owner=team-a", file=sys.stderr)
+            return 2
+        if args.migration and await asyncio.to_thread(store.get_migration, args.migration, False) is None:
+            print(f"No Migration {args.migration!r}; see GET /api/migrations.", file=sys.stderr)
+            return 2
+        request = WebhookRequest(
+            url=args.url,
+            events=[e.strip() for e in args.events.split(",") if e.strip()],
+            migration_id=args.migration,
+            filter=dict(pairs),
+        )
+        created = await admin.create(f"cli:{getpass.getuser()}", request)
+    except ValidationError as exc:
+        print("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), file=sys.stderr)
+        return 2
+    except LoomError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        await hooks[1].aclose()
+    print(created.secret)
+    print(
+        f"Webhook {created.id} posts to {created.url}: the secret above is shown once; the receiver verifies "
+        "X-Loom-Signature with it (loom_migrator.signing, as Migrators do).",
         file=sys.stderr,
     )
     return 0

@@ -80,6 +80,16 @@ class EventType(StrEnum):
     INPUTS_UPDATED = "inputs_updated"
     RUN_COMPLETED = "run_completed"
     RUN_CANCELLED = "run_cancelled"
+    STEP_STUCK = "step_stuck"  # the current Step outstayed the stuck rule; recorded once per stay in a status
+    # A Migration's rollout and the Migration as a whole: these have no Candidate (candidate_id "").
+    ROLLOUT_STARTED = "rollout_started"
+    ROLLOUT_PAUSED = "rollout_paused"  # by an operator (actor) or by the breaker (actor "breaker")
+    ROLLOUT_RESUMED = "rollout_resumed"
+    ROLLOUT_PROMOTED = "rollout_promoted"  # the next wave started: an operator's Promote, or the auto gate
+    ROLLOUT_STOPPED = "rollout_stopped"
+    ROLLOUT_POLICY_EDITED = "rollout_policy_edited"
+    ROLLOUT_COMPLETED = "rollout_completed"
+    MIGRATION_COMPLETED = "migration_completed"  # every Candidate completed; recorded once
 
 
 class Migration(MigrationAnnouncement):

@@ -89,6 +89,11 @@ class SavedViewNotFound(NotFound):
         super().__init__(f"Migration {migration_id!r} has no saved view {name!r}")
 
 
+class WebhookNotFound(NotFound):
+    def __init__(self, hook_id: str) -> None:
+        super().__init__(f"No webhook {hook_id!r}; see GET /api/webhooks (or `loom webhook list`)")
+
+
 class MigratorUnavailable(LoomError):
     """The Migrator could not be reached or answered something Loom cannot read."""
 

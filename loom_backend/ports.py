@@ -18,6 +18,7 @@ from loom_backend.domain import (
     CandidatePage,
     CandidateSort,
     CandidateStatus,
+    CandidateView,
     DispatchStepRequest,
     DriftCheck,
     DryRunRequest,
@@ -40,11 +41,13 @@ from loom_backend.domain import (
     ReadModelChange,
     RunChange,
     SavedView,
+    StepEvent,
     StepMetricsResponse,
     StepResult,
     StepStatusEvent,
     StringMap,
     StuckLimits,
+    StuckRule,
     TokenKind,
     TokenRecord,
     UserRecord,
@@ -59,6 +62,7 @@ from loom_backend.rollout import (
     RolloutState,
     RolloutStatus,
 )
+from loom_backend.webhooks import PendingDelivery, Webhook, WebhookCreated, WebhookRequest, WebhookTarget
 
 
 class Registry(Protocol):
@@ -96,7 +100,10 @@ class Registry(Protocol):
     def get_rollout_status(self, migration_id: str) -> RolloutStatus | None:
         """What the Migration's rollout last published about itself (the read model of the rollout), or None."""
 
-    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None: ...
+    def set_rollout_status(
+        self, migration_id: str, status: RolloutStatus, events: Sequence[tuple[str, StepEvent]] = ()
+    ) -> None:
+        """Publish the rollout's status and append its actions to the event log (each once, by key), together."""
 
     def list_rollout_statuses(self) -> dict[str, RolloutStatus]:
         """Every Migration's rollout as it last published itself, by Migration id (never rolled out: absent)."""
@@ -325,6 +332,88 @@ class AuthStore(Protocol):
 
     def signing_key(self, migration_id: str) -> bytes | None:
         """The key Loom signs requests to this Migration's Migrator with: its owning token's digest."""
+
+
+class WebhookStore(Protocol):
+    """Hooks, their cursors and pending messages, and what the deliverer reads of the event log."""
+
+    def add_webhook(self, hook: Webhook, secret_digest: str) -> None:
+        """Insert the hook with its cursor at the event log's end: it hears only what happens from now on."""
+
+    def list_webhooks(self) -> list[Webhook]: ...
+
+    def delete_webhook(self, hook_id: str) -> bool: ...
+
+    def targets(self) -> list[tuple[WebhookTarget, PendingDelivery | None]]:
+        """Every hook as the deliverer needs it, with its pending message."""
+
+    def event_ids_after(self, after_id: int, limit: int) -> list[int]:
+        """The ids of the event log's entries above `after_id`, in order (to see gaps a later commit may fill)."""
+
+    def notable_events(self, after_id: int, through: int) -> list[StepEvent]:
+        """The entries in (after_id, through] of the kinds in webhooks.NOTABLE_EVENTS, in id order."""
+
+    def candidate_metadata(self, migration_id: str, candidate_ids: Sequence[str]) -> dict[str, StringMap]: ...
+
+    def migration_completed(self, migration_id: str) -> bool:
+        """The Migration has Candidates, and every one is completed."""
+
+    def append_event(self, event: StepEvent, key: str) -> bool:
+        """Append to the event log unless an event with this key is there; True when it was added."""
+
+    def migration_ids(self) -> list[str]: ...
+
+    def stuck_candidates(self, migration_id: str, rule: StuckRule, now: datetime) -> list[CandidateView]:
+        """The Migration's Runs whose current Step is stuck now (by its Steps' p95 durations), at most a few hundred."""
+
+    def advance_cursor(self, hook_id: str, through: int) -> None:
+        """Nothing for the hook up to `through`: move its cursor there (never back)."""
+
+    def save_pending(self, hook_id: str, delivery: PendingDelivery, cursor: int) -> bool:
+        """Make the message the hook's pending one if it has none and its cursor is still `cursor`; False if not."""
+
+    def record_attempt(
+        self, hook_id: str, delivery: PendingDelivery, status: int | None, error: str | None, at: datetime
+    ) -> None:
+        """An attempt that will be retried: the pending message's attempts, next time, last status and error."""
+
+    def finish_delivery(
+        self, hook_id: str, delivery: PendingDelivery, status: int | None, error: str | None, at: datetime, ok: bool
+    ) -> None:
+        """The message was taken (`ok`) or given up on: the cursor moves to its end, the pending message goes."""
+
+
+class WebhookSender(Protocol):
+    """Posts one signed message to a hook's URL."""
+
+    async def check_url(self, url: str) -> None:
+        """Raise InvalidInput naming url when Loom must not post there (LOOM_WEBHOOK_URL_ALLOW)."""
+
+    async def send(self, url: str, key: bytes, delivery_id: str, body: bytes) -> tuple[int | None, str | None]:
+        """The HTTP status the receiver answered (None: no answer) and, unless it was a 2xx, what went wrong."""
+
+
+class Webhooks(Protocol):
+    """Adding, listing and removing outgoing webhooks; the caller's right to is the service's to check."""
+
+    async def create(self, actor: str, request: WebhookRequest) -> WebhookCreated: ...
+
+    async def list(self) -> list[Webhook]: ...
+
+    async def remove(self, hook_id: str) -> None:
+        """Raise WebhookNotFound when there is no such hook."""
+
+
+class Lease(Protocol):
+    """Held by at most one process of an installation at a time: the one that delivers webhooks."""
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free (or keep it); False while another process holds it."""
+
+    def held(self) -> bool:
+        """Whether this process still holds it (its database connection may have dropped)."""
+
+    def release(self) -> None: ...
 
 
 class ExecutionEngine(Protocol):

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from loom_backend.domain import CandidateFilter, CandidateStatus, WireModel
+from loom_backend.domain import CandidateFilter, CandidateStatus, EventType, StepEvent, StringMap, WireModel
 
 ROLLOUT_ID_PREFIX = "rollout:"
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)%$")
@@ -95,6 +95,17 @@ class RolloutObservation(BaseModel):
     running_by_group: dict[str, int] = Field(default_factory=dict)  # by value of the policy's group key
 
 
+class RolloutNote(BaseModel):
+    """A rollout action for the event log (started, paused, resumed, promoted, stopped, policy edited, completed),
+    kept in the state until the workflow has written it; `seq` makes its key, so a rewrite is a no-op."""
+
+    seq: int
+    event_type: EventType
+    actor: str | None = None
+    metadata: StringMap = Field(default_factory=dict)
+    at: datetime
+
+
 class RolloutState(BaseModel):
     """Everything a rollout knows; carried whole across continue-as-new, so a restart resumes exactly here."""
 
@@ -114,6 +125,8 @@ class RolloutState(BaseModel):
     wave_baseline: dict[str, int] = Field(default_factory=dict)  # when the wave started, for the auto gate
     paused_reason: str | None = None
     seen: RolloutObservation = Field(default_factory=RolloutObservation)
+    notes: list[RolloutNote] = Field(default_factory=list)  # not yet in the event log
+    note_seq: int = 0
 
 
 class WaveView(WireModel):
@@ -258,6 +271,40 @@ def is_last_wave(state: RolloutState) -> bool:
     return state.wave >= len(wave_ends(state.policy.waves, len(state.queue))) - 1
 
 
+# -- the event log ----------------------------------------------------------------------------------
+
+BREAKER = "breaker"  # the actor of a pause the breaker made
+AUTO_GATE = "auto gate"  # the actor of a wave the auto gate started
+
+
+def note(state: RolloutState, event_type: EventType, actor: str | None, at: datetime, **metadata: str) -> None:
+    """Remember a rollout action for the event log; the workflow writes what it noted with its next status."""
+    state.note_seq += 1
+    state.notes.append(RolloutNote(seq=state.note_seq, event_type=event_type, actor=actor, metadata=metadata, at=at))
+
+
+def rollout_events(
+    migration_id: str, started_at: datetime, notes: Sequence[RolloutNote]
+) -> list[tuple[str, StepEvent]]:
+    """The notes as event log entries with their keys: unique per rollout (Migration, start time) and note."""
+    run = rollout_id(migration_id)
+    return [
+        (
+            f"{run}:{started_at.isoformat()}:{n.seq}",
+            StepEvent(
+                run_id=run,
+                migration_id=migration_id,
+                candidate_id="",
+                event_type=n.event_type,
+                actor=n.actor,
+                metadata=n.metadata,
+                created_at=n.at,
+            ),
+        )
+        for n in notes
+    ]
+
+
 # -- deciding ---------------------------------------------------------------------------------------
 
 
@@ -386,10 +433,12 @@ def advance(state: RolloutState, observation: RolloutObservation, now: datetime)
             f"the breaker tripped: {len(failed)} Run(s) had a failed Step ({', '.join(failed[:5])}); "
             "fix or retry them, then resume"
         )
+        note(state, EventType.ROLLOUT_PAUSED, BREAKER, now, reason=state.paused_reason)
         return []
     if state.phase in (RolloutPhase.RUNNING, RolloutPhase.WAITING_FOR_PROMOTION) and wave_done(state):
         if is_last_wave(state):
             state.phase = RolloutPhase.COMPLETED
+            note(state, EventType.ROLLOUT_COMPLETED, None, now)
             return []
         if state.wave_done_at is None:
             state.wave_done_at = now
@@ -397,6 +446,7 @@ def advance(state: RolloutState, observation: RolloutObservation, now: datetime)
         opens = gate_opens_at(state)
         if opens is not None and now >= opens:
             promote(state)
+            note(state, EventType.ROLLOUT_PROMOTED, AUTO_GATE, now, wave=str(state.wave + 1))
     return next_starts(state, now)
 
 

@@ -92,6 +92,7 @@ from loom_backend.ports import (
     Registry,
     RunStore,
     SavedViews,
+    Webhooks,
 )
 from loom_backend.rollout import (
     BulkAction,
@@ -109,6 +110,7 @@ from loom_backend.rollout import (
     policy_refusal,
     status_of,
 )
+from loom_backend.webhooks import Webhook, WebhookCreated, WebhookRequest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -174,12 +176,14 @@ class LoomService:
         temporal_namespace: str = "default",
         drift: DriftStore | None = None,
         views: SavedViews | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.bulk_store = bulk
         self.drift_store = drift
         self.temporal_ui_url = temporal_ui_url
         self.temporal_namespace = temporal_namespace
         self.views = views
+        self.webhooks = webhooks
         self.registry = registry
         self.runs = runs
         self.board = board
@@ -1130,6 +1134,27 @@ class LoomService:
             offset += len(page.candidates)
             if not page.candidates or offset >= page.total:
                 return
+
+    # -- outgoing webhooks: admins only ----------------------------------------------------
+
+    def _webhooks(self, principal: Principal) -> Webhooks:
+        self.authorize(principal, Role.ADMIN)
+        if self.webhooks is None:
+            raise errors.ServiceUnavailable("Webhooks are not set up in this process")
+        return self.webhooks
+
+    async def create_webhook(self, principal: Principal, request: WebhookRequest) -> WebhookCreated:
+        """A hook that hears the chosen events from now on; its secret is in this answer only."""
+        webhooks = self._webhooks(principal)
+        if request.migration_id is not None:
+            await self._migration(request.migration_id, with_candidates=False)
+        return await webhooks.create(principal.name, request)
+
+    async def list_webhooks(self, principal: Principal) -> list[Webhook]:
+        return await self._webhooks(principal).list()
+
+    async def delete_webhook(self, principal: Principal, hook_id: str) -> None:
+        await self._webhooks(principal).remove(hook_id)
 
     async def _require_migration_if_named(self, principal: Principal, migration_id: str | None) -> None:
         self.authorize(principal, Role.VIEWER)

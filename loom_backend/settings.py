@@ -75,6 +75,24 @@ class Settings(BaseSettings):
         description="Hosts Loom may call as Migrators: comma-separated networks (10.0.0.0/8), names, *.wildcards or *. "
         "Link-local and cloud metadata addresses are refused regardless.",
     )
+    webhook_url_allow: str = Field(
+        "*",
+        description="Hosts webhooks may post to, as LOOM_MIGRATOR_URL_ALLOW: networks, names, *.wildcards or * (any "
+        "host); link-local and cloud metadata addresses are refused regardless. Only admins add webhooks.",
+    )
+    webhook_digest_seconds: float = Field(
+        30.0, ge=0, description="A hook's events within this window after the first go out as one message."
+    )
+    webhook_digest_max_lines: int = Field(
+        20, ge=1, description="Lines of events in a message's text; the rest are summed up as 'and N more'."
+    )
+    webhook_retry_seconds: float = Field(
+        6 * 3600, gt=0, description="How long a message a receiver does not take (no answer, 5xx, 408, 429) is retried."
+    )
+    webhook_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two attempts of one message; waits double from 1 s."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one webhook post.")
     auth_proxy_header: str | None = Field(
         None,
         description="Trust the user name an authenticating proxy puts in this header (e.g. X-Forwarded-User). "

@@ -57,7 +57,13 @@ class MigratorUrlPolicy:
     """`patterns` are CIDR networks (`10.0.0.0/8`, `::1`), host names (`localhost`), wildcards (`*.svc.local`),
     or `*` for any host; link-local and cloud metadata addresses are refused whatever the patterns say."""
 
-    def __init__(self, patterns: str | Iterable[str] = DEFAULT_MIGRATOR_URL_ALLOW, resolver: Resolver = resolve):
+    def __init__(
+        self,
+        patterns: str | Iterable[str] = DEFAULT_MIGRATOR_URL_ALLOW,
+        resolver: Resolver = resolve,
+        setting: str = "LOOM_MIGRATOR_URL_ALLOW",
+    ):
+        self.setting = setting
         items = [p.strip().lower() for p in (patterns.split(",") if isinstance(patterns, str) else patterns)]
         self.patterns = [p for p in items if p]
         self.networks: list[IPNetwork] = []
@@ -68,7 +74,7 @@ class MigratorUrlPolicy:
             except ValueError:
                 if not all(c.isalnum() or c in "-.*" for c in pattern):
                     raise ValueError(
-                        f"LOOM_MIGRATOR_URL_ALLOW: {pattern!r} is neither a network (10.0.0.0/8) nor a host pattern "
+                        f"{setting}: {pattern!r} is neither a network (10.0.0.0/8) nor a host pattern "
                         "(name.example, *.example)"
                     ) from None
                 self.names.append(pattern)
@@ -78,16 +84,17 @@ class MigratorUrlPolicy:
     def _describe(self) -> str:
         return ", ".join(self.patterns) or "nothing"
 
-    async def check(self, url: str) -> None:
-        """Raise UrlRefused unless every address the URL's host resolves to now may be called."""
+    async def check(self, url: str, label: str = "migratorUrl") -> None:
+        """Raise UrlRefused unless every address the URL's host resolves to now may be called; `label` names the
+        field in the message."""
         try:
             host = (urlsplit(url).hostname or "").rstrip(".")
         except ValueError:
             host = ""
         if not host:
-            raise UrlRefused(f"migratorUrl {url!r} has no host")
+            raise UrlRefused(f"{label} {url!r} has no host")
         if host in ALWAYS_REFUSED_NAMES:
-            raise UrlRefused(f"migratorUrl {url!r} is refused: {host} is a cloud metadata address")
+            raise UrlRefused(f"{label} {url!r} is refused: {host} is a cloud metadata address")
         literal = _ip(host)
         name_allowed = literal is None and any(fnmatch.fnmatchcase(host, name) for name in self.names)
         if literal is not None:
@@ -96,20 +103,20 @@ class MigratorUrlPolicy:
             try:
                 found = await self._resolve(host)
             except (OSError, TimeoutError) as exc:
-                raise UrlRefused(f"migratorUrl {url!r} is refused: {host} could not be resolved ({exc})") from exc
+                raise UrlRefused(f"{label} {url!r} is refused: {host} could not be resolved ({exc})") from exc
             addresses = [a for a in (_ip(f) for f in found) if a is not None]
             if not addresses:
-                raise UrlRefused(f"migratorUrl {url!r} is refused: {host} resolves to no address")
+                raise UrlRefused(f"{label} {url!r} is refused: {host} resolves to no address")
         for address in addresses:
             if any(address in network for network in ALWAYS_REFUSED_NETWORKS):
                 raise UrlRefused(
-                    f"migratorUrl {url!r} is refused: {host} is (or resolves to) {address}, a link-local or cloud "
+                    f"{label} {url!r} is refused: {host} is (or resolves to) {address}, a link-local or cloud "
                     "metadata address, which Loom never calls"
                 )
             if name_allowed or self.any_host:
                 continue
             if not any(address.version == n.version and address in n for n in self.networks):
                 raise UrlRefused(
-                    f"migratorUrl {url!r} is refused: {host} ({address}) is not allowed by LOOM_MIGRATOR_URL_ALLOW "
-                    f"({self._describe()}); announce a URL on an allowed host, or ask an admin to allow this one"
+                    f"{label} {url!r} is refused: {host} ({address}) is not allowed by {self.setting} "
+                    f"({self._describe()}); use a URL on an allowed host, or ask an admin to allow this one"
                 )

@@ -267,6 +267,15 @@ EVENT_LABELS = {
     "inputs_updated": "Inputs edited",
     "run_completed": "Run completed",
     "run_cancelled": "Run cancelled",
+    "step_stuck": "Step stuck (longer in this status than the stuck rule allows)",
+    "rollout_started": "Rollout started",
+    "rollout_paused": "Rollout paused",
+    "rollout_resumed": "Rollout resumed",
+    "rollout_promoted": "Next wave started",
+    "rollout_stopped": "Rollout stopped",
+    "rollout_policy_edited": "Rollout policy edited",
+    "rollout_completed": "Rollout completed",
+    "migration_completed": "Migration completed",
 }
 # What a Step's final status makes of "step_completed": a failure reads as one.
 _FINISHED_AS = {"failed": "Step failed", "merged": "PR merged"}

@@ -30,6 +30,9 @@ TABLES = (
     "metrics_runs",
     "metrics_steps",
     "metrics_step_durations",
+    "webhooks",
+    "saved_views",
+    "candidate_drift",
 )
 
 

@@ -6,6 +6,7 @@ an in-memory AuthStore, and fakes of the engine and the notifier that record wha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from loom_backend.domain import (
     ReadinessCheck,
     Role,
     RunChange,
+    StepEvent,
     StepResult,
     StepStatusEvent,
     StringMap,
@@ -117,7 +119,9 @@ class FakeRegistry:
     def get_rollout_status(self, migration_id: str) -> RolloutStatus | None:
         return self.statuses.get(migration_id)
 
-    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
+    def set_rollout_status(
+        self, migration_id: str, status: RolloutStatus, events: Sequence[tuple[str, StepEvent]] = ()
+    ) -> None:
         self.statuses[migration_id] = status
 
     def list_rollout_statuses(self) -> dict[str, RolloutStatus]:

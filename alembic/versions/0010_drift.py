@@ -1,7 +1,7 @@
 """drift: the last drift check of each completed Candidate (does its dry run still show changes, and the diff)
 
 Revision ID: 0010_drift
-Revises: 0007_fleet_views (the brief names 0006; this branch holds 0007, so the chain stays one head)
+Revises: 0009_webhooks
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_drift"
-down_revision = "0007_fleet_views"
+down_revision = "0009_webhooks"
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,19 @@ from starlette.routing import Match, Mount
 
 from loom_backend.api.errors import install_error_handlers
 from loom_backend.api.middleware import PREFIX, BodySizeLimit, RefuseNulInUrl
-from loom_backend.api.routes import auth, bulk, events, metrics, migrations, ops, registry, rollouts, runs, views
+from loom_backend.api.routes import (
+    auth,
+    bulk,
+    events,
+    metrics,
+    migrations,
+    ops,
+    registry,
+    rollouts,
+    runs,
+    views,
+    webhooks,
+)
 from loom_backend.service import LoomService
 
 __all__ = ["create_api"]
@@ -32,7 +44,7 @@ def create_api(get_service: Callable[[], LoomService]) -> FastAPI:
     )
     app.state.get_service = get_service
     install_error_handlers(app)
-    for module in (ops, auth, registry, migrations, events, runs, rollouts, bulk, metrics, views):
+    for module in (ops, auth, registry, migrations, events, runs, rollouts, bulk, metrics, views, webhooks):
         app.include_router(module.router, prefix=PREFIX)
     app.add_api_route(f"{PREFIX}/{{path:path}}", _no_such_route, methods=ALL_METHODS, include_in_schema=False)
     app.add_middleware(BodySizeLimit)

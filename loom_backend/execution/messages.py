@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from loom_backend.domain import DispatchStepRequest, MigrationManifest, RunChange, StepStatusEvent, StringMap
-from loom_backend.rollout import BulkAction, RolloutPolicy, RolloutState, RolloutStatus
+from loom_backend.rollout import BulkAction, RolloutNote, RolloutPolicy, RolloutState, RolloutStatus
 
 WORKFLOW_NAME = "LoomRun"
 
@@ -172,6 +172,8 @@ class RolloutStartInput(BaseModel):
 class PublishInput(BaseModel):
     migration_id: str
     status: RolloutStatus
+    notes: list[RolloutNote] = Field(default_factory=list)  # rollout actions for the event log
+    started_at: datetime | None = None  # of the rollout: with each note's seq, its event's key
 
 
 class RolloutStartOutcome(BaseModel):

@@ -18,7 +18,7 @@ from loom_backend.execution.messages import (
     RolloutStartOutcome,
 )
 from loom_backend.ports import BoardQueries, BulkStore, OperatorActions, Registry
-from loom_backend.rollout import BulkOutcomeKind, RolloutObservation
+from loom_backend.rollout import BulkOutcomeKind, RolloutObservation, rollout_events
 
 
 class RolloutActivities:
@@ -41,8 +41,10 @@ class RolloutActivities:
 
     @activity.defn(name="loom_rollout_publish")
     async def publish(self, request: PublishInput) -> None:
-        """Write the rollout's status to the read model, where the board and GET .../rollout read it."""
-        await asyncio.to_thread(self._registry.set_rollout_status, request.migration_id, request.status)
+        """Write the rollout's status to the read model, where the board and GET .../rollout read it, and its
+        actions to the event log, in one transaction; a retried attempt writes each event once (by key)."""
+        events = rollout_events(request.migration_id, request.started_at, request.notes) if request.started_at else []
+        await asyncio.to_thread(self._registry.set_rollout_status, request.migration_id, request.status, events)
 
     @activity.defn(name="loom_rollout_start")
     async def start(self, request: RolloutStartInput) -> RolloutStartOutcome:

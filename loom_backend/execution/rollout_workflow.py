@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from loom_backend.domain import EventType
     from loom_backend.execution.messages import (
         BULK_WORKFLOW_NAME,
         ROLLOUT_ACTION_UPDATE,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         advance,
         edit_refusal,
         next_wake,
+        note,
         observed_ids,
         pause,
         phase_refusal,
@@ -53,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
 # The read model or the service being away must not end a rollout: keep trying, slowly.
 PATIENT = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
 HISTORY_LIMIT = 5_000
+# Rollouts begun before their actions went to the event log replay as they ran: no notes written for them.
+ROLLOUT_EVENTS_PATCH = "rollout-events"
 
 
 class RolloutNotInStateError(ApplicationError):
@@ -74,6 +78,8 @@ class RolloutWorkflow:
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutState:
         state = self._state
+        if state.note_seq == 0:
+            note(state, EventType.ROLLOUT_STARTED, state.actor, workflow.now(), size=str(len(state.queue)))
         while not state.phase.over:
             cap = state.policy.max_running_per_group
             observation = await workflow.execute_activity_method(
@@ -114,15 +120,18 @@ class RolloutWorkflow:
     async def _publish(self) -> None:
         """Write the status when it changed; an operator's action answers once its effect is in the read model."""
         changes = self._changes
-        status = status_of(self._state)
-        if status != self._last:
+        state = self._state
+        status = status_of(state)
+        notes = list(state.notes) if workflow.patched(ROLLOUT_EVENTS_PATCH) else []
+        if status != self._last or notes:
             await workflow.execute_activity_method(
                 RolloutActivities.publish,
-                PublishInput(migration_id=self._state.migration_id, status=status),
+                PublishInput(migration_id=state.migration_id, status=status, notes=notes, started_at=state.started_at),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PATIENT,
             )
             self._last = status
+        state.notes = [n for n in state.notes if n not in notes]
         self._published = changes
 
     async def _changed(self) -> None:
@@ -147,13 +156,17 @@ class RolloutWorkflow:
         state = self._state
         if request.action == "pause":
             pause(state, request.actor)
+            note(state, EventType.ROLLOUT_PAUSED, request.actor, workflow.now(), reason=state.paused_reason or "")
         elif request.action == "resume":
             resume(state)
+            note(state, EventType.ROLLOUT_RESUMED, request.actor, workflow.now())
         elif request.action == "promote":
             promote(state)
+            note(state, EventType.ROLLOUT_PROMOTED, request.actor, workflow.now(), wave=str(state.wave + 1))
         else:
             state.phase = RolloutPhase.STOPPED
             state.paused_reason = f"stopped by {request.actor}"
+            note(state, EventType.ROLLOUT_STOPPED, request.actor, workflow.now())
         await self._changed()
 
     @action.validator
@@ -167,6 +180,7 @@ class RolloutWorkflow:
     @workflow.update(name=ROLLOUT_POLICY_UPDATE)
     async def set_policy(self, request: RolloutPolicyInput) -> None:
         self._state.policy = request.policy
+        note(self._state, EventType.ROLLOUT_POLICY_EDITED, request.actor, workflow.now())
         await self._changed()
 
     @set_policy.validator

@@ -542,13 +542,17 @@ class SqlStore:
             ).all()
         return {mid: RolloutStatus.model_validate(status) for mid, status in rows if status}
 
-    def set_rollout_status(self, migration_id: str, status: RolloutStatus) -> None:
-        with self._session() as session:
-            session.execute(
+    def set_rollout_status(
+        self, migration_id: str, status: RolloutStatus, events: Sequence[tuple[str, StepEvent]] = ()
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
                 update(MIGRATIONS)
                 .where(MIGRATIONS.c.id == migration_id)
                 .values(rollout_status=status.model_dump(mode="json"), updated_at=_now())
             )
+            for key, event in events:
+                self._append_event(connection, event, key)
 
     def rollout_progress(
         self, migration_id: str, candidate_ids: Sequence[str], group_key: str | None, since: datetime

@@ -327,3 +327,31 @@ class HealthRow(SQLModel, table=True):
 
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     checked_at: datetime = _time()
+
+
+class WebhookRow(SQLModel, table=True):
+    """An outgoing webhook: its cursor in the event log and at most one pending message (resent byte for byte)."""
+
+    __tablename__ = "webhooks"
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    url: str = Field(sa_column=Column(String(2048), nullable=False))
+    events: list[str] = _json("events")
+    migration_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    filter: dict[str, str] = _json("filter")
+    secret_digest: str = Field(sa_column=Column(String(64), nullable=False))  # the signing key, as tokens'
+    created_at: datetime = _time()
+    created_by: str = Field(sa_column=Column(String(128), nullable=False))
+    cursor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    delivered: int = _count()
+    failed: int = _count()
+    delivery_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    delivery_through: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    delivery_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    attempts: int = _count()
+    first_attempt_at: datetime | None = _time(nullable=True)
+    next_attempt_at: datetime | None = _time(nullable=True)
+    last_status: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_attempt_at: datetime | None = _time(nullable=True)
+    last_delivered_at: datetime | None = _time(nullable=True)

@@ -21,9 +21,13 @@ from schemathesis.specs.openapi.checks import (
 from loom_backend.api import create_api
 from loom_backend.auth import AccessControl, Role
 from loom_backend.domain import DryRunResult, MigrationAnnouncement
+from loom_backend.notifications import WebhookAdmin
 from loom_backend.service import LoomService
 from loom_backend.store.auth_store import SqlAuthStore
 from loom_backend.store.sql_store import SqlStore
+from loom_backend.store.webhook_store import SqlWebhookStore
+from loom_backend.url_allow import MigratorUrlPolicy
+from loom_backend.webhook_client import HttpWebhookSender
 from tests.credentials import Credentials, is_migrator_route, new_credentials
 from tests.fakes import FakeEngine, FakeNotifier
 from tests.integration.test_registry_api import announcement
@@ -45,6 +49,10 @@ APP = create_api(lambda: BACKEND.service)  # type: ignore[arg-type,return-value]
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 
 
+async def _no_addresses(host: str) -> list[str]:
+    return []
+
+
 @pytest.fixture(scope="module", autouse=True)
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """A real SQLite store with one announced Migration the API may call, and credentials for it; closed after."""
@@ -57,7 +65,15 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     assert owner is not None
     access.claim_migration(owner, "base-image")
     store.announce(MigrationAnnouncement.model_validate(announcement(n=5)), datetime.now(UTC))
-    BACKEND.service = LoomService.over(store, FakeEngine(), FakeNotifier(dry_run_result=DryRunResult(steps=[])), access)
+    # Webhook URLs resolve to nothing here (no DNS lookups of fuzzed names); 127.0.0.1 is allowed.
+    sender = HttpWebhookSender(MigratorUrlPolicy("127.0.0.0/8", resolver=_no_addresses))
+    BACKEND.service = LoomService.over(
+        store,
+        FakeEngine(),
+        FakeNotifier(dry_run_result=DryRunResult(steps=[])),
+        access,
+        webhooks=WebhookAdmin(SqlWebhookStore(store), sender),
+    )
     BACKEND.credentials = credentials
     yield BACKEND
     BACKEND.service = BACKEND.credentials = None

@@ -107,6 +107,12 @@ class Rollout:
         events = self.store.list_events(self.migration_id, event_type=EventType.RUN_STARTED, limit=1000).events
         return [e.candidate_id for e in sorted(events, key=lambda e: e.id or 0)]
 
+    def actions(self) -> list[tuple[str, str | None]]:
+        """The rollout's actions in the event log, oldest first: (event type, actor)."""
+        events = self.store.list_events(self.migration_id, candidate_id="", limit=1000).events
+        found = [e for e in sorted(events, key=lambda e: e.id or 0) if e.run_id.startswith("rollout:")]
+        return [(e.event_type.value, e.actor) for e in found]
+
     def completed_at(self, candidate_id: str) -> int:
         events = self.store.list_events(self.migration_id, candidate_id=candidate_id, limit=100).events
         return next(e.id or 0 for e in events if e.event_type is EventType.RUN_COMPLETED)
@@ -220,6 +226,11 @@ async def test_a_manual_gate_holds_the_next_wave_until_an_operator_promotes(make
             await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
         await rollout.service.rollout_action(ANA, rollout.migration_id, "promote")
         assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 8
+        assert rollout.actions() == [
+            ("rollout_started", "ana"),
+            ("rollout_promoted", "ana"),
+            ("rollout_completed", None),
+        ]
 
 
 async def test_an_auto_gate_starts_the_next_wave_by_itself_after_the_soak(make_rollout: Any) -> None:
@@ -229,6 +240,7 @@ async def test_an_auto_gate_starts_the_next_wave_by_itself_after_the_soak(make_r
         assert status.counts.completed == 6
         starts = rollout.starts()
         assert max(rollout.completed_at(c) for c in starts[:2]) < min(rollout.started_at(c) for c in starts[2:])
+        assert ("rollout_promoted", "auto gate") in rollout.actions()
 
 
 async def test_at_most_max_runs_per_owner_are_open_at_any_sample(make_rollout: Any) -> None:
@@ -272,6 +284,8 @@ async def test_the_breaker_pauses_after_three_failed_runs_and_a_bulk_retry_then_
         assert finished.counts == {"done": 4}
         await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
         assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 10
+        actions = rollout.actions()
+        assert actions[:3] == [("rollout_started", "ana"), ("rollout_paused", "breaker"), ("rollout_resumed", "ana")]
 
 
 async def test_one_bulk_retry_of_a_failure_group_retries_exactly_that_groups_runs(make_rollout: Any) -> None:
@@ -320,6 +334,7 @@ async def test_pause_starts_nothing_new_while_open_runs_go_on_and_resume_continu
         assert len(rollout.starts()) == 2
         await rollout.service.rollout_action(ANA, rollout.migration_id, "resume")
         assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 6
+        assert rollout.actions()[1:3] == [("rollout_paused", "ana"), ("rollout_resumed", "ana")]
 
 
 async def test_the_policy_can_be_raised_while_it_runs(make_rollout: Any) -> None:
@@ -332,6 +347,7 @@ async def test_the_policy_can_be_raised_while_it_runs(make_rollout: Any) -> None
             await eventually(lambda: len(rollout.running()) >= 3, what="the raised cap is used")
             await rollout.reaches(RolloutPhase.COMPLETED)
         assert max(len(s) for s in samples) <= 4
+        assert ("rollout_policy_edited", "ana") in rollout.actions()
         with pytest.raises(errors.InvalidPolicy, match="cycle"):
             cyclic = RolloutPolicy(max_running=1, depends_on={"svc-00": ["svc-01"], "svc-01": ["svc-00"]})
             await rollout.service.set_rollout_policy(ANA, rollout.migration_id, cyclic)

@@ -29,7 +29,13 @@ def allowed(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def test_the_service_imports_only_the_domain_the_errors_and_the_ports() -> None:
-    layers = ("loom_backend.domain", "loom_backend.rollout", "loom_backend.errors", "loom_backend.ports")
+    layers = (
+        "loom_backend.domain",
+        "loom_backend.rollout",
+        "loom_backend.webhooks",
+        "loom_backend.errors",
+        "loom_backend.ports",
+    )
     found = {n for n in loom_imports(ROOT / "loom_backend/service.py") if not allowed(n, layers)}
     assert found - {"loom_backend"} == set()  # `from loom_backend import errors` names the package itself
 
@@ -42,6 +48,17 @@ def test_the_domain_imports_of_loom_only_the_wire_models_it_shares_with_the_sdk(
 def test_the_rollout_rules_are_domain_too_and_import_only_the_domain() -> None:
     found = {n for n in loom_imports(ROOT / "loom_backend/rollout.py") if not allowed(n, ("loom_backend.domain",))}
     assert found == set()
+
+
+def test_the_webhook_rules_are_domain_too_and_import_only_the_domain() -> None:
+    found = {n for n in loom_imports(ROOT / "loom_backend/webhooks.py") if not allowed(n, ("loom_backend.domain",))}
+    assert found == set()
+
+
+def test_the_webhook_deliverer_uses_only_the_domain_the_errors_and_the_ports() -> None:
+    layers = ("loom_backend.domain", "loom_backend.webhooks", "loom_backend.errors", "loom_backend.ports")
+    found = {n for n in loom_imports(ROOT / "loom_backend/notifications.py") if not allowed(n, layers)}
+    assert found - {"loom_backend"} == set()
 
 
 def test_the_sdk_imports_nothing_of_loom_itself() -> None:

@@ -9,6 +9,7 @@ from loom_backend.domain import (
     BurndownDay,
     CandidateStatus,
     DispatchRetry,
+    EventType,
     FailedStep,
     MetricsOverview,
     StatePoint,
@@ -16,6 +17,7 @@ from loom_backend.domain import (
     TimelineDay,
 )
 from loom_ui.format import (
+    EVENT_LABELS,
     BoardFilter,
     announce_curl,
     attention_level,
@@ -147,6 +149,10 @@ def test_history_labels_say_what_happened_with_failures_called_failures() -> Non
     assert event_label("step_completed", "failed") == "Step failed"
     assert event_label("step_completed", "completed") == "Step completed"
     assert event_label("something_new") == "Something new"
+
+
+def test_every_event_the_log_records_has_a_label_of_its_own() -> None:
+    assert [t.value for t in EventType if t.value not in EVENT_LABELS] == []
 
 
 def test_a_review_comment_is_kept_apart_from_the_other_metadata() -> None:
