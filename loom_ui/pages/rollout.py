@@ -18,6 +18,7 @@ from loom_ui.state import LiveMixin, LoomState, error_text, service
 from loom_ui.views.board import RolloutView, rollout_view
 from loom_ui.views.common import InputField, entered, input_fields, with_error, with_value
 from loom_ui.views.rollout import (
+    ACTION_LABELS,
     FORM_FIELDS,
     PolicyForm,
     bulk_impact,
@@ -28,12 +29,7 @@ from loom_ui.views.rollout import (
     refusal_field,
 )
 
-ACTIONS = [
-    (a.value, label)
-    for a, label in zip(
-        BulkAction, ("Start", "Cancel", "Retry the failed Step", "Approve", "Reject", "Mark as merged"), strict=True
-    )
-]
+ACTIONS = [(a.value, label) for a, label in ACTION_LABELS.items()]
 ANY = "any"  # a Radix select item needs a value: "any status"
 STATUSES = [(ANY, "Any status"), *((s.value, fmt.status_label(s.value)) for s in CandidateStatus)]
 

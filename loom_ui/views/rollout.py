@@ -112,6 +112,17 @@ VERBS = {
     BulkAction.APPROVE: "approves",
     BulkAction.REJECT: "rejects",
     BulkAction.MARK_MERGED: "marks as merged",
+    BulkAction.DRIFT_CHECK: "checks for drift",
+}
+# What the bulk action menu says for each action, in its order.
+ACTION_LABELS = {
+    BulkAction.START: "Start",
+    BulkAction.CANCEL: "Cancel",
+    BulkAction.RETRY: "Retry the failed Step",
+    BulkAction.APPROVE: "Approve",
+    BulkAction.REJECT: "Reject",
+    BulkAction.MARK_MERGED: "Mark as merged",
+    BulkAction.DRIFT_CHECK: "Check drift (completed)",
 }
 
 

@@ -19,7 +19,16 @@ from loom_backend.rollout import (
 )
 from loom_backend.service import WaitingRollout
 from loom_ui.views.inbox import rollout_row
-from loom_ui.views.rollout import PolicyForm, bulk_impact, bulk_progress, parse_policy, policy_form, refusal_field
+from loom_ui.views.rollout import (
+    ACTION_LABELS,
+    VERBS,
+    PolicyForm,
+    bulk_impact,
+    bulk_progress,
+    parse_policy,
+    policy_form,
+    refusal_field,
+)
 
 
 def test_a_policy_round_trips_through_the_form_and_keeps_its_dependencies() -> None:
@@ -115,3 +124,7 @@ def test_needs_me_says_why_a_rollout_waits_and_offers_the_action_that_fits() -> 
         "/migrations/m/rollout",
     )
     assert row.counts.startswith("57 queued")
+
+
+def test_every_bulk_action_has_a_menu_label_and_a_verb_for_its_preview() -> None:
+    assert set(ACTION_LABELS) == set(BulkAction) == set(VERBS)
