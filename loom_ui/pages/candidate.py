@@ -560,7 +560,7 @@ def _drift() -> rx.Component:
 def _run_link() -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.text("Workflow id", size="2", color=rx.color("gray", 11)),
+            rx.text("Run id in Temporal (workflow id)", size="2", color=rx.color("gray", 11)),
             rx.code(S.workflow_id, size="2", variant="ghost", data_testid="workflow-id"),
             spacing="2",
             align="center",
