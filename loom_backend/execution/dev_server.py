@@ -59,12 +59,18 @@ def _port_in_use(port: int) -> bool:
 
 
 async def _answers(address: str, namespace: str, timeout: float = 2.0) -> bool:
-    """True when a Temporal server answers on the address (Client.connect asks for its system info)."""
-    try:
-        await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout)
-    except Exception:
+    """True when a Temporal server answers on the address (Client.connect asks for its system info) within `timeout`.
+
+    Not `asyncio.wait_for`: it waits for the cancelled connect to finish, and a connect to a server that is
+    starting (port open, not answering yet) ignores cancellation for minutes — the supervisor and its callers hung.
+    """
+    attempt = asyncio.ensure_future(Client.connect(address, namespace=namespace))
+    done, _ = await asyncio.wait({attempt}, timeout=timeout)
+    if not done:
+        attempt.cancel()
+        attempt.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, so never logged as lost
         return False
-    return True
+    return attempt.exception() is None
 
 
 def server_command(port: int, data_dir: Path, namespace: str) -> list[str]:
