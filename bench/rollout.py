@@ -22,13 +22,15 @@ the Run's own clock). That is how long a freed slot stood empty. (The gap since 
 start would understate it: when finishes bunch up, a slot freed early looks filled by a finish that came later.)
 
 Targets (the issue): peak <= maxRunning at every sample; B's Steps/s within 10% of A's; the gap's p50 and p95 are
-reported. Prints each figure with PASS or FAIL, and the machine's load average.
+reported. Prints each figure with PASS or FAIL, the machine's load average, and where the rollout's time went (from
+its Temporal history: how often it looked, the signals the Runs sent it, each of its activities' median time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import statistics
@@ -56,9 +58,12 @@ from runs import (  # noqa: E402
 )
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Route  # noqa: E402
+from temporalio.client import Client  # noqa: E402
 
 from loom_backend.domain import DispatchStepRequest  # noqa: E402
 from loom_backend.execution.dev_server import embedded_temporal, free_port  # noqa: E402
+from loom_backend.execution.engine import connect  # noqa: E402
+from loom_backend.rollout import rollout_id  # noqa: E402
 from loom_backend.settings import Settings  # noqa: E402
 from tests.postgres import fresh_database  # noqa: E402
 
@@ -94,6 +99,35 @@ def slot_gaps(starts: list[datetime], finishes: list[datetime], cap: int) -> lis
     """Seconds each freed slot stood empty: the (cap + k)-th start less the k-th finish (see the docstring)."""
     starts, finishes = sorted(starts), sorted(finishes)
     return [(start - finish).total_seconds() for start, finish in zip(starts[cap:], finishes, strict=False)]
+
+
+async def where_the_rollout_went(temporal: Client, migration_id: str, seconds: float) -> str:
+    """From the rollout's Temporal history (every run of its continue-as-new chain): how often it looked, the
+    signals it got, and each activity's median time from scheduled to completed."""
+    durations: dict[str, list[float]] = collections.defaultdict(list)
+    signals = 0
+    run_id: str | None = None
+    while True:
+        history = await temporal.get_workflow_handle(rollout_id(migration_id), run_id=run_id).fetch_history()
+        scheduled: dict[int, tuple[str, float]] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled[event.event_id] = (event.activity_task_scheduled_event_attributes.activity_type.name, at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                name, began = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
+                durations[name].append(at - began)
+            elif event.HasField("workflow_execution_signaled_event_attributes"):
+                signals += 1
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        if run_id is None:
+            break
+    looks = len(durations["loom_rollout_observe"])
+    medians = ", ".join(
+        f"{name.removeprefix('loom_rollout_')} {statistics.median(times) * 1000:.0f} ms (x{len(times)})"
+        for name, times in sorted(durations.items())
+    )
+    return f"{looks} looks (one per {seconds / max(1, looks) * 1000:.0f} ms), {signals} signals; median {medians}"
 
 
 class Bench:
@@ -190,7 +224,7 @@ class Bench:
         await self.migrator.settle()
         return candidates * len(steps) / seconds
 
-    async def rollout(self, candidates: int, steps: list[str], cap: int) -> tuple[float, list[int], str]:
+    async def rollout(self, candidates: int, steps: list[str], cap: int) -> tuple[float, float, list[int], str]:
         """Phase B: the same Runs by a rollout of {maxRunning: cap}; Steps/s, the samples, and the Migration."""
         migration_id = await self.announce("rollout", candidates, steps)
         path = f"/api/migrations/{migration_id}/rollout"
@@ -198,20 +232,20 @@ class Bench:
         (await self.api.post(f"{path}/start", json={}, headers=self.as_operator)).raise_for_status()
         seconds, samples = await self.sample_until_done(migration_id, candidates, timeout=3600)
         await self.migrator.settle()
-        return candidates * len(steps) / seconds, samples, migration_id
+        return candidates * len(steps) / seconds, seconds, samples, migration_id
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-async def measure(bench: Bench, args: argparse.Namespace) -> None:
+async def measure(bench: Bench, temporal: Client, args: argparse.Namespace) -> None:
     steps = [f"step-{i}" for i in range(args.steps)]
     cap = args.max_running
     load = os.getloadavg()
     a = await bench.direct(args.candidates, steps)
     print(f"A direct:  {args.candidates:,} Runs x {args.steps} Steps started at once: {a:.1f} Steps/s", flush=True)
-    b, samples, migration_id = await bench.rollout(args.candidates, steps, cap)
+    b, seconds, samples, migration_id = await bench.rollout(args.candidates, steps, cap)
     starts = await bench.times(migration_id, "run_started")
     finishes = await bench.times(migration_id, "run_completed")
     gaps = slot_gaps(starts, finishes, cap)
@@ -227,6 +261,7 @@ async def measure(bench: Bench, args: argparse.Namespace) -> None:
             f"  finish -> next start ({len(gaps)} slots freed and filled): p50 {statistics.median(gaps) * 1000:.0f} ms, "
             f"p95 {percentile(gaps, 0.95) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms"
         )
+    print(f"  the rollout: {await where_the_rollout_went(temporal, migration_id, seconds)}")
     if len(starts) != args.candidates or len(finishes) != args.candidates:
         print(f"  FAIL: {len(starts)} run_started and {len(finishes)} run_completed for {args.candidates} Candidates")
     print(
@@ -249,6 +284,7 @@ async def main() -> None:
         data_dir = Path(tmp)
         settings = Settings(data_dir=data_dir)
         async with embedded_temporal(settings, port=free_port(), data_dir=data_dir) as address:
+            temporal = await connect(settings, address)
             migrator = InstantMigrator()
             port = free_port()
             server = await serve(
@@ -265,7 +301,7 @@ async def main() -> None:
                     ):
                         await ready(api, loom)
                         print(f"{'PostgreSQL' if url else 'SQLite'}, {args.target}", flush=True)
-                        await measure(Bench(api, loom, migrator, f"http://127.0.0.1:{port}"), args)
+                        await measure(Bench(api, loom, migrator, f"http://127.0.0.1:{port}"), temporal, args)
             finally:
                 server.should_exit = True
                 await asyncio.sleep(0.2)
