@@ -1,225 +1,324 @@
-"""A day in the life of a fleet, run by a rollout policy: how long it takes, against the ideal, and how many operator
-actions it needs. Run by hand:
+"""Rollout benchmark, run by hand: a rollout of N Candidates under maxRunning must hold the cap, lose little
+throughput against starting the same Runs directly, and fill a slot soon after a Run frees it.
 
-    .venv/bin/python bench/rollout.py [--candidates 1000] [--max-running 50] [--sim-minute 1.0] [--seed 1]
+    .venv/bin/python bench/rollout.py [--candidates 1000] [--max-running 50] [--steps 3] [--target app|api]
+                                      [--database-url postgresql+psycopg://...]
 
-The `loom api` process (in-process worker, its own SQLite) on a Temporal dev server, and a real HTTP fake Migrator
-(tests.harness.CallbackMigrator) that answers each dispatch itself after a simulated latency, scaled: one simulated
-minute is `--sim-minute` real seconds. Every Candidate runs three Steps: `bump` (a PR whose CI takes 5-40 min before
-it is merged), `review` (manual-review: awaiting review after 1 min; an operator approves in bulk) and
-`verify-health` (1-3 min). 5% of Step dispatches fail the first time, with one of three errors, and succeed on Retry.
+As bench/scale.py: the embedded Temporal server, bench/runs.py's instant Migrator (a real HTTP server that answers
+202 and calls back `completed` at once), and the `make run` app (`--target app`, the default) or `loom api`, with
+its default rollout poll (LOOM_ROLLOUT_POLL_SECONDS). SQLite in a temporary directory unless `--database-url`
+names a PostgreSQL server, where a throwaway database is made. Two Migrations of N Candidates x 3 Steps in the
+same Loom process:
 
-The policy: maxRunning, waves [3, "10%", "50%", "100%"] with a manual gate, and a breaker (pauseAfterFailures). The
-operator is a script that looks every 5 simulated minutes and acts only in bulk: Promote when a gate waits; a bulk
-Retry of the failed Steps and Resume when the breaker paused the rollout (or when failures pile up); a bulk Approve
-of every review waiting once the Runs waiting on one are at least half of those open (or nothing else moves).
+A. every Run started at once over `POST .../start` (16 requests in flight); Steps/s from the first start to the
+   last Run's completion.
+B. a rollout, `{maxRunning}` and nothing else (one wave, no gate); Steps/s from `POST .../rollout/start` to the
+   last Run's completion. The running Candidates (`X-Total-Count` of `?status=running`) are sampled every 100 ms;
+   the event log's `run_started` / `run_completed` times give the peak of open Runs too.
 
-Prints the simulated time to 80% and 100% completed, the ideal time for the same latencies under the same caps and
-waves (list scheduling with instant gates, approvals and retries), their ratio, the operator actions by kind, and
-the peak of running Candidates sampled every 100 ms (must not exceed maxRunning).
+Finish -> next start: with the cap full, the k-th Run to finish frees the slot that the (maxRunning + k)-th Run
+to start fills, so the gap is start[maxRunning + k] - finish[k] over the times sorted (each from the event log,
+the Run's own clock). That is how long a freed slot stood empty. (The gap since the latest finish before each
+start would understate it: when finishes bunch up, a slot freed early looks filled by a finish that came later.)
+
+Targets (the issue): peak <= maxRunning at every sample; B's Steps/s within 10% of A's; the gap's p50 and p95 are
+reported. Prints each figure with PASS or FAIL, the machine's load average, and where the rollout's time went (from
+its Temporal history: how often it looked, the signals the Runs sent it, each of its activities' median time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
-import random
+import collections
+import contextlib
+import os
+import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
+from runs import (  # noqa: E402
+    IN_FLIGHT,
+    InstantMigrator,
+    LoomProcess,
+    bounded_limits,
+    loom_api_process,
+    loom_app_process,
+    serve,
+)
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+from temporalio.client import Client  # noqa: E402
 
 from loom_backend.domain import DispatchStepRequest  # noqa: E402
-from loom_backend.rollout import wave_ends  # noqa: E402
-from tests.harness import CallbackMigrator, LiveLoom, temporal_server  # noqa: E402
+from loom_backend.execution.dev_server import embedded_temporal, free_port  # noqa: E402
+from loom_backend.execution.engine import connect  # noqa: E402
+from loom_backend.rollout import rollout_id  # noqa: E402
+from loom_backend.settings import Settings  # noqa: E402
+from tests.postgres import fresh_database  # noqa: E402
 
-MIGRATION = "fleet-day"
-STEPS = ["bump", "review", "verify-health"]
-ERRORS = ["chart lint failed: values.yaml", "CI runner timed out", "merge conflict in Chart.lock"]
-WAVES: list[int | str] = [3, "10%", "50%", "100%"]
-LOOK_EVERY_MINUTES = 5.0
-REVIEW_MINUTES = 1.0
+SAMPLE_SECONDS = 0.1
 
 
-class Fleet:
-    """Each Candidate's simulated latencies (minutes), drawn once, so Loom and the ideal see the same ones."""
-
-    def __init__(self, n: int, seed: int, failure_rate: float = 0.05) -> None:
-        rng = random.Random(seed)
-        self.ids = [f"svc-{i:04d}" for i in range(n)]
-        self.minutes = {
-            c: {"bump": rng.uniform(5, 40), "review": REVIEW_MINUTES, "verify-health": rng.uniform(1, 3)}
-            for c in self.ids
-        }
-        self.fails = {(c, s): rng.choice(ERRORS) for c in self.ids for s in STEPS if rng.random() < failure_rate}
-
-    def latency(self, d: DispatchStepRequest) -> float:
-        if self._fails_now(d):
-            return 0.5
-        return self.minutes[d.candidate.id][d.step_name]
-
-    def outcome(self, d: DispatchStepRequest) -> str:
-        if self._fails_now(d):
-            return f"failed:{self.fails[(d.candidate.id, d.step_name)]}"
-        return {"bump": "merged", "review": "awaiting_review"}.get(d.step_name, "completed")
-
-    def _fails_now(self, d: DispatchStepRequest) -> bool:
-        return (d.candidate.id, d.step_name) in self.fails and (d.dispatch_id or "").endswith(":1")
-
-    def duration(self, c: str) -> float:
-        """A Candidate's Run with instant approvals and retries: its Steps' latencies plus each failed attempt."""
-        m = self.minutes[c]
-        return sum(m.values()) + sum(0.5 for s in STEPS if (c, s) in self.fails)
+@contextlib.contextmanager
+def database(url: str | None) -> Iterator[str | None]:
+    """None for SQLite (the data dir's own file); a throwaway database on the named PostgreSQL server otherwise."""
+    if url is None:
+        yield None
+        return
+    with fresh_database(url, prefix="loom_rollout") as fresh:
+        yield fresh
 
 
-def ideal_times(fleet: Fleet, max_running: int) -> tuple[float, float]:
-    """Exact 80% and 100% of the ideal schedule, from every Candidate's finishing time."""
-    ends = wave_ends(WAVES, len(fleet.ids))
-    finish: list[float] = []
-    now, begin = 0.0, 0
-    for end in ends:
-        slots: list[float] = []
-        for c in fleet.ids[begin:end]:
-            start = heapq.heappop(slots) if len(slots) >= max_running else now
-            t = start + fleet.duration(c)
-            heapq.heappush(slots, t)
-            finish.append(t)
-        now = max(slots) if slots else now
-        begin = end
-    finish.sort()
-    return finish[int(0.8 * len(finish)) - 1], finish[-1]
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-class Operator:
-    """Looks every few simulated minutes and acts in bulk; counts every action."""
+def peak_open(starts: list[datetime], finishes: list[datetime]) -> int:
+    """The most Runs open at once by the event log's times (a finish at the same instant as a start goes first)."""
+    moments = sorted([(t, 1) for t in starts] + [(t, -1) for t in finishes])
+    open_now = peak = 0
+    for _, change in moments:
+        open_now += change
+        peak = max(peak, open_now)
+    return peak
 
-    def __init__(self, api: httpx.AsyncClient, max_running: int, sim_minute: float) -> None:
+
+def slot_gaps(starts: list[datetime], finishes: list[datetime], cap: int) -> list[float]:
+    """Seconds each freed slot stood empty: the (cap + k)-th start less the k-th finish (see the docstring)."""
+    starts, finishes = sorted(starts), sorted(finishes)
+    return [(start - finish).total_seconds() for start, finish in zip(starts[cap:], finishes, strict=False)]
+
+
+async def where_the_rollout_went(temporal: Client, migration_id: str, seconds: float) -> str:
+    """From the rollout's Temporal history (every run of its continue-as-new chain): how often it looked, the
+    signals it got, and each activity's median time from scheduled to completed."""
+    durations: dict[str, list[float]] = collections.defaultdict(list)
+    signals = 0
+    run_id: str | None = None
+    while True:
+        history = await temporal.get_workflow_handle(rollout_id(migration_id), run_id=run_id).fetch_history()
+        scheduled: dict[int, tuple[str, float]] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                scheduled[event.event_id] = (event.activity_task_scheduled_event_attributes.activity_type.name, at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                name, began = scheduled[event.activity_task_completed_event_attributes.scheduled_event_id]
+                durations[name].append(at - began)
+            elif event.HasField("workflow_execution_signaled_event_attributes"):
+                signals += 1
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        if run_id is None:
+            break
+    looks = len(durations["loom_rollout_observe"])
+    medians = ", ".join(
+        f"{name.removeprefix('loom_rollout_')} {statistics.median(times) * 1000:.0f} ms (x{len(times)})"
+        for name, times in sorted(durations.items())
+    )
+    return f"{looks} looks (one per {seconds / max(1, looks) * 1000:.0f} ms), {signals} signals; median {medians}"
+
+
+class Bench:
+    def __init__(self, api: httpx.AsyncClient, loom: LoomProcess, migrator: InstantMigrator, url: str) -> None:
         self.api = api
-        self.max_running = max_running
-        self.sim_minute = sim_minute
-        self.actions: Counter[str] = Counter()
+        self.migrator = migrator
+        self.url = url
+        self.as_migrator = {"Authorization": f"Bearer {loom.migrator_token}"}
+        self.as_operator = {"Authorization": f"Bearer {loom.operator_token}"}
+        self.turns = asyncio.Semaphore(IN_FLIGHT)
 
-    async def act(self, kind: str, method: str, path: str, body: Any = None) -> httpx.Response:
-        response = await self.api.request(method, path, json=body)
-        assert response.status_code < 300, f"{kind}: {response.status_code} {response.text}"
-        self.actions[kind] += 1
-        return response
+    async def announce(self, label: str, candidates: int, steps: list[str]) -> str:
+        migration_id = f"rollout-{label}-{uuid.uuid4().hex[:6]}"
+        announcement = {
+            "id": migration_id,
+            "name": f"Rollout bench {label}",
+            "description": "bench/rollout.py",
+            "steps": [{"name": name, "migratorApp": "bench"} for name in steps],
+            "candidates": [{"id": f"svc-{i:05d}", "kind": "service"} for i in range(candidates)],
+            "migratorUrl": self.url,
+        }
+        (await self.api.post("/api/registry/announce", json=announcement, headers=self.as_migrator)).raise_for_status()
 
-    async def waiting(self, step_status: str) -> int:
-        body = {"action": "retry" if step_status == "failed" else "approve", "dryRun": True}
-        body["filter"] = {"status": "running", "stepStatus": step_status}
-        preview = (await self.api.post(f"/api/migrations/{MIGRATION}/bulk", json=body)).json()
-        return int(preview["counts"].get("pending", 0))
+        async def complete(dispatch: DispatchStepRequest) -> None:
+            body = {"stepName": dispatch.step_name, "candidateId": dispatch.candidate.id, "status": "completed"}
+            for attempt in range(6):
+                with contextlib.suppress(httpx.HTTPError):
+                    async with self.turns:
+                        response = await self.api.post(
+                            f"/api/event/{dispatch.callback_id}", json=body, headers=self.as_migrator
+                        )
+                    if response.status_code < 500:
+                        return
+                await asyncio.sleep(0.5 * 2**attempt)
+            print(f"  callback given up: {dispatch.callback_id} {dispatch.step_name}", flush=True)
 
-    async def look(self) -> dict[str, Any]:
-        status: dict[str, Any] = (await self.api.get(f"/api/migrations/{MIGRATION}/rollout")).json()
-        running = status["counts"]["running"]
-        failed, reviews = await self.waiting("failed"), await self.waiting("awaiting_review")
-        if status["state"] == "paused" or (failed and failed >= max(1, running // 4)):
-            if failed:
-                body = {"action": "retry", "filter": {"status": "running", "stepStatus": "failed"}}
-                await self.act("bulk retry", "POST", f"/api/migrations/{MIGRATION}/bulk", body)
-            if status["state"] == "paused":
-                await self.act("resume", "POST", f"/api/migrations/{MIGRATION}/rollout/resume")
-        if reviews and (reviews * 2 >= running or reviews + failed >= running):
-            body = {"action": "approve", "filter": {"status": "running", "stepStatus": "awaiting_review"}}
-            await self.act("bulk approve", "POST", f"/api/migrations/{MIGRATION}/bulk", body)
-        if status["state"] == "waiting_for_promotion" and status["gateWaiting"]:
-            await self.act("promote", "POST", f"/api/migrations/{MIGRATION}/rollout/promote")
-        return status
+        self.migrator.reset(steps, complete)
+        return migration_id
+
+    async def count(self, migration_id: str, status: str) -> int:
+        response = await self.api.get(
+            f"/api/migrations/{migration_id}/candidates",
+            params={"status": status, "limit": 1},
+            headers=self.as_operator,
+        )
+        response.raise_for_status()
+        return int(response.headers["X-Total-Count"])
+
+    async def times(self, migration_id: str, event_type: str) -> list[datetime]:
+        found: list[datetime] = []
+        while True:
+            params: dict[str, str | int] = {"type": event_type, "limit": 1000, "offset": len(found)}
+            response = await self.api.get(
+                f"/api/migrations/{migration_id}/events", params=params, headers=self.as_operator
+            )
+            page = response.json()
+            found.extend(datetime.fromisoformat(e["createdAt"]) for e in page["events"])
+            if len(found) >= page["total"] or not page["events"]:
+                return found
+
+    async def sample_until_done(self, migration_id: str, total: int, timeout: float) -> tuple[float, list[int]]:
+        """Sample the running Candidates every 100 ms until all `total` completed; the seconds it took and samples."""
+        began = time.perf_counter()
+        samples: list[int] = []
+        while time.perf_counter() - began < timeout:
+            tick = time.perf_counter()
+            running, completed = await asyncio.gather(
+                self.count(migration_id, "running"), self.count(migration_id, "completed")
+            )
+            samples.append(running)
+            if completed >= total:
+                return time.perf_counter() - began, samples
+            await asyncio.sleep(max(0.0, SAMPLE_SECONDS - (time.perf_counter() - tick)))
+        raise TimeoutError(f"{migration_id}: not every Candidate completed within {timeout:.0f} s")
+
+    async def direct(self, candidates: int, steps: list[str]) -> float:
+        """Phase A: every Run started at once; Steps/s to drain."""
+        migration_id = await self.announce("direct", candidates, steps)
+
+        async def start(candidate_id: str) -> None:
+            async with self.turns:
+                response = await self.api.post(
+                    f"/api/migrations/{migration_id}/candidates/{candidate_id}/start",
+                    json={"inputs": {}},
+                    headers=self.as_operator,
+                )
+            response.raise_for_status()
+
+        began = time.perf_counter()
+        starting = asyncio.gather(*(start(f"svc-{i:05d}") for i in range(candidates)))
+        seconds, _ = await self.sample_until_done(migration_id, candidates, timeout=3600)
+        await starting
+        seconds = max(seconds, time.perf_counter() - began)
+        await self.migrator.settle()
+        return candidates * len(steps) / seconds
+
+    async def rollout(self, candidates: int, steps: list[str], cap: int) -> tuple[float, float, list[int], str]:
+        """Phase B: the same Runs by a rollout of {maxRunning: cap}; Steps/s, the samples, and the Migration."""
+        migration_id = await self.announce("rollout", candidates, steps)
+        path = f"/api/migrations/{migration_id}/rollout"
+        (await self.api.put(path, json={"maxRunning": cap}, headers=self.as_operator)).raise_for_status()
+        (await self.api.post(f"{path}/start", json={}, headers=self.as_operator)).raise_for_status()
+        seconds, samples = await self.sample_until_done(migration_id, candidates, timeout=3600)
+        await self.migrator.settle()
+        return candidates * len(steps) / seconds, seconds, samples, migration_id
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+async def measure(bench: Bench, temporal: Client, args: argparse.Namespace) -> None:
+    steps = [f"step-{i}" for i in range(args.steps)]
+    cap = args.max_running
+    load = os.getloadavg()
+    a = await bench.direct(args.candidates, steps)
+    print(f"A direct:  {args.candidates:,} Runs x {args.steps} Steps started at once: {a:.1f} Steps/s", flush=True)
+    b, seconds, samples, migration_id = await bench.rollout(args.candidates, steps, cap)
+    starts = await bench.times(migration_id, "run_started")
+    finishes = await bench.times(migration_id, "run_completed")
+    gaps = slot_gaps(starts, finishes, cap)
+    sampled, logged = max(samples), peak_open(starts, finishes)
+    ratio = b / a
+    print(f"B rollout: maxRunning {cap}: {b:.1f} Steps/s; B/A {ratio:.2f} {verdict(ratio >= 0.9)} (target >= 0.90)")
+    print(
+        f"  running Candidates, {len(samples)} samples every {SAMPLE_SECONDS * 1000:.0f} ms: peak {sampled} "
+        f"{verdict(sampled <= cap)} (cap {cap}); by the event log's times: peak {logged} open"
+    )
+    if gaps:
+        print(
+            f"  finish -> next start ({len(gaps)} slots freed and filled): p50 {statistics.median(gaps) * 1000:.0f} ms, "
+            f"p95 {percentile(gaps, 0.95) * 1000:.0f} ms, max {max(gaps) * 1000:.0f} ms"
+        )
+    print(f"  the rollout: {await where_the_rollout_went(temporal, migration_id, seconds)}")
+    if len(starts) != args.candidates or len(finishes) != args.candidates:
+        print(f"  FAIL: {len(starts)} run_started and {len(finishes)} run_completed for {args.candidates} Candidates")
+    print(
+        f"  load average at the start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; at the end "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        flush=True,
+    )
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candidates", type=int, default=1000)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=1_000)
     parser.add_argument("--max-running", type=int, default=50)
-    parser.add_argument("--sim-minute", type=float, default=1.0, help="real seconds per simulated minute")
-    parser.add_argument("--pause-after-failures", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--target", choices=["app", "api"], default="app")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL server; a throwaway database is made on it")
     args = parser.parse_args()
-    fleet = Fleet(args.candidates, args.seed)
-    scale = args.sim_minute
+    assert 1 <= args.max_running <= args.candidates, "--max-running must be between 1 and --candidates"
+    with tempfile.TemporaryDirectory(prefix="loom-rollout-") as tmp:
+        data_dir = Path(tmp)
+        settings = Settings(data_dir=data_dir)
+        async with embedded_temporal(settings, port=free_port(), data_dir=data_dir) as address:
+            temporal = await connect(settings, address)
+            migrator = InstantMigrator()
+            port = free_port()
+            server = await serve(
+                Starlette(routes=[Route("/dispatch-step", migrator.dispatch_step, methods=["POST"])]), port
+            )
+            process = loom_app_process if args.target == "app" else loom_api_process
+            try:
+                with database(args.database_url) as url:
+                    async with (
+                        process(address, data_dir, database_url=url) as loom,
+                        httpx.AsyncClient(
+                            base_url=loom.base, limits=bounded_limits(), timeout=httpx.Timeout(120.0)
+                        ) as api,
+                    ):
+                        await ready(api, loom)
+                        print(f"{'PostgreSQL' if url else 'SQLite'}, {args.target}", flush=True)
+                        await measure(Bench(api, loom, migrator, f"http://127.0.0.1:{port}"), temporal, args)
+            finally:
+                server.should_exit = True
+                await asyncio.sleep(0.2)
 
-    tmp = tempfile.mkdtemp(prefix="loom-rollout-bench-")  # kept: the Loom log is there if something fails
-    print(f"data and logs in {tmp}", flush=True)
-    with temporal_server(Path(tmp)) as address:
-        loom = LiveLoom(address, Path(tmp) / "loom")
-        loom.env["LOOM_ROLLOUT_POLL_SECONDS"] = str(min(1.0, max(0.05, scale / 4)))
-        migrator = CallbackMigrator(delay=lambda d: fleet.latency(d) * scale, outcome=fleet.outcome)
-        async with migrator.serving(), loom:
-            migrator.loom_url, migrator.token = loom.url, loom.credentials.migrator_token
-            async with httpx.AsyncClient(base_url=loom.url, timeout=60, auth=loom.credentials.auth) as api:
-                announce = {
-                    "id": MIGRATION,
-                    "name": "Fleet day",
-                    "description": "Chart upgrade across the fleet",
-                    "requiredInputs": [{"name": "chartVersion", "label": "Chart version"}],
-                    "steps": [
-                        {"name": "bump", "migratorApp": "chart"},
-                        {"name": "review", "migratorApp": "chart", "type": "manual-review"},
-                        {"name": "verify-health", "migratorApp": "chart"},
-                    ],
-                    "candidates": [{"id": c, "kind": "service"} for c in fleet.ids],
-                    "migratorUrl": migrator.url,
-                }
-                assert (await api.post("/api/registry/announce", json=announce)).status_code == 200
-                operator = Operator(api, args.max_running, scale)
-                inputs = {"inputs": {"chartVersion": "2.0.0"}}
-                await operator.act("migration inputs", "PATCH", f"/api/migrations/{MIGRATION}/inputs", inputs)
-                policy = {
-                    "maxRunning": args.max_running,
-                    "waves": WAVES,
-                    "gate": "manual",
-                    "pauseAfterFailures": args.pause_after_failures,
-                }
-                await operator.act("policy set", "PUT", f"/api/migrations/{MIGRATION}/rollout", policy)
-                peak = 0
-                stop = asyncio.Event()
 
-                async def sample() -> None:
-                    nonlocal peak
-                    while not stop.is_set():
-                        page = await api.get(
-                            f"/api/migrations/{MIGRATION}/candidates", params={"status": "running", "limit": 1}
-                        )
-                        peak = max(peak, int(page.headers["x-total-count"]))
-                        await asyncio.sleep(0.1)
-
-                sampler = asyncio.create_task(sample())
-                began = time.monotonic()
-                await operator.act("rollout start", "POST", f"/api/migrations/{MIGRATION}/rollout/start")
-                at_80: float | None = None
-                while True:
-                    status = await operator.look()
-                    completed = status["counts"]["completed"]
-                    if at_80 is None and completed >= 0.8 * args.candidates:
-                        at_80 = time.monotonic() - began
-                    if status["state"] == "completed":
-                        break
-                    await asyncio.sleep(LOOK_EVERY_MINUTES * scale)
-                at_100 = time.monotonic() - began
-                stop.set()
-                await sampler
-
-    ideal_80, ideal_100 = ideal_times(fleet, args.max_running)
-    sim_80, sim_100 = (at_80 or at_100) / scale, at_100 / scale
-    total_actions = sum(operator.actions.values())
-    print(f"candidates={args.candidates} maxRunning={args.max_running} waves={WAVES} gate=manual")
-    print(f"pauseAfterFailures={args.pause_after_failures} failing first dispatches={len(fleet.fails)}")
-    print(f"one simulated minute = {scale} s real; operator looks every {LOOK_EVERY_MINUTES:.0f} simulated min")
-    print(f"to 80% completed:  {sim_80:8.1f} sim min   ideal {ideal_80:8.1f}   ratio {sim_80 / ideal_80:.2f}")
-    print(f"to 100% completed: {sim_100:8.1f} sim min   ideal {ideal_100:8.1f}   ratio {sim_100 / ideal_100:.2f}")
-    print(f"operator actions: {total_actions} ({', '.join(f'{k} {v}' for k, v in sorted(operator.actions.items()))})")
-    print(f"peak running (sampled every 100 ms): {peak} (cap {args.max_running})")
+async def ready(api: httpx.AsyncClient, loom: LoomProcess) -> None:
+    for _ in range(600):
+        if not loom.alive():
+            raise RuntimeError(f"the Loom process exited: {loom.log_path.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await api.get("/api/healthz")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the Loom process did not answer within 60 s")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop
+
+    uvloop.run(main())

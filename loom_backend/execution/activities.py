@@ -7,22 +7,41 @@ which store and notifier a Run talks to, and tests can hand it fakes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
+from loom_backend.domain import CandidateStatus, RunChange, StepStatus
 from loom_backend.execution.messages import (
     DISPATCH_WRITE_SECONDS,
     MIGRATOR_REJECTED,
     MIGRATOR_UNAVAILABLE,
     READ_MODEL_UNAVAILABLE,
+    ROLLOUT_LOOK_SIGNAL,
     DispatchInput,
     PersistBatch,
 )
 from loom_backend.migrator_client import DispatchRejected
 from loom_backend.ports import MigratorNotifier, RunStore
+from loom_backend.rollout import rollout_id
+
+log = logging.getLogger(__name__)
+LOOK_TIMEOUT = timedelta(seconds=1)
+
+
+def _rollout_should_look(writes: list[RunChange]) -> bool:
+    """The Run ended (completed, or cancelled back to not_started) or a Step failed: a rollout's slot, wave or
+    breaker may have changed."""
+    return any(
+        w.candidate_status in (CandidateStatus.COMPLETED, CandidateStatus.NOT_STARTED)
+        or (w.step_result is not None and w.step_result.status is StepStatus.FAILED)
+        for w in writes
+    )
 
 
 def _writers_for(store: RunStore) -> int:
@@ -60,6 +79,22 @@ class RunActivities:
 
         written = asyncio.get_running_loop().run_in_executor(self._writes, write)
         await asyncio.wait_for(written, within)
+        if _rollout_should_look(batch.writes):
+            await self._tell_rollout(batch.migration_id)
+
+    @staticmethod
+    async def _tell_rollout(migration_id: str) -> None:
+        """Signal the Migration's rollout to look now rather than at its next poll. Only a hint, sent once the
+        change is in the read model, where the rollout reads it: no rollout, a closed one or an unreachable
+        Temporal leave the poll to find the change, and a repeat costs one extra look."""
+        try:
+            handle = activity.client().get_workflow_handle(rollout_id(migration_id))
+            await handle.signal(ROLLOUT_LOOK_SIGNAL, rpc_timeout=LOOK_TIMEOUT)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                log.warning("The rollout of %s was not told a Run changed: %s", migration_id, exc.message)
+        except Exception as exc:
+            log.warning("The rollout of %s was not told a Run changed: %s", migration_id, exc)
 
     @activity.defn(name="loom_dispatch_step")
     async def dispatch_step(self, dispatch: DispatchInput) -> None:

@@ -135,6 +135,8 @@ BULK_WORKFLOW_NAME = "LoomBulk"
 ROLLOUT_ACTION_UPDATE = "rollout_action"
 ROLLOUT_POLICY_UPDATE = "rollout_policy"
 ROLLOUT_STATE_QUERY = "rollout_state"
+# Sent by a Run's activity once the Run's end (or a failed Step) is in the read model: the rollout looks again now.
+ROLLOUT_LOOK_SIGNAL = "rollout_look"
 # Type name of the ApplicationError a rollout answers when an action does not fit its phase.
 ROLLOUT_NOT_IN_STATE = "RolloutNotInState"
 

@@ -1,9 +1,10 @@
 """One Temporal workflow per Migration's rollout, and one per bulk operation.
 
 The rollout owns its policy and state; it looks at the read model through an activity every few seconds (or at
-once when an operator acts), lets the domain's rules (loom_backend.rollout) decide, and starts Runs through the
-service. Its whole state lives in the workflow, carried across continue-as-new, so caps, waves, gates and the
-breaker survive a restart of any process. Operator actions are updates whose validators refuse what does not fit.
+once when an operator acts, or a Run's activity signals that a Run ended or a Step failed), lets the domain's rules
+(loom_backend.rollout) decide, and starts Runs through the service. Its whole state lives in the workflow, carried
+across continue-as-new, so caps, waves, gates and the breaker survive a restart of any process. Operator actions are
+updates whose validators refuse what does not fit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from loom_backend.execution.messages import (
         BULK_WORKFLOW_NAME,
         ROLLOUT_ACTION_UPDATE,
+        ROLLOUT_LOOK_SIGNAL,
         ROLLOUT_NOT_IN_STATE,
         ROLLOUT_POLICY_UPDATE,
         ROLLOUT_STATE_QUERY,
@@ -71,6 +73,7 @@ class RolloutWorkflow:
         self._state: RolloutState = input.state
         self._poll = input.poll_seconds
         self._poked = False
+        self._look_again = False  # a Run ended or a Step failed since the last look began
         self._changes = 0  # operator actions taken
         self._published = 0  # of which the read model shows the effect
         self._last: RolloutStatus | None = None
@@ -82,6 +85,7 @@ class RolloutWorkflow:
             note(state, EventType.ROLLOUT_STARTED, state.actor, workflow.now(), size=str(len(state.queue)))
         while not state.phase.over:
             cap = state.policy.max_running_per_group
+            self._look_again = False  # cleared before the look: a signal during it may come after its read
             observation = await workflow.execute_activity_method(
                 RolloutActivities.observe,
                 ObserveInput(
@@ -112,7 +116,9 @@ class RolloutWorkflow:
             if wake is not None:
                 timeout = max(0.01, min(timeout, (wake - workflow.now()).total_seconds()))
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._poked, timeout=timedelta(seconds=timeout))
+                await workflow.wait_condition(
+                    lambda: self._poked or self._look_again, timeout=timedelta(seconds=timeout)
+                )
         await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
@@ -188,6 +194,11 @@ class RolloutWorkflow:
         refusal = phase_refusal(self._state, "edit") or edit_refusal(self._state.policy, request.policy)
         if refusal is not None:
             raise RolloutNotInStateError(refusal)
+
+    @workflow.signal(name=ROLLOUT_LOOK_SIGNAL)
+    def look(self) -> None:
+        """A Run of the Migration ended or had a Step fail: a slot may be free, so look now, not at the next poll."""
+        self._look_again = True
 
     @workflow.query(name=ROLLOUT_STATE_QUERY)
     def current(self) -> RolloutState:

@@ -147,12 +147,15 @@ async def make_rollout(
 
     @contextlib.asynccontextmanager
     async def factory(
-        candidates: list[Candidate], delay: float = 0.2, outcome: Callable[[Any], str] | None = None
+        candidates: list[Candidate],
+        delay: float = 0.2,
+        outcome: Callable[[Any], str] | None = None,
+        poll_seconds: float = 0.1,
     ) -> AsyncIterator[Rollout]:
         store = SqlStore(f"sqlite:///{tmp_path / f'loom-{uuid.uuid4().hex[:6]}.db'}")
         store.upgrade_schema()
         task_queue = f"rollout-{uuid.uuid4().hex}"
-        engine = TemporalEngine(client, task_queue, dispatch=TEST_DISPATCH, rollout_poll_seconds=0.1)
+        engine = TemporalEngine(client, task_queue, dispatch=TEST_DISPATCH, rollout_poll_seconds=poll_seconds)
         notifier = HttpMigratorNotifier(timeout_seconds=2.0)
         service = LoomService.over(store, engine, notifier, AccessControl(SqlAuthStore(store.engine)))
         migrator = CallbackMigrator(delay=lambda _: delay, deliver=engine.step_event)
@@ -214,6 +217,33 @@ async def test_max_running_is_never_exceeded_and_all_sixty_complete(make_rollout
         assert max(len(s) for s in samples) <= 5
         assert max(len(s) for s in samples) == 5, "the cap is used, not only respected"
         assert sorted(rollout.starts()) == [f"svc-{i:02d}" for i in range(60)], "each Candidate started once"
+
+
+async def test_a_run_ending_wakes_the_rollout_which_polls_only_hourly_and_runs_without_one_end_as_ever(
+    make_rollout: Any,
+) -> None:
+    """The Runs' activities signal the rollout once a Run's end is written, so it starts the next Candidate then:
+    with an hourly poll, the signals are all that can move this rollout on within the test's minute."""
+    async with make_rollout(services(5), delay=0.05, poll_seconds=3600) as rollout:
+
+        async def completed(candidate_id: str) -> None:
+            def status() -> Any:
+                found = rollout.store.get_candidate(rollout.migration_id, candidate_id)
+                return found.status if found else None
+
+            await eventually(status, 30, f"{candidate_id} to complete", until=lambda s: s is CandidateStatus.COMPLETED)
+
+        await rollout.service.start_run(ANA, rollout.migration_id, "svc-03", {})
+        await completed("svc-03")  # no rollout to tell: the Run ends as ever
+        policy = RolloutPolicy.model_validate({"maxRunning": 1})
+        await rollout.service.set_rollout_policy(ANA, rollout.migration_id, policy)
+        selection = RolloutStartRequest(candidate_ids=["svc-00", "svc-01", "svc-02"])
+        await rollout.service.start_rollout(ANA, rollout.migration_id, selection)
+        status = await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)
+        assert status.counts.completed == 3
+        assert rollout.starts() == ["svc-03", "svc-00", "svc-01", "svc-02"]
+        await rollout.service.start_run(ANA, rollout.migration_id, "svc-04", {})
+        await completed("svc-04")  # its rollout is closed: the Run ends as ever
 
 
 async def test_a_manual_gate_holds_the_next_wave_until_an_operator_promotes(make_rollout: Any) -> None:
