@@ -56,6 +56,8 @@ class BoardState(LiveMixin, LoomState):
 
     selected: list[str] = []
     bulk_open: bool = False
+    # The bulk start's values are saved for the Migration (asked once), unless the operator unticks it.
+    inputs_for_every_candidate: bool = True
     busy: str = ""
     overview_open: bool = False
     rollout: RolloutView = RolloutView()
@@ -316,10 +318,22 @@ class BoardState(LiveMixin, LoomState):
         self.required_inputs = with_value(self.required_inputs, name, value)
 
     @rx.event
-    def open_bulk_start(self):
+    def set_inputs_for_every_candidate(self, value: bool):
+        self.inputs_for_every_candidate = value
+
+    @rx.event
+    async def open_bulk_start(self):
+        """Start at once when the Migration's own inputs cover every required one; else ask for them, once, with
+        what the Migration already has filled in."""
         if self.required_inputs:
-            self.bulk_open = True
-            return None
+            try:
+                shared = await service().get_migration_inputs(self._viewer(), self.migration_id)
+            except errors.LoomError as exc:
+                return rx.toast.error(error_text(exc), duration=8000)
+            self.required_inputs = [replace(i, value=i.value or shared.get(i.name, "")) for i in self.required_inputs]
+            if not all(shared.get(i.name) for i in self.required_inputs):
+                self.bulk_open = True
+                return None
         return BoardState.start_selected
 
     @rx.event(background=True)
@@ -335,6 +349,19 @@ class BoardState(LiveMixin, LoomState):
             mid = self.migration_id
             chosen = list(self.selected)
             inputs = entered(self.required_inputs)
+            for_all = self.inputs_for_every_candidate and bool(inputs)
+        if for_all:
+            try:
+                await service().update_migration_inputs(who, mid, inputs)
+            except errors.LoomError as exc:
+                async with self:
+                    self.busy = ""
+                    shown = with_error(self.required_inputs, getattr(exc, "field", None), str(exc))
+                    if shown is not None:
+                        self.required_inputs = shown
+                        return None
+                return rx.toast.error(error_text(exc), duration=8000)
+            inputs = {}  # the Migration's values now apply, and a Candidate's own saved inputs still win
         failures: list[str] = []
         for cid in chosen:
             try:
@@ -630,6 +657,13 @@ def _bulk_dialog() -> rx.Component:
                 lambda i: input_field(
                     i, lambda v: BoardState.set_bulk_input(i.name, v), "From each Candidate's metadata"
                 ),
+            ),
+            rx.checkbox(
+                "Use these values for every Candidate of this Migration (a Candidate's own inputs still win)",
+                checked=BoardState.inputs_for_every_candidate,
+                on_change=BoardState.set_inputs_for_every_candidate,
+                data_testid="inputs-for-every-candidate",
+                size="2",
             ),
             spacing="3",
         ),

@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import ARTIFACTS, Loom, unique_id
+from tests.e2e.harness import OPERATOR_AUTH
 
 pytestmark = pytest.mark.e2e
 
@@ -194,6 +195,32 @@ def test_bulk_start_starts_every_selected_candidate(page: Page, loom: Loom) -> N
         loom.migrator.wait_dispatch(mid, f"svc-{i}", "bump-image")
 
 
+def test_bulk_start_asks_for_required_inputs_once_for_the_migration(page: Page, loom: Loom) -> None:
+    mid = unique_id("bulk-inputs")
+    loom.announce(mid, [candidate(f"svc-{i}") for i in range(3)], required_inputs=TARGET_IMAGE)
+    page.goto(f"/migrations/{mid}")
+    for i in range(2):
+        card(page, f"svc-{i}").get_by_test_id("select-candidate").click()
+    page.get_by_test_id("bulk-start").click()
+    expect(page.get_by_test_id("inputs-for-every-candidate")).to_be_checked()
+    page.get_by_test_id("input-targetImage").fill("base:2.0")
+    page.get_by_test_id("bulk-start-confirm").click()
+    expect(column(page, "running").get_by_test_id("column-count")).to_have_text("2")
+    for i in range(2):
+        assert (
+            loom.migrator.wait_dispatch(mid, f"svc-{i}", "bump-image").candidate.metadata["targetImage"] == "base:2.0"
+        )
+    saved = loom.client.get(f"/api/migrations/{mid}/inputs", headers=OPERATOR_AUTH)
+    assert saved.json()["inputs"] == {"targetImage": "base:2.0"}
+
+    # Asked once: the next bulk start needs no dialog, the Migration's value applies.
+    card(page, "svc-2").get_by_test_id("select-candidate").click()
+    page.get_by_test_id("bulk-start").click()
+    expect(column(page, "running").get_by_test_id("column-count")).to_have_text("3")
+    expect(page.get_by_test_id("bulk-start-confirm")).to_have_count(0)
+    assert loom.migrator.wait_dispatch(mid, "svc-2", "bump-image").candidate.metadata["targetImage"] == "base:2.0"
+
+
 def test_the_filter_lives_in_the_url_and_survives_a_reload(page: Page, loom: Loom) -> None:
     mid = unique_id("filter")
     loom.announce(
@@ -245,8 +272,6 @@ def test_migrations_list_each_migration_with_its_progress_in_light_and_dark(page
 
 
 def test_a_rollout_started_by_policy_shows_its_counts_moving_and_pauses_from_the_board(page: Page, loom: Loom) -> None:
-    from tests.e2e.harness import OPERATOR_AUTH
-
     mid = unique_id("rollout")
     loom.announce(mid, [candidate(f"svc-{i}") for i in range(4)], steps=[THREE_STEPS[0]])
     policy = loom.client.put(f"/api/migrations/{mid}/rollout", json={"maxRunning": 2}, headers=OPERATOR_AUTH)
