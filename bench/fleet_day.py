@@ -1,22 +1,25 @@
 """A day in the life of a fleet, run by a rollout policy: how long it takes, against the ideal, and how many operator
 actions it needs. Run by hand:
 
-    .venv/bin/python bench/rollout.py [--candidates 1000] [--max-running 50] [--sim-minute 1.0] [--seed 1]
+    .venv/bin/python bench/fleet_day.py [--candidates 1000] [--max-running 50] [--sim-minute 1.0] [--seed 1]
 
 The `loom api` process (in-process worker, its own SQLite) on a Temporal dev server, and a real HTTP fake Migrator
 (tests.harness.CallbackMigrator) that answers each dispatch itself after a simulated latency, scaled: one simulated
 minute is `--sim-minute` real seconds. Every Candidate runs three Steps: `bump` (a PR whose CI takes 5-40 min before
-it is merged), `review` (manual-review: awaiting review after 1 min; an operator approves in bulk) and
-`verify-health` (1-3 min). 5% of Step dispatches fail the first time, with one of three errors, and succeed on Retry.
+it is merged), `review` (manual-review: awaiting review after 1 min) and `verify-health` (1-3 min). 5% of Step
+dispatches fail the first time, with one of three errors, and succeed on Retry.
 
-The policy: maxRunning, waves [3, "10%", "50%", "100%"] with a manual gate, and a breaker (pauseAfterFailures). The
-operator is a script that looks every 5 simulated minutes and acts only in bulk: Promote when a gate waits; a bulk
-Retry of the failed Steps and Resume when the breaker paused the rollout (or when failures pile up); a bulk Approve
-of every review waiting once the Runs waiting on one are at least half of those open (or nothing else moves).
+The policy: maxRunning, waves [3, "10%", "50%", "100%"] with a manual gate, a breaker (pauseAfterFailures),
+autoRetry {attempts: 1} (the rollout retries a failed Step itself) and autoApprove {step: review, fromWave: 2} (the
+operator reviews the canary wave by hand, the rollout approves later waves). The operator is a script that looks
+every 5 simulated minutes and does only: the Migration's inputs, the policy, the rollout's start, one bulk Approve of
+wave 1's reviews once they all wait, a Promote when a gate waits, and a bulk Retry of a failure group (then Resume,
+if the breaker paused) only for failures still there at its next look, that is, left after the automatic retries.
 
 Prints the simulated time to 80% and 100% completed, the ideal time for the same latencies under the same caps and
-waves (list scheduling with instant gates, approvals and retries), their ratio, the operator actions by kind, and
-the peak of running Candidates sampled every 100 ms (must not exceed maxRunning).
+waves (list scheduling with instant gates, approvals and retries), their ratio, the operator actions by kind, the
+rollout's automatic retries and approvals (from the event log), and the peak of running Candidates sampled every
+100 ms (must not exceed maxRunning).
 """
 
 from __future__ import annotations
@@ -99,12 +102,13 @@ def ideal_times(fleet: Fleet, max_running: int) -> tuple[float, float]:
 
 
 class Operator:
-    """Looks every few simulated minutes and acts in bulk; counts every action."""
+    """Looks every few simulated minutes and acts only in bulk; counts every action."""
 
-    def __init__(self, api: httpx.AsyncClient, max_running: int, sim_minute: float) -> None:
+    def __init__(self, api: httpx.AsyncClient, canary: int) -> None:
         self.api = api
-        self.max_running = max_running
-        self.sim_minute = sim_minute
+        self.canary = canary  # wave 1's size: its reviews are the operator's
+        self.canary_approved = False
+        self.failing_before: set[str] = set()  # Candidates whose Step was failed at the last look
         self.actions: Counter[str] = Counter()
 
     async def act(self, kind: str, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -113,28 +117,37 @@ class Operator:
         self.actions[kind] += 1
         return response
 
-    async def waiting(self, step_status: str) -> int:
-        body = {"action": "retry" if step_status == "failed" else "approve", "dryRun": True}
-        body["filter"] = {"status": "running", "stepStatus": step_status}
+    async def reviews_waiting(self) -> int:
+        body = {"action": "approve", "dryRun": True, "filter": {"status": "running", "stepStatus": "awaiting_review"}}
         preview = (await self.api.post(f"/api/migrations/{MIGRATION}/bulk", json=body)).json()
         return int(preview["counts"].get("pending", 0))
 
     async def look(self) -> dict[str, Any]:
         status: dict[str, Any] = (await self.api.get(f"/api/migrations/{MIGRATION}/rollout")).json()
-        running = status["counts"]["running"]
-        failed, reviews = await self.waiting("failed"), await self.waiting("awaiting_review")
-        if status["state"] == "paused" or (failed and failed >= max(1, running // 4)):
-            if failed:
-                body = {"action": "retry", "filter": {"status": "running", "stepStatus": "failed"}}
-                await self.act("bulk retry", "POST", f"/api/migrations/{MIGRATION}/bulk", body)
-            if status["state"] == "paused":
-                await self.act("resume", "POST", f"/api/migrations/{MIGRATION}/rollout/resume")
-        if reviews and (reviews * 2 >= running or reviews + failed >= running):
+        if not self.canary_approved and await self.reviews_waiting() >= self.canary:
             body = {"action": "approve", "filter": {"status": "running", "stepStatus": "awaiting_review"}}
             await self.act("bulk approve", "POST", f"/api/migrations/{MIGRATION}/bulk", body)
+            self.canary_approved = True
+        params = {"status": "running", "stepStatus": "failed"}
+        failed = (await self.api.get(f"/api/migrations/{MIGRATION}/candidates", params=params)).json()
+        failing = {c["id"]: c["failureGroup"] for c in failed}
+        # Failed at the last look too: the automatic retry (within a poll) did not fix it. One retry per group.
+        for key in sorted({g for c, g in failing.items() if c in self.failing_before and g}):
+            body = {"action": "retry", "filter": {"status": "running", "failureGroup": key}}
+            await self.act("group retry", "POST", f"/api/migrations/{MIGRATION}/bulk", body)
+        self.failing_before = set(failing)
+        if status["state"] == "paused" and not failing:
+            await self.act("resume", "POST", f"/api/migrations/{MIGRATION}/rollout/resume")
         if status["state"] == "waiting_for_promotion" and status["gateWaiting"]:
             await self.act("promote", "POST", f"/api/migrations/{MIGRATION}/rollout/promote")
         return status
+
+
+async def automatic(api: httpx.AsyncClient, event_type: str) -> int:
+    """How many actions of one kind the rollout made by itself, from the event log."""
+    params = {"type": event_type, "limit": 1}
+    page = (await api.get(f"/api/migrations/{MIGRATION}/events", params=params)).json()
+    return int(page["total"])
 
 
 async def main() -> None:
@@ -171,7 +184,7 @@ async def main() -> None:
                     "migratorUrl": migrator.url,
                 }
                 assert (await api.post("/api/registry/announce", json=announce)).status_code == 200
-                operator = Operator(api, args.max_running, scale)
+                operator = Operator(api, canary=wave_ends(WAVES, len(fleet.ids))[0])
                 inputs = {"inputs": {"chartVersion": "2.0.0"}}
                 await operator.act("migration inputs", "PATCH", f"/api/migrations/{MIGRATION}/inputs", inputs)
                 policy = {
@@ -179,6 +192,8 @@ async def main() -> None:
                     "waves": WAVES,
                     "gate": "manual",
                     "pauseAfterFailures": args.pause_after_failures,
+                    "autoRetry": {"attempts": 1},
+                    "autoApprove": {"step": "review", "fromWave": 2},
                 }
                 await operator.act("policy set", "PUT", f"/api/migrations/{MIGRATION}/rollout", policy)
                 peak = 0
@@ -208,12 +223,15 @@ async def main() -> None:
                 at_100 = time.monotonic() - began
                 stop.set()
                 await sampler
+                retried = await automatic(api, "rollout_step_retried")
+                approved = await automatic(api, "rollout_step_approved")
 
     ideal_80, ideal_100 = ideal_times(fleet, args.max_running)
     sim_80, sim_100 = (at_80 or at_100) / scale, at_100 / scale
     total_actions = sum(operator.actions.values())
     print(f"candidates={args.candidates} maxRunning={args.max_running} waves={WAVES} gate=manual")
-    print(f"pauseAfterFailures={args.pause_after_failures} failing first dispatches={len(fleet.fails)}")
+    print(f"pauseAfterFailures={args.pause_after_failures} autoRetry=1 autoApprove=review from wave 2")
+    print(f"failing first dispatches={len(fleet.fails)}; the rollout retried {retried}, approved {approved}")
     print(f"one simulated minute = {scale} s real; operator looks every {LOOK_EVERY_MINUTES:.0f} simulated min")
     print(f"to 80% completed:  {sim_80:8.1f} sim min   ideal {ideal_80:8.1f}   ratio {sim_80 / ideal_80:.2f}")
     print(f"to 100% completed: {sim_100:8.1f} sim min   ideal {ideal_100:8.1f}   ratio {sim_100 / ideal_100:.2f}")

@@ -102,11 +102,10 @@ class RolloutWorkflow:
             )
             self._poked = False
             starts = advance(state, observation, workflow.now())
-            await self._act_by_policy()
-            if starts:
-                outcomes = await asyncio.gather(*(self._start(c) for c in starts))
-                for candidate_id, refusal in zip(starts, outcomes, strict=True):
-                    record_start(state, candidate_id, refusal, workflow.now())
+            # Starts, automatic retries and approvals at once: each is a round trip, and every one delays a Run.
+            outcomes, _ = await asyncio.gather(asyncio.gather(*(self._start(c) for c in starts)), self._act_by_policy())
+            for candidate_id, refusal in zip(starts, outcomes, strict=True):
+                record_start(state, candidate_id, refusal, workflow.now())
             await self._publish()
             if state.phase.over:
                 break
@@ -149,47 +148,31 @@ class RolloutWorkflow:
         await workflow.wait_condition(lambda: self._published >= target)
 
     async def _act_by_policy(self) -> None:
-        """autoRetry and autoApprove: Retry the failed Steps due, approve the reviews of later waves. Each retry's
-        attempt is kept in the state before it is made, so a failure is never retried twice."""
+        """autoRetry and autoApprove: Retry the failed Steps due and approve the reviews of later waves, all at once.
+        Each retry's attempt is kept in the state before it is made, so a failure is never retried twice."""
         state = self._state
         now = workflow.now()
-        retries = auto_retries(state, now)
-        approvals = auto_approvals(state)
+        retries, approvals, approve = auto_retries(state, now), auto_approvals(state), state.policy.auto_approve
         if not retries and not approvals:
             return
         by = state.policy_by or state.actor
         for candidate_id, step_name, attempt in retries:
             record_retry(state, candidate_id, step_name, attempt)
-        retried = await asyncio.gather(
-            *(
-                self._act(c, step, BulkAction.RETRY, failures=state.seen.members[c].step_failures)
-                for c, step, _ in retries
-            )
+        step = approve.step if approve else ""
+        comment = f"approved by the rollout's autoApprove (policy set by {by})"
+        refusals = await asyncio.gather(
+            *(self._act(c, s, BulkAction.RETRY, failures=state.seen.members[c].step_failures) for c, s, _ in retries),
+            *(self._act(c, step, BulkAction.APPROVE, comment=comment) for c in approvals),
         )
-        for (candidate_id, step_name, attempt), refusal in zip(retries, retried, strict=True):
+        for (candidate_id, step_name, attempt), refusal in zip(retries, refusals[: len(retries)], strict=True):
             state.seen.members[candidate_id].failing = False
-            note(
-                state,
-                EventType.ROLLOUT_STEP_RETRIED,
-                AUTO,
-                now,
-                candidate=candidate_id,
-                step=step_name,
-                attempt=str(attempt),
-                policySetBy=by,
-                **({"skipped": refusal} if refusal else {}),
-            )
-        approve = state.policy.auto_approve
-        if approve is None:
-            return
-        comment = f"approved by the rollout's autoApprove from wave {approve.from_wave} (policy set by {by})"
-        approved = await asyncio.gather(
-            *(self._act(c, approve.step, BulkAction.APPROVE, comment=comment) for c in approvals)
-        )
-        for candidate_id, refusal in zip(approvals, approved, strict=True):
+            skipped = {"skipped": refusal} if refusal else {}
+            metadata = {"candidate": candidate_id, "step": step_name, "attempt": str(attempt), **skipped}
+            note(state, EventType.ROLLOUT_STEP_RETRIED, AUTO, now, **metadata, policySetBy=by)
+        for candidate_id, refusal in zip(approvals, refusals[len(retries) :], strict=True):
             state.seen.members[candidate_id].review_step = None
             if refusal is None:
-                metadata = {"candidate": candidate_id, "step": approve.step, "wave": str(wave_of(state, candidate_id))}
+                metadata = {"candidate": candidate_id, "step": step, "wave": str(wave_of(state, candidate_id))}
                 note(state, EventType.ROLLOUT_STEP_APPROVED, AUTO, now, **metadata, policySetBy=by)
 
     async def _act(
