@@ -490,3 +490,18 @@ async def test_auto_approve_approves_the_reviews_of_wave_two_on_but_leaves_wave_
         approved = automatic(rollout, EventType.ROLLOUT_STEP_APPROVED)
         assert sorted(a["candidate"] for a in approved) == sorted(c for c in by if c != first)
         assert {(a["wave"], a["policySetBy"]) for a in approved} == {("2", "ana")}
+
+
+async def test_a_worker_restarted_mid_rollout_retries_each_failure_once_from_the_rollouts_own_state(
+    make_rollout: Any,
+) -> None:
+    failing = {f"svc-{i:02d}": 1 for i in range(10)}
+    async with make_rollout(services(10), delay=0.3, outcome=failing_first(failing)) as rollout:
+        await start(rollout, maxRunning=4, autoRetry={"attempts": 3})
+        await eventually(lambda: len(automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)) >= 2, 30, "retries begin")
+        await rollout.stop_worker()
+        await rollout.start_worker()
+        assert (await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)).counts.completed == 10
+        run_retries = rollout.store.list_events(rollout.migration_id, event_type=EventType.STEP_RETRIED).events
+        assert sorted(e.candidate_id for e in run_retries) == sorted(failing), "each failure retried exactly once"
+        assert {r["attempt"] for r in automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)} == {"1"}
