@@ -88,6 +88,10 @@ class EventType(StrEnum):
     ROLLOUT_PROMOTED = "rollout_promoted"  # the next wave started: an operator's Promote, or the auto gate
     ROLLOUT_STOPPED = "rollout_stopped"
     ROLLOUT_POLICY_EDITED = "rollout_policy_edited"
+    ROLLOUT_STEP_RETRIED = (
+        "rollout_step_retried"  # the rollout retried a failed Step by its autoRetry (actor "rollout")
+    )
+    ROLLOUT_STEP_APPROVED = "rollout_step_approved"  # the rollout approved a review by its autoApprove
     ROLLOUT_COMPLETED = "rollout_completed"
     MIGRATION_COMPLETED = "migration_completed"  # every Candidate completed; recorded once
 

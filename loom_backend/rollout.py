@@ -15,7 +15,15 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from loom_backend.domain import CandidateFilter, CandidateStatus, EventType, StepEvent, StringMap, WireModel
+from loom_backend.domain import (
+    CandidateFilter,
+    CandidateStatus,
+    EventType,
+    StepDefinition,
+    StepEvent,
+    StringMap,
+    WireModel,
+)
 
 ROLLOUT_ID_PREFIX = "rollout:"
 _PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)%$")
@@ -52,6 +60,22 @@ class GroupCap(WireModel):
     max: Annotated[int, Field(ge=1)]
 
 
+class AutoRetry(WireModel):
+    """Retry a failed Step of the rollout's Runs by itself, as an operator's Retry would: at most `attempts` times
+    per Candidate Step, `afterMinutes` after it failed. Only a failure left after these counts for the breaker."""
+
+    attempts: Annotated[int, Field(ge=1, le=100)]
+    after_minutes: Annotated[float, Field(ge=0)] = 0
+
+
+class AutoApprove(WireModel):
+    """Approve the manual-review Step `step` of the rollout's Runs as they reach it, from wave `fromWave` (1-based)
+    on: an operator reviews the canary wave by hand, then lets later waves through."""
+
+    step: Annotated[str, Field(min_length=1, max_length=128)]
+    from_wave: Annotated[int, Field(ge=1)] = 2
+
+
 class RolloutPolicy(WireModel):
     """How a rollout starts Runs. Waves are cumulative targets: [3, "10%", "100%"] is 3, then up to 10%, then all."""
 
@@ -64,6 +88,8 @@ class RolloutPolicy(WireModel):
     order: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # a metadata key to sort by
     depends_on: dict[str, list[str]] = Field(default_factory=dict)  # Candidate -> Candidates it waits for
     pause_after_failures: Annotated[int, Field(ge=1)] | None = None
+    auto_retry: AutoRetry | None = None
+    auto_approve: AutoApprove | None = None
 
 
 class RolloutPhase(StrEnum):
@@ -85,6 +111,11 @@ class MemberProgress(BaseModel):
     status: CandidateStatus
     failures: int = 0  # Steps of its Run that failed since the rollout started
     failing: bool = False  # its current Step is failed: the Run waits for a Retry
+    failed_step: str | None = None  # that failed Step
+    failed_at: datetime | None = None  # when it failed
+    step_failures: int = 0  # how often that Step failed since the rollout started
+    review_step: str | None = None  # its current Step, when it awaits review
+    rejected: list[str] = Field(default_factory=list)  # its Steps an operator rejected since the rollout started
 
 
 class RolloutObservation(BaseModel):
@@ -127,6 +158,8 @@ class RolloutState(BaseModel):
     seen: RolloutObservation = Field(default_factory=RolloutObservation)
     notes: list[RolloutNote] = Field(default_factory=list)  # not yet in the event log
     note_seq: int = 0
+    retries: dict[str, dict[str, int]] = Field(default_factory=dict)  # Candidate -> Step -> automatic retries used
+    policy_by: str | None = None  # who set the policy in force: the starter, then whoever edited it
 
 
 class WaveView(WireModel):
@@ -190,8 +223,18 @@ def find_cycle(depends_on: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-def policy_refusal(policy: RolloutPolicy, candidate_ids: set[str], metadata_keys: set[str]) -> str | None:
-    """Why a policy cannot run over this Migration's Candidates, or None: unknown keys or ids, a cycle."""
+def policy_refusal(
+    policy: RolloutPolicy, candidate_ids: set[str], metadata_keys: set[str], steps: Sequence[StepDefinition] = ()
+) -> str | None:
+    """Why a policy cannot run over this Migration's Candidates and Steps, or None: unknown keys, ids or Steps, a
+    cycle, an autoApprove of a Step that is not a manual review."""
+    if policy.auto_approve is not None:
+        step = next((s for s in steps if s.name == policy.auto_approve.step), None)
+        if step is None:
+            names = ", ".join(s.name for s in steps)
+            return f"autoApprove.step: this Migration has no Step named {policy.auto_approve.step!r} (it has {names})"
+        if not step.is_manual_review:
+            return f"autoApprove.step: Step {step.name!r} is not a manual-review Step; only a review can be approved"
     if policy.order is not None and policy.order not in metadata_keys:
         return f"order: no Candidate has the metadata key {policy.order!r}"
     if policy.max_running_per_group and policy.max_running_per_group.key not in metadata_keys:
@@ -323,19 +366,28 @@ def wave_done(state: RolloutState) -> bool:
     return all(_finished(state, c) for c in wave_members(state))
 
 
-def failed_runs(baseline: Mapping[str, int], observation: RolloutObservation) -> list[str]:
-    """The Candidates whose Run had a Step fail since the baseline was taken."""
-    return sorted(c for c, m in observation.members.items() if m.failures > baseline.get(c, 0))
+def counted_failures(state: RolloutState) -> dict[str, int]:
+    """Each Candidate's failed Steps that count for the breaker and the auto gate: those the rollout did not retry
+    by itself and will not (a failure waiting for its automatic retry is not counted)."""
+    counts: dict[str, int] = {}
+    for c, m in state.seen.members.items():
+        absorbed = sum(state.retries.get(c, {}).values()) + (retry_due_at(state, c) is not None)
+        if m.failures - absorbed > 0:
+            counts[c] = m.failures - absorbed
+    return counts
+
+
+def failed_runs(state: RolloutState, baseline: Mapping[str, int], among: set[str] | None = None) -> list[str]:
+    """The Candidates (of `among`, or all) with a counted failure since the baseline was taken."""
+    counts = counted_failures(state)
+    return sorted(c for c, n in counts.items() if n > baseline.get(c, 0) and (among is None or c in among))
 
 
 def breaker_tripped(state: RolloutState) -> bool:
-    """pauseAfterFailures of the rollout's Runs had a failed Step since it started or was last resumed."""
+    """pauseAfterFailures of the rollout's Runs had a failed Step since it started or was last resumed; a failure
+    the rollout retries by itself counts only once its automatic retries are used up."""
     limit = state.policy.pause_after_failures
-    return limit is not None and len(failed_runs(state.failure_baseline, state.seen)) >= limit
-
-
-def failure_counts(observation: RolloutObservation) -> dict[str, int]:
-    return {c: m.failures for c, m in observation.members.items() if m.failures}
+    return limit is not None and len(failed_runs(state, state.failure_baseline)) >= limit
 
 
 def gate_opens_at(state: RolloutState) -> datetime | None:
@@ -343,9 +395,7 @@ def gate_opens_at(state: RolloutState) -> datetime | None:
     failed Step; None for a manual gate, or a wave that had failures (an operator must Promote it)."""
     if state.policy.gate is not Gate.AUTO or state.wave_done_at is None:
         return None
-    members = set(wave_members(state))
-    wave_seen = RolloutObservation(members={c: m for c, m in state.seen.members.items() if c in members})
-    if failed_runs(state.wave_baseline, wave_seen):
+    if failed_runs(state, state.wave_baseline, set(wave_members(state))):
         return None
     return state.wave_done_at + timedelta(minutes=state.policy.soak_minutes)
 
@@ -393,8 +443,70 @@ def _status(state: RolloutState, candidate_id: str) -> CandidateStatus | None:
     return seen.status if seen else None
 
 
+AUTO = "rollout"  # the actor of a Retry or an approval the rollout made by its policy (autoRetry, autoApprove)
+ACTING_PHASES = (RolloutPhase.RUNNING, RolloutPhase.WAITING_FOR_PROMOTION)
+
+
+def retry_due_at(state: RolloutState, candidate_id: str) -> datetime | None:
+    """When autoRetry retries the failed Step of the Candidate's Run, or None if it will not: no autoRetry, nothing
+    failed, its attempts are used up, an operator rejected that Step (a person's decision), or this failure was
+    retried already (the Step failed no more often than the rollout retried it)."""
+    retry = state.policy.auto_retry
+    seen = state.seen.members.get(candidate_id)
+    if retry is None or seen is None or candidate_id not in state.started or seen.status != CandidateStatus.RUNNING:
+        return None
+    step = seen.failed_step
+    if not seen.failing or step is None or step in seen.rejected:
+        return None
+    used = state.retries.get(candidate_id, {}).get(step, 0)
+    if used >= retry.attempts or used >= seen.step_failures:
+        return None
+    return (seen.failed_at or state.started_at) + timedelta(minutes=retry.after_minutes)
+
+
+def auto_retries(state: RolloutState, now: datetime) -> list[tuple[str, str, int]]:
+    """The failed Steps to retry now, as (Candidate, Step, attempt); only while the rollout runs or waits at a gate."""
+    if state.phase not in ACTING_PHASES:
+        return []
+    due = ((c, retry_due_at(state, c)) for c in state.started)
+    return [
+        (c, step, state.retries.get(c, {}).get(step, 0) + 1)
+        for c, at in due
+        if at is not None and at <= now and (step := state.seen.members[c].failed_step) is not None
+    ]
+
+
+def record_retry(state: RolloutState, candidate_id: str, step_name: str, attempt: int) -> None:
+    """An automatic retry decided: its attempt is used whatever its outcome, so no failure is retried twice."""
+    state.retries.setdefault(candidate_id, {})[step_name] = attempt
+
+
+def wave_of(state: RolloutState, candidate_id: str) -> int:
+    """The 1-based wave a Candidate of the rollout belongs to, by its place in the start order."""
+    position = state.queue.index(candidate_id)
+    return next(i for i, end in enumerate(wave_ends(state.policy.waves, len(state.queue))) if position < end) + 1
+
+
+def auto_approvals(state: RolloutState) -> list[str]:
+    """The rollout's Runs whose autoApprove Step awaits review and whose wave is fromWave or later; never a Step an
+    operator rejected. Only while the rollout runs or waits at a gate."""
+    approve = state.policy.auto_approve
+    if approve is None or state.phase not in ACTING_PHASES:
+        return []
+    return [
+        c
+        for c in state.started
+        if (m := state.seen.members.get(c)) is not None
+        and m.status == CandidateStatus.RUNNING
+        and m.review_step == approve.step
+        and approve.step not in m.rejected
+        and wave_of(state, c) >= approve.from_wave
+    ]
+
+
 def next_wake(state: RolloutState, now: datetime) -> datetime | None:
-    """The next moment time alone changes a decision: an auto gate opening, or a start leaving the hour's window."""
+    """The next moment time alone changes a decision: an auto gate opening, a start leaving the hour's window, an
+    automatic retry falling due."""
     moments: list[datetime] = []
     if state.phase is RolloutPhase.WAITING_FOR_PROMOTION:
         opens = gate_opens_at(state)
@@ -402,6 +514,8 @@ def next_wake(state: RolloutState, now: datetime) -> datetime | None:
             moments.append(opens)
     if state.phase is RolloutPhase.RUNNING and starts_left_this_hour(state, now) == 0 and state.start_times:
         moments.append(min(state.start_times) + timedelta(hours=1))
+    if state.phase in ACTING_PHASES:
+        moments.extend(at for c in state.started if (at := retry_due_at(state, c)) is not None and at > now)
     return min(moments) if moments else None
 
 
@@ -427,7 +541,7 @@ def advance(state: RolloutState, observation: RolloutObservation, now: datetime)
     observation = state.seen
     state.start_times = [t for t in state.start_times if t > now - timedelta(hours=1)]
     if state.phase is RolloutPhase.RUNNING and breaker_tripped(state):
-        failed = failed_runs(state.failure_baseline, observation)
+        failed = failed_runs(state, state.failure_baseline)
         state.phase = RolloutPhase.PAUSED
         state.paused_reason = (
             f"the breaker tripped: {len(failed)} Run(s) had a failed Step ({', '.join(failed[:5])}); "
@@ -468,7 +582,7 @@ def promote(state: RolloutState) -> None:
     """Open the gate: the next wave starts."""
     state.wave += 1
     state.wave_done_at = None
-    state.wave_baseline = failure_counts(state.seen)
+    state.wave_baseline = counted_failures(state)
     state.phase = RolloutPhase.RUNNING
 
 
@@ -479,7 +593,7 @@ def pause(state: RolloutState, actor: str) -> None:
 
 def resume(state: RolloutState) -> None:
     """Failures so far no longer count towards the breaker; the rollout goes on where it was."""
-    state.failure_baseline = failure_counts(state.seen)
+    state.failure_baseline = counted_failures(state)
     state.paused_reason = None
     state.phase = RolloutPhase.WAITING_FOR_PROMOTION if state.wave_done_at is not None else RolloutPhase.RUNNING
 

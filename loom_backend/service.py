@@ -598,7 +598,7 @@ class LoomService:
     async def _check_policy(self, migration_id: str, policy: RolloutPolicy) -> Migration:
         migration = await self._migration(migration_id, with_candidates=True)
         keys = await self._db(self.metrics.candidate_metadata_keys, migration_id)
-        refusal = policy_refusal(policy, {c.id for c in migration.candidates}, set(keys))
+        refusal = policy_refusal(policy, {c.id for c in migration.candidates}, set(keys), migration.steps)
         if refusal is not None:
             raise errors.InvalidPolicy(refusal, field=refusal.split(":")[0].split(" ")[0])
         return migration
@@ -652,6 +652,7 @@ class LoomService:
             migration_id=migration_id,
             actor=principal.name,
             policy=policy,
+            policy_by=principal.name,
             queue=queue,
             groups={c: by_id[c].metadata[group.key] for c in queue if group and group.key in by_id[c].metadata},
             started_at=self.clock(),

@@ -274,6 +274,8 @@ EVENT_LABELS = {
     "rollout_promoted": "Next wave started",
     "rollout_stopped": "Rollout stopped",
     "rollout_policy_edited": "Rollout policy edited",
+    "rollout_step_retried": "Step retried by the rollout (autoRetry)",
+    "rollout_step_approved": "Review approved by the rollout (autoApprove)",
     "rollout_completed": "Rollout completed",
     "migration_completed": "Migration completed",
 }

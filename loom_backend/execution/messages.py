@@ -182,6 +182,24 @@ class RolloutStartOutcome(BaseModel):
     refusal: str | None = None  # why the Start was refused (missing inputs, ...); None: the Candidate has a Run
 
 
+class RolloutActInput(BaseModel):
+    """A Retry or an approval the rollout makes by its policy; a Retry names the failure it answers (the Step's
+    failure count since `since`), so a repeated attempt never retries a later failure."""
+
+    migration_id: str
+    candidate_id: str
+    step_name: str
+    action: BulkAction
+    actor: str
+    since: datetime
+    failures: int = 0
+    comment: str | None = None
+
+
+class RolloutActOutcome(BaseModel):
+    refusal: str | None = None  # why the Retry or approval was not made (the Step moved on); None: it was
+
+
 class BulkInput(BaseModel):
     op_id: str
     migration_id: str

@@ -14,11 +14,13 @@ from loom_backend.execution.messages import (
     BulkApplyInput,
     ObserveInput,
     PublishInput,
+    RolloutActInput,
+    RolloutActOutcome,
     RolloutStartInput,
     RolloutStartOutcome,
 )
 from loom_backend.ports import BoardQueries, BulkStore, OperatorActions, Registry
-from loom_backend.rollout import BulkOutcomeKind, RolloutObservation, rollout_events
+from loom_backend.rollout import BulkAction, BulkOutcomeKind, RolloutObservation, rollout_events
 
 
 class RolloutActivities:
@@ -51,6 +53,27 @@ class RolloutActivities:
         """Start one Candidate's Run; a retried attempt finds the Candidate claimed and adopts its Run."""
         refusal = await self._actions.start_for(request.actor, request.migration_id, request.candidate_id)
         return RolloutStartOutcome(refusal=refusal)
+
+    @activity.defn(name="loom_rollout_act")
+    async def act(self, request: RolloutActInput) -> RolloutActOutcome:
+        """Retry or approve one Candidate's Step as an operator would (the service's bulk path); a Retry only while
+        the Step still shows the failure it answers, so a repeated attempt is a no-op."""
+        if request.action is BulkAction.RETRY:
+            seen = await asyncio.to_thread(
+                self._board.rollout_progress, request.migration_id, [request.candidate_id], None, request.since
+            )
+            member = seen.members.get(request.candidate_id)
+            if member is None or member.failed_step != request.step_name or member.step_failures != request.failures:
+                return RolloutActOutcome(refusal="the Step no longer shows this failure (retried already)")
+        outcome, message = await self._actions.bulk_apply(
+            request.actor,
+            request.migration_id,
+            request.candidate_id,
+            request.action,
+            request.step_name,
+            request.comment,
+        )
+        return RolloutActOutcome(refusal=None if outcome is BulkOutcomeKind.DONE else message or outcome.value)
 
     @activity.defn(name="loom_bulk_apply")
     async def bulk_apply(self, request: BulkApplyInput) -> None:

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         BulkInput,
         ObserveInput,
         PublishInput,
+        RolloutActInput,
         RolloutActionInput,
         RolloutInput,
         RolloutPolicyInput,
@@ -38,10 +39,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from loom_backend.execution.rollout_activities import RolloutActivities
     from loom_backend.rollout import (
+        AUTO,
+        BulkAction,
         RolloutPhase,
         RolloutState,
         RolloutStatus,
         advance,
+        auto_approvals,
+        auto_retries,
         edit_refusal,
         next_wake,
         note,
@@ -49,9 +54,11 @@ with workflow.unsafe.imports_passed_through():
         pause,
         phase_refusal,
         promote,
+        record_retry,
         record_start,
         resume,
         status_of,
+        wave_of,
     )
 
 # The read model or the service being away must not end a rollout: keep trying, slowly.
@@ -99,10 +106,10 @@ class RolloutWorkflow:
             )
             self._poked = False
             starts = advance(state, observation, workflow.now())
-            if starts:
-                outcomes = await asyncio.gather(*(self._start(c) for c in starts))
-                for candidate_id, refusal in zip(starts, outcomes, strict=True):
-                    record_start(state, candidate_id, refusal, workflow.now())
+            # Starts, automatic retries and approvals at once: each is a round trip, and every one delays a Run.
+            outcomes, _ = await asyncio.gather(asyncio.gather(*(self._start(c) for c in starts)), self._act_by_policy())
+            for candidate_id, refusal in zip(starts, outcomes, strict=True):
+                record_start(state, candidate_id, refusal, workflow.now())
             await self._publish()
             if state.phase.over:
                 break
@@ -146,6 +153,54 @@ class RolloutWorkflow:
         target = self._changes
         await workflow.wait_condition(lambda: self._published >= target)
 
+    async def _act_by_policy(self) -> None:
+        """autoRetry and autoApprove: Retry the failed Steps due and approve the reviews of later waves, all at once.
+        Each retry's attempt is kept in the state before it is made, so a failure is never retried twice."""
+        state = self._state
+        now = workflow.now()
+        retries, approvals, approve = auto_retries(state, now), auto_approvals(state), state.policy.auto_approve
+        if not retries and not approvals:
+            return
+        by = state.policy_by or state.actor
+        for candidate_id, step_name, attempt in retries:
+            record_retry(state, candidate_id, step_name, attempt)
+        step = approve.step if approve else ""
+        comment = f"approved by the rollout's autoApprove (policy set by {by})"
+        refusals = await asyncio.gather(
+            *(self._act(c, s, BulkAction.RETRY, failures=state.seen.members[c].step_failures) for c, s, _ in retries),
+            *(self._act(c, step, BulkAction.APPROVE, comment=comment) for c in approvals),
+        )
+        for (candidate_id, step_name, attempt), refusal in zip(retries, refusals[: len(retries)], strict=True):
+            state.seen.members[candidate_id].failing = False
+            skipped = {"skipped": refusal} if refusal else {}
+            metadata = {"candidate": candidate_id, "step": step_name, "attempt": str(attempt), **skipped}
+            note(state, EventType.ROLLOUT_STEP_RETRIED, AUTO, now, **metadata, policySetBy=by)
+        for candidate_id, refusal in zip(approvals, refusals[len(retries) :], strict=True):
+            state.seen.members[candidate_id].review_step = None
+            if refusal is None:
+                metadata = {"candidate": candidate_id, "step": step, "wave": str(wave_of(state, candidate_id))}
+                note(state, EventType.ROLLOUT_STEP_APPROVED, AUTO, now, **metadata, policySetBy=by)
+
+    async def _act(
+        self, candidate_id: str, step_name: str, action: BulkAction, failures: int = 0, comment: str | None = None
+    ) -> str | None:
+        outcome = await workflow.execute_activity_method(
+            RolloutActivities.act,
+            RolloutActInput(
+                migration_id=self._state.migration_id,
+                candidate_id=candidate_id,
+                step_name=step_name,
+                action=action,
+                actor=AUTO,
+                since=self._state.started_at,
+                failures=failures,
+                comment=comment,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=PATIENT,
+        )
+        return outcome.refusal
+
     async def _start(self, candidate_id: str) -> str | None:
         outcome = await workflow.execute_activity_method(
             RolloutActivities.start,
@@ -186,6 +241,7 @@ class RolloutWorkflow:
     @workflow.update(name=ROLLOUT_POLICY_UPDATE)
     async def set_policy(self, request: RolloutPolicyInput) -> None:
         self._state.policy = request.policy
+        self._state.policy_by = request.actor
         note(self._state, EventType.ROLLOUT_POLICY_EDITED, request.actor, workflow.now())
         await self._changed()
 

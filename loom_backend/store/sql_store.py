@@ -594,20 +594,56 @@ class SqlStore:
                         .group_by(STEP_EVENTS.c.candidate_id)
                     ).all()
                 )
-                failing = set(
-                    session.execute(
-                        select(STEP_RESULTS.c.candidate_id).where(
-                            STEP_RESULTS.c.migration_id == migration_id,
-                            STEP_RESULTS.c.candidate_id.in_(batch),
-                            STEP_RESULTS.c.status == StepStatus.FAILED.value,
-                        )
-                    ).scalars()
-                )
+                step_failures: dict[tuple[str, str], int] = {}
+                rejected: dict[str, list[str]] = {}
+                for cid, step, event_type, count in session.execute(
+                    select(STEP_EVENTS.c.candidate_id, STEP_EVENTS.c.step_name, STEP_EVENTS.c.event_type, func.count())
+                    .where(
+                        STEP_EVENTS.c.migration_id == migration_id,
+                        STEP_EVENTS.c.candidate_id.in_(batch),
+                        or_(
+                            and_(
+                                STEP_EVENTS.c.event_type == EventType.STEP_COMPLETED.value,
+                                STEP_EVENTS.c.status == StepStatus.FAILED.value,
+                            ),
+                            STEP_EVENTS.c.event_type == EventType.REVIEW_REJECTED.value,
+                        ),
+                        STEP_EVENTS.c.created_at >= since,
+                    )
+                    .group_by(STEP_EVENTS.c.candidate_id, STEP_EVENTS.c.step_name, STEP_EVENTS.c.event_type)
+                ).all():
+                    if event_type == EventType.REVIEW_REJECTED.value:
+                        rejected.setdefault(cid, []).append(step)
+                    else:
+                        step_failures[(cid, step)] = count
+                # The Step each Run waits on a person for: a failed one (to retry) or one awaiting review.
+                waiting: dict[str, tuple[str, str, datetime | None]] = {}
+                for cid, step, status, updated_at in session.execute(
+                    select(
+                        STEP_RESULTS.c.candidate_id,
+                        STEP_RESULTS.c.step_name,
+                        STEP_RESULTS.c.status,
+                        STEP_RESULTS.c.updated_at,
+                    ).where(
+                        STEP_RESULTS.c.migration_id == migration_id,
+                        STEP_RESULTS.c.candidate_id.in_(batch),
+                        STEP_RESULTS.c.status.in_(ATTENTION_STATUSES),
+                    )
+                ).all():
+                    if cid not in waiting or status == StepStatus.FAILED.value:
+                        waiting[cid] = (step, status, _utc(updated_at))
                 for cid, status in statuses:
+                    step, step_status, at = waiting.get(cid, (None, None, None))
+                    failing = status == RUNNING and step_status == StepStatus.FAILED.value
                     members[cid] = MemberProgress(
                         status=CandidateStatus(status),
                         failures=failures.get(cid, 0),
-                        failing=status == RUNNING and cid in failing,
+                        failing=failing,
+                        failed_step=step if failing else None,
+                        failed_at=at if failing else None,
+                        step_failures=step_failures.get((cid, step), 0) if failing and step else 0,
+                        review_step=step if step_status == StepStatus.AWAITING_REVIEW.value else None,
+                        rejected=sorted(rejected.get(cid, [])),
                     )
         return RolloutObservation(members=members, running=running, running_by_group=by_group)
 

@@ -306,6 +306,30 @@ def _policy_card() -> rx.Component:
                     "Optional: the rollout pauses itself after this many failed Runs",
                     input_mode="numeric",
                 ),
+                _field(
+                    "Automatic retries",
+                    "retry_attempts",
+                    "Optional: the rollout retries a failed Step itself this many times; only a failure left after "
+                    "them counts for the breaker",
+                    input_mode="numeric",
+                ),
+                _field(
+                    "Retry after minutes",
+                    "retry_after_minutes",
+                    "How long after a failure the rollout retries it",
+                    input_mode="decimal",
+                ),
+                _field(
+                    "Auto-approve Step",
+                    "approve_step",
+                    "Optional: a manual-review Step the rollout approves itself as Runs reach it",
+                ),
+                _field(
+                    "Auto-approve from wave",
+                    "approve_from_wave",
+                    "Wave number, 1 the first; earlier waves are reviewed by hand",
+                    input_mode="numeric",
+                ),
                 columns=rx.breakpoints(initial="1", sm="2", lg="3"),
                 spacing="4",
                 width="100%",

@@ -23,6 +23,10 @@ class PolicyForm:
     soak_minutes: str = "0"
     order: str = ""
     pause_after_failures: str = ""
+    retry_attempts: str = ""
+    retry_after_minutes: str = "0"
+    approve_step: str = ""
+    approve_from_wave: str = "2"
 
 
 # The form's field -> the policy's JSON field a refusal names (422s say `maxRunning: ...`).
@@ -36,6 +40,10 @@ WIRE_NAMES = {
     "soak_minutes": "soakMinutes",
     "order": "order",
     "pause_after_failures": "pauseAfterFailures",
+    "retry_attempts": "autoRetry.attempts",
+    "retry_after_minutes": "autoRetry.afterMinutes",
+    "approve_step": "autoApprove.step",
+    "approve_from_wave": "autoApprove.fromWave",
 }
 FORM_FIELDS = [f.name for f in fields(PolicyForm)]
 
@@ -44,6 +52,7 @@ def policy_form(policy: RolloutPolicy | None) -> PolicyForm:
     if policy is None:
         return PolicyForm()
     group = policy.max_running_per_group
+    retry, approve = policy.auto_retry, policy.auto_approve
     return PolicyForm(
         max_running=str(policy.max_running),
         starts_per_hour=str(policy.starts_per_hour or ""),
@@ -54,6 +63,10 @@ def policy_form(policy: RolloutPolicy | None) -> PolicyForm:
         soak_minutes=f"{policy.soak_minutes:g}",
         order=policy.order or "",
         pause_after_failures=str(policy.pause_after_failures or ""),
+        retry_attempts=str(retry.attempts) if retry else "",
+        retry_after_minutes=f"{retry.after_minutes:g}" if retry else "0",
+        approve_step=approve.step if approve else "",
+        approve_from_wave=str(approve.from_wave) if approve else "2",
     )
 
 
@@ -70,6 +83,11 @@ def parse_policy(form: PolicyForm, depends_on: dict[str, list[str]]) -> tuple[Ro
     group_key, group_max = form.group_key.strip(), _number(form.group_max)
     if bool(group_key) != (group_max is not None):
         refusals["group_key"] = "A per-group cap needs both a metadata key and a maximum"
+    attempts, approve_step = _number(form.retry_attempts), form.approve_step.strip()
+    after = form.retry_after_minutes.strip() or 0
+    from_wave = _number(form.approve_from_wave)
+    if attempts is None and after not in (0, "0"):
+        refusals["retry_attempts"] = "Say how many automatic retries a Step gets, or clear the minutes"
     raw: dict[str, object] = {
         "maxRunning": _number(form.max_running),
         "startsPerHour": _number(form.starts_per_hour),
@@ -79,6 +97,10 @@ def parse_policy(form: PolicyForm, depends_on: dict[str, list[str]]) -> tuple[Ro
         "soakMinutes": form.soak_minutes.strip() or 0,
         "order": form.order.strip() or None,
         "pauseAfterFailures": _number(form.pause_after_failures),
+        "autoRetry": {"attempts": attempts, "afterMinutes": after} if attempts is not None else None,
+        "autoApprove": {"step": approve_step, "fromWave": 2 if from_wave is None else from_wave}
+        if approve_step
+        else None,
         "dependsOn": depends_on,
     }
     if raw["maxRunning"] is None:
@@ -93,7 +115,8 @@ def parse_policy(form: PolicyForm, depends_on: dict[str, list[str]]) -> tuple[Ro
             if loc[:1] == ["maxRunningPerGroup"]:
                 name = "group_max" if loc[1:2] == ["max"] else "group_key"
             else:
-                name = next((f for f, w in WIRE_NAMES.items() if loc[:1] == [w]), "max_running")
+                wire = ".".join(loc[:2]) if loc[:1] in (["autoRetry"], ["autoApprove"]) else loc[0]
+                name = next((f for f, w in WIRE_NAMES.items() if w == wire), "max_running")
             message = "Give a whole number" if error["type"] == "int_parsing" else error["msg"]
             refusals.setdefault(name, message.removeprefix("Value error, "))
         return None, refusals

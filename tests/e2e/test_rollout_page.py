@@ -33,8 +33,15 @@ def test_an_operator_sets_a_policy_starts_the_rollout_watches_it_and_pauses_and_
     expect(page.get_by_test_id("policy-error-group_max")).to_be_visible()
     page.get_by_test_id("policy-group_key").fill("")
     page.get_by_test_id("policy-group_max").fill("")
+    page.get_by_test_id("policy-approve_step").fill("bump-image")
+    page.get_by_test_id("policy-save").click()
+    expect(page.get_by_test_id("policy-error-approve_step")).to_contain_text("not a manual-review Step")
+    page.get_by_test_id("policy-approve_step").fill("")
+    page.get_by_test_id("policy-retry_attempts").fill("1")
     page.get_by_test_id("policy-save").click()
     expect(page.get_by_text("Rollout policy saved")).to_be_visible()
+    saved = loom.client.get(f"/api/migrations/{mid}/rollout", headers=OPERATOR_AUTH).json()["policy"]
+    assert saved["autoRetry"] == {"attempts": 1, "afterMinutes": 0} and saved["autoApprove"] is None, saved
 
     page.get_by_test_id("rollout-start").click()
     expect(page.get_by_test_id("rollout-page-state")).to_have_text("Rolling out")

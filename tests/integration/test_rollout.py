@@ -151,6 +151,7 @@ async def make_rollout(
         delay: float = 0.2,
         outcome: Callable[[Any], str] | None = None,
         poll_seconds: float = 0.1,
+        steps: list[StepDefinition] = STEPS,
     ) -> AsyncIterator[Rollout]:
         store = SqlStore(f"sqlite:///{tmp_path / f'loom-{uuid.uuid4().hex[:6]}.db'}")
         store.upgrade_schema()
@@ -168,7 +169,7 @@ async def make_rollout(
                     id=migration_id,
                     name="Rollout",
                     description="By policy",
-                    steps=STEPS,
+                    steps=steps,
                     candidates=candidates,
                     migrator_url=migrator.url,
                 ),
@@ -443,3 +444,92 @@ async def test_a_killed_app_resumes_its_rollout_with_the_cap_held_and_nothing_st
     assert done["counts"]["completed"] == 16
     assert peak <= 3
     assert sorted(e["candidateId"] for e in events) == [f"svc-{i:02d}" for i in range(16)], "each started once"
+
+
+def failing_first(failures: dict[str, int]) -> Callable[[Any], str]:
+    """Fail each named Candidate's Step on its first `n` dispatches (n < 0: always), then complete it."""
+    sent: Counter[tuple[str, str]] = Counter()
+
+    def outcome(dispatch: Any) -> str:
+        key = (dispatch.candidate.id, dispatch.step_name)
+        sent[key] += 1
+        n = failures.get(dispatch.candidate.id, 0)
+        if dispatch.step_name == "review":
+            return "awaiting_review"
+        return "failed:CI runner timed out" if n < 0 or sent[key] <= n else "completed"
+
+    return outcome
+
+
+def automatic(rollout: Rollout, event_type: EventType) -> list[dict[str, str]]:
+    """The rollout's automatic actions of one kind in the event log, oldest first, as their metadata."""
+    events = rollout.store.list_events(rollout.migration_id, event_type=event_type, limit=1000).events
+    assert all(e.actor == "rollout" for e in events)
+    return [dict(e.metadata) for e in sorted(events, key=lambda e: e.id or 0)]
+
+
+async def test_a_step_that_fails_once_is_retried_by_the_rollout_and_the_run_completes_with_no_operator_action(
+    make_rollout: Any,
+) -> None:
+    async with make_rollout(services(3), outcome=failing_first({"svc-01": 1})) as rollout:
+        await start(rollout, maxRunning=3, autoRetry={"attempts": 1}, pauseAfterFailures=1)
+        status = await rollout.reaches(RolloutPhase.COMPLETED)
+        assert status.counts.completed == 3
+        retried = automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)
+        assert retried == [{"candidate": "svc-01", "step": "bump", "attempt": "1", "policySetBy": "ana"}]
+        run_retries = rollout.store.list_events(rollout.migration_id, event_type=EventType.STEP_RETRIED).events
+        assert [(e.candidate_id, e.actor) for e in run_retries] == [("svc-01", "rollout")], "the Run's own Retry"
+        assert [a for a in rollout.actions() if a[0] == "rollout_paused"] == [], "a retried failure trips no breaker"
+
+
+async def test_a_step_failing_always_is_retried_exactly_attempts_times_then_counts_for_the_breaker(
+    make_rollout: Any,
+) -> None:
+    async with make_rollout(services(3), outcome=failing_first({"svc-00": -1})) as rollout:
+        await start(rollout, maxRunning=3, autoRetry={"attempts": 2}, pauseAfterFailures=1)
+        status = await rollout.reaches(RolloutPhase.PAUSED)
+        assert "svc-00" in (status.paused_reason or "")
+        assert [d.candidate.id for d in rollout.migrator.dispatches].count("svc-00") == 3, "one dispatch, 2 retries"
+        assert [r["attempt"] for r in automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)] == ["1", "2"]
+        assert ("rollout_paused", "breaker") in rollout.actions()
+
+
+async def test_auto_approve_approves_the_reviews_of_wave_two_on_but_leaves_wave_one_to_the_operator(
+    make_rollout: Any,
+) -> None:
+    steps = [*STEPS, StepDefinition(name="review", migrator_app="m", type="manual-review")]
+    async with make_rollout(services(4), outcome=failing_first({}), steps=steps) as rollout:
+        await start(
+            rollout, maxRunning=4, waves=[1, "100%"], gate="auto", autoApprove={"step": "review", "fromWave": 2}
+        )
+        canary = await eventually(
+            lambda: rollout.store.list_candidates(rollout.migration_id, CandidateFilter(), limit=10).candidates,
+            20,
+            "the canary awaits review",
+            until=lambda cs: any(c.current_step_status == "awaiting_review" for c in cs),
+        )
+        first = next(c.id for c in canary if c.current_step_status == "awaiting_review")
+        assert first == "svc-00", "wave 1 is the first in the start order"
+        await rollout.service.review_step(ANA, rollout.migration_id, first, "review", approved=True)
+        assert (await rollout.reaches(RolloutPhase.COMPLETED)).counts.completed == 4
+        approvals = rollout.store.list_events(rollout.migration_id, event_type=EventType.REVIEW_APPROVED).events
+        by = {e.candidate_id: e.actor for e in approvals}
+        assert by == {first: "ana", **{c: "rollout" for c in by if c != first}} and len(by) == 4
+        approved = automatic(rollout, EventType.ROLLOUT_STEP_APPROVED)
+        assert sorted(a["candidate"] for a in approved) == sorted(c for c in by if c != first)
+        assert {(a["wave"], a["policySetBy"]) for a in approved} == {("2", "ana")}
+
+
+async def test_a_worker_restarted_mid_rollout_retries_each_failure_once_from_the_rollouts_own_state(
+    make_rollout: Any,
+) -> None:
+    failing = {f"svc-{i:02d}": 1 for i in range(10)}
+    async with make_rollout(services(10), delay=0.3, outcome=failing_first(failing)) as rollout:
+        await start(rollout, maxRunning=4, autoRetry={"attempts": 3})
+        await eventually(lambda: len(automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)) >= 2, 30, "retries begin")
+        await rollout.stop_worker()
+        await rollout.start_worker()
+        assert (await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)).counts.completed == 10
+        run_retries = rollout.store.list_events(rollout.migration_id, event_type=EventType.STEP_RETRIED).events
+        assert sorted(e.candidate_id for e in run_retries) == sorted(failing), "each failure retried exactly once"
+        assert {r["attempt"] for r in automatic(rollout, EventType.ROLLOUT_STEP_RETRIED)} == {"1"}

@@ -27,7 +27,11 @@ def announcement() -> dict:
         "name": "Upgrade base image",
         "description": "Every Dockerfile moves to the new base image",
         "requiredInputs": [{"name": "targetImage", "label": "Target image"}],
-        "steps": [{"name": "bump", "migratorApp": "demo"}, {"name": "review", "migratorApp": "demo"}],
+        "steps": [
+            {"name": "bump", "migratorApp": "demo"},
+            {"name": "review", "migratorApp": "demo"},
+            {"name": "sign-off", "migratorApp": "demo", "type": "manual-review"},
+        ],
         "candidates": [{"id": f"svc-{i}", "kind": "service", "metadata": {"owner": f"t{i % 2}"}} for i in range(4)],
         "migratorUrl": "http://127.0.0.1:9000",
     }
@@ -76,6 +80,38 @@ async def test_a_bad_policy_is_422_and_says_what_is_wrong(api: Api, policy: dict
     assert response.status_code == 422
     assert says in response.json()["message"]
     assert (await api.client.get(f"{M}/rollout")).json()["policy"] is None, "nothing half-written"
+
+
+@pytest.mark.parametrize(
+    ("policy", "field", "says"),
+    [
+        ({"autoRetry": {"attempts": 0}}, "autoRetry.attempts", "greater than or equal to 1"),
+        ({"autoRetry": {"attempts": 1, "afterMinutes": -1}}, "autoRetry.afterMinutes", "greater than or equal to 0"),
+        ({"autoApprove": {"step": "sign-off", "fromWave": 0}}, "autoApprove.fromWave", "greater than or equal to 1"),
+        ({"autoApprove": {"step": "deploy"}}, "autoApprove.step", "no Step named 'deploy'"),
+        ({"autoApprove": {"step": "review"}}, "autoApprove.step", "'review' is not a manual-review Step"),
+    ],
+)
+async def test_a_bad_auto_retry_or_auto_approve_is_422_naming_the_field(
+    api: Api, policy: dict, field: str, says: str
+) -> None:
+    response = await api.client.put(f"{M}/rollout", json={"maxRunning": 1, **policy})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert says in body["message"]
+    assert field in [d["field"] for d in body["details"]]
+
+
+async def test_auto_retry_and_auto_approve_are_saved_read_back_and_edited_while_running(api: Api) -> None:
+    policy = {"maxRunning": 2, "autoRetry": {"attempts": 2, "afterMinutes": 1.5}, "autoApprove": {"step": "sign-off"}}
+    assert (await api.client.put(f"{M}/rollout", json=policy)).status_code == 200
+    saved = (await api.client.get(f"{M}/rollout")).json()["policy"]
+    assert saved["autoRetry"] == {"attempts": 2, "afterMinutes": 1.5}
+    assert saved["autoApprove"] == {"step": "sign-off", "fromWave": 2}
+    assert (await api.client.post(f"{M}/rollout/start")).status_code == 202
+    edited = {**policy, "autoRetry": {"attempts": 1}, "autoApprove": {"step": "sign-off", "fromWave": 3}}
+    assert (await api.client.put(f"{M}/rollout", json=edited)).status_code == 200
+    assert api.engine.rollouts["base-image"].policy.auto_approve == RolloutPolicy.model_validate(edited).auto_approve
 
 
 async def test_starting_needs_a_policy_then_starts_once_over_the_not_started_candidates(api: Api) -> None:

@@ -269,3 +269,45 @@ def test_event_log_appends_each_key_once_and_pages_newest_first(store: SqlStore)
     assert [e.created_at for e in page.events] == [NOW + timedelta(seconds=4), NOW + timedelta(seconds=3)]
     assert store.list_events("base-image", actor="ana").total == 2
     assert store.list_events("base-image", event_type=EventType.RUN_STARTED).total == 0
+
+
+def test_rollout_progress_shows_the_failed_step_its_failures_the_review_waiting_and_rejections(
+    store: SqlStore,
+) -> None:
+    store.announce(announcement(["a", "b"]), NOW)
+    for cid in ("a", "b"):
+        store.claim_candidate("base-image", cid, {})
+
+    def event(cid: str, step: str, event_type: EventType, at: int, status: StepStatus | None = None) -> None:
+        e = StepEvent(
+            run_id=f"base-image__{cid}",
+            migration_id="base-image",
+            candidate_id=cid,
+            step_name=step,
+            event_type=event_type,
+            status=status,
+            created_at=NOW + timedelta(seconds=at),
+        )
+        store.append_event(e, key=f"{cid}-{step}-{event_type}-{at}")
+
+    event("a", "bump", EventType.STEP_COMPLETED, -10, StepStatus.FAILED)  # before the rollout: not counted
+    event("a", "bump", EventType.STEP_COMPLETED, 1, StepStatus.FAILED)
+    event("a", "bump", EventType.STEP_COMPLETED, 2, StepStatus.FAILED)
+    failed_at = NOW + timedelta(seconds=2)
+    store.save_step_result(
+        "base-image__a",
+        "base-image",
+        StepResult(step_name="bump", candidate_id="a", status=StepStatus.FAILED, started_at=NOW, updated_at=failed_at),
+    )
+    event("b", "review", EventType.REVIEW_REJECTED, 1)
+    event("b", "review", EventType.STEP_COMPLETED, 1, StepStatus.FAILED)
+    store.save_step_result(
+        "base-image__b",
+        "base-image",
+        StepResult(step_name="review", candidate_id="b", status=StepStatus.AWAITING_REVIEW, started_at=NOW),
+    )
+    seen = store.rollout_progress("base-image", ["a", "b"], None, NOW).members
+    a, b = seen["a"], seen["b"]
+    assert (a.failing, a.failed_step, a.step_failures, a.failures, a.failed_at) == (True, "bump", 2, 2, failed_at)
+    assert (a.review_step, a.rejected) == (None, [])
+    assert (b.failing, b.failed_step, b.review_step, b.rejected) == (False, None, "review", ["review"])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from loom_backend.domain import CandidateStatus, parse_run_id
+from loom_backend.domain import CandidateStatus, StepDefinition, parse_run_id
 from loom_backend.rollout import (
     Gate,
     GroupCap,
@@ -17,6 +17,8 @@ from loom_backend.rollout import (
     RolloutPolicy,
     RolloutState,
     advance,
+    auto_approvals,
+    auto_retries,
     breaker_tripped,
     edit_refusal,
     find_cycle,
@@ -27,11 +29,13 @@ from loom_backend.rollout import (
     plan_order,
     policy_refusal,
     promote,
+    record_retry,
     record_start,
     resume,
     rollout_id,
     status_of,
     wave_ends,
+    wave_of,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -216,3 +220,107 @@ def test_order_dependencies_and_the_group_key_are_fixed_while_running_caps_are_n
     assert edit_refusal(current, current.model_copy(update={"order": None})) is not None
     other_key = current.model_copy(update={"max_running_per_group": GroupCap(key="team", max=1)})
     assert edit_refusal(current, other_key) is not None
+
+
+# -- autoRetry and autoApprove ------------------------------------------------------------------------
+
+STEPS = [
+    StepDefinition(name="bump", migrator_app="m"),
+    StepDefinition(name="review", migrator_app="m", type="manual-review"),
+]
+
+
+def failed(step: str = "bump", times: int = 1, failures: int | None = None, **extra: object) -> MemberProgress:
+    return MemberProgress.model_validate(
+        {
+            "status": RUNNING,
+            "failures": times if failures is None else failures,
+            "failing": True,
+            "failed_step": step,
+            "failed_at": NOW,
+            "step_failures": times,
+            **extra,
+        }
+    )
+
+
+def test_auto_retry_retries_a_new_failure_once_and_never_the_same_failure_twice() -> None:
+    s = state(2, auto_retry={"attempts": 2})
+    start_all(s, advance(s, seen({}), NOW))
+    advance(s, seen({"c0": failed(times=1)}), NOW)
+    assert auto_retries(s, NOW) == [("c0", "bump", 1)]
+    record_retry(s, "c0", "bump", 1)
+    advance(s, seen({"c0": failed(times=1)}), NOW)
+    assert auto_retries(s, NOW) == [], "the same failure, seen again, is not retried again"
+    advance(s, seen({"c0": failed(times=2)}), NOW)
+    assert auto_retries(s, NOW) == [("c0", "bump", 2)]
+    record_retry(s, "c0", "bump", 2)
+    advance(s, seen({"c0": failed(times=3)}), NOW)
+    assert auto_retries(s, NOW) == [], "attempts are used up"
+
+
+def test_a_failure_the_rollout_retries_counts_for_the_breaker_only_once_its_attempts_are_used() -> None:
+    s = state(3, auto_retry={"attempts": 1}, pause_after_failures=1)
+    start_all(s, advance(s, seen({}), NOW))
+    advance(s, seen({"c0": failed(times=1)}), NOW)
+    assert s.phase is RolloutPhase.RUNNING, "a failure waiting for its automatic retry does not trip the breaker"
+    record_retry(s, "c0", "bump", 1)
+    advance(s, seen({"c0": MemberProgress(status=RUNNING, failures=1)}), NOW)
+    assert s.phase is RolloutPhase.RUNNING, "nor one the rollout retried"
+    advance(s, seen({"c0": failed(times=2)}), NOW)
+    assert s.phase is RolloutPhase.PAUSED and "c0" in (s.paused_reason or "")
+
+
+def test_auto_retry_waits_after_minutes_and_the_rollout_wakes_for_it() -> None:
+    s = state(1, auto_retry={"attempts": 1, "after_minutes": 5})
+    start_all(s, advance(s, seen({}), NOW))
+    advance(s, seen({"c0": failed()}), NOW)
+    assert auto_retries(s, NOW) == []
+    assert next_wake(s, NOW) == NOW + timedelta(minutes=5)
+    assert auto_retries(s, NOW + timedelta(minutes=5)) == [("c0", "bump", 1)]
+
+
+def test_auto_retry_leaves_a_step_an_operator_rejected_and_acts_only_while_running() -> None:
+    s = state(2, auto_retry={"attempts": 3})
+    start_all(s, advance(s, seen({}), NOW))
+    advance(s, seen({"c0": failed("review", rejected=["review"]), "c1": failed()}), NOW)
+    assert auto_retries(s, NOW) == [("c1", "bump", 1)]
+    pause(s, "ana")
+    assert auto_retries(s, NOW) == []
+
+
+def test_auto_approve_approves_from_its_wave_on_but_not_the_canary_wave() -> None:
+    s = state(4, waves=[1, "100%"], auto_approve={"step": "review"})
+    start_all(s, advance(s, seen({}), NOW))
+    review = MemberProgress(status=RUNNING, review_step="review")
+    advance(s, seen({"c0": review}), NOW)
+    assert auto_approvals(s) == [], "wave 1 is reviewed by hand"
+    advance(s, seen({"c0": MemberProgress(status=COMPLETED)}), NOW)
+    promote(s)
+    start_all(s, advance(s, seen({}), NOW))
+    rejected = MemberProgress(status=RUNNING, review_step="review", rejected=["review"])
+    advance(s, seen({"c1": review, "c2": rejected, "c3": MemberProgress(status=RUNNING)}), NOW)
+    assert [wave_of(s, c) for c in s.queue] == [1, 2, 2, 2]
+    assert auto_approvals(s) == ["c1"], "not a review an operator rejected, nor a Run not awaiting review"
+
+
+def test_auto_approve_names_a_known_manual_review_step() -> None:
+    unknown = RolloutPolicy(max_running=1, auto_approve={"step": "sign-off"})
+    assert (policy_refusal(unknown, {"a"}, set(), STEPS) or "").startswith("autoApprove.step: ")
+    not_review = RolloutPolicy(max_running=1, auto_approve={"step": "bump"})
+    assert "not a manual-review" in (policy_refusal(not_review, {"a"}, set(), STEPS) or "")
+    assert policy_refusal(RolloutPolicy(max_running=1, auto_approve={"step": "review"}), {"a"}, set(), STEPS) is None
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"autoRetry": {"attempts": 0}},
+        {"autoRetry": {"attempts": 1, "afterMinutes": -1}},
+        {"autoApprove": {"step": "review", "fromWave": 0}},
+        {"autoApprove": {"step": ""}},
+    ],
+)
+def test_a_bad_auto_retry_or_auto_approve_is_refused(policy: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RolloutPolicy.model_validate({"maxRunning": 1, **policy})

@@ -42,8 +42,16 @@ def test_a_policy_round_trips_through_the_form_and_keeps_its_dependencies() -> N
         order="tier",
         pause_after_failures=3,
         depends_on={"api": ["db"]},
+        auto_retry={"attempts": 2, "after_minutes": 1.5},
+        auto_approve={"step": "review", "from_wave": 3},
     )
     form = policy_form(policy)
+    assert (form.retry_attempts, form.retry_after_minutes, form.approve_step, form.approve_from_wave) == (
+        "2",
+        "1.5",
+        "review",
+        "3",
+    )
     assert form.waves == "3, 10%, 100%" and form.group_key == "owner" and form.gate == "auto"
     parsed, refusals = parse_policy(form, policy.depends_on)
     assert refusals == {} and parsed == policy
@@ -59,6 +67,11 @@ def test_the_form_names_the_field_it_refuses() -> None:
     assert set(refusals) == {"max_running"}
     assert refusal_field("maxRunningPerGroup: no Candidate has the key 'team'") == "group_key"
     assert refusal_field("something else") == ""
+    assert refusal_field("autoApprove.step: this Migration has no Step named 'x'") == "approve_step"
+    assert set(parse_policy(PolicyForm(retry_attempts="0"), {})[1]) == {"retry_attempts"}
+    assert set(parse_policy(PolicyForm(retry_attempts="1", retry_after_minutes="-2"), {})[1]) == {"retry_after_minutes"}
+    assert set(parse_policy(PolicyForm(retry_after_minutes="5"), {})[1]) == {"retry_attempts"}
+    assert set(parse_policy(PolicyForm(approve_step="review", approve_from_wave="0"), {})[1]) == {"approve_from_wave"}
 
 
 def test_an_empty_form_is_one_wave_with_a_manual_gate_and_no_optional_caps() -> None:
