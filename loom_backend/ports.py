@@ -224,6 +224,9 @@ class OperatorActions(Protocol):
     async def start_for(self, actor: str, migration_id: str, candidate_id: str) -> str | None:
         """Start the Candidate's Run; None when it has one (now or already), else why the Start was refused."""
 
+    async def start_many_for(self, actor: str, migration_id: str, candidate_ids: Sequence[str]) -> list[str | None]:
+        """start_for of each Candidate, in order; an error of the store or Temporal only once every one was tried."""
+
     async def bulk_apply(
         self,
         actor: str,

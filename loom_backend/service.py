@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,6 +122,22 @@ CANDIDATE_EXPORT_COLUMNS = ("id", "kind", "status", "currentStep", "stepStatus",
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+START_MANY_PARALLEL = 16  # a rollout's Starts in flight at once: each is a few store calls and a Temporal start
+
+
+async def _refusal_of(starting: Awaitable[None]) -> str | None:
+    """A Start on an operator's behalf: None when the Candidate has a Run (now or already), else why it was refused."""
+    try:
+        await starting
+    except errors.CandidateAlreadyStarted:
+        return None
+    except errors.ServiceUnavailable:
+        raise
+    except errors.LoomError as exc:
+        return str(exc)
+    return None
 
 
 # Set while a live page reloads after changes (`LoomService.sharing_reads`): its reads may be shared.
@@ -489,12 +505,19 @@ class LoomService:
     async def start_run(self, principal: Principal, migration_id: str, candidate_id: str, inputs: StringMap) -> None:
         self.authorize(principal, Role.OPERATOR)
         migration = await self._migration(migration_id, with_candidates=False)
+        shared = await self._db(self.registry.get_migration_inputs, migration_id)
+        await self._start(principal.name, migration, shared, candidate_id, inputs)
+
+    async def _start(
+        self, actor: str, migration: Migration, shared: StringMap, candidate_id: str, inputs: StringMap
+    ) -> None:
+        """Start one Candidate's Run of `migration`, whose own inputs are `shared` (read once for many Starts)."""
+        migration_id = migration.id
         candidate = await self._candidate(migration_id, candidate_id)
         saved = await self._db(self.registry.get_inputs, migration_id, candidate_id)
         own = {**saved, **inputs}
         self._check_input_keys(migration, candidate, own)
         # The Migration's values fill what the Candidate does not set itself; only its own are saved with it.
-        shared = await self._db(self.registry.get_migration_inputs, migration_id)
         inputs = {**shared, **own}
         missing = missing_inputs(migration.required_inputs, {**candidate.metadata, **inputs})
         if missing:
@@ -515,7 +538,7 @@ class LoomService:
         )
         try:
             await self._db(self.runs.reset_run, migration_id, candidate_id)
-            await self.engine.start_run(manifest, principal.name)
+            await self.engine.start_run(manifest, actor)
         except BaseException:
             await self._db(self.runs.set_candidate_status, migration_id, candidate_id, CandidateStatus.NOT_STARTED)
             raise
@@ -799,15 +822,29 @@ class LoomService:
         return Principal(actor, PrincipalKind.USER, Role.OPERATOR)
 
     async def start_for(self, actor: str, migration_id: str, candidate_id: str) -> str | None:
+        return await _refusal_of(self.start_run(self._on_behalf(actor), migration_id, candidate_id, {}))
+
+    async def start_many_for(self, actor: str, migration_id: str, candidate_ids: Sequence[str]) -> list[str | None]:
+        """start_for of each, the Migration read once and the Starts made a few at a time. Every Start is tried
+        before an error (a store or Temporal away) is raised, so a repeat finds the rest claimed and adopts them."""
         try:
-            await self.start_run(self._on_behalf(actor), migration_id, candidate_id, {})
-        except errors.CandidateAlreadyStarted:
-            return None
+            migration = await self._migration(migration_id, with_candidates=False)
+            shared = await self._db(self.registry.get_migration_inputs, migration_id)
         except errors.ServiceUnavailable:
             raise
         except errors.LoomError as exc:
-            return str(exc)
-        return None
+            return [str(exc)] * len(candidate_ids)
+        turns = asyncio.Semaphore(START_MANY_PARALLEL)
+
+        async def one(candidate_id: str) -> str | None:
+            async with turns:
+                return await _refusal_of(self._start(actor, migration, shared, candidate_id, {}))
+
+        outcomes = await asyncio.gather(*(one(c) for c in candidate_ids), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [o for o in outcomes if not isinstance(o, BaseException)]
 
     async def bulk_apply(
         self,

@@ -171,6 +171,16 @@ class RolloutStartInput(BaseModel):
     actor: str
 
 
+class RolloutStartManyInput(BaseModel):
+    migration_id: str
+    candidate_ids: list[str]
+    actor: str
+
+
+class RolloutStartManyOutcome(BaseModel):
+    refusals: list[str | None]  # one per Candidate, in order: as RolloutStartOutcome.refusal
+
+
 class PublishInput(BaseModel):
     migration_id: str
     status: RolloutStatus

@@ -17,6 +17,8 @@ from loom_backend.execution.messages import (
     RolloutActInput,
     RolloutActOutcome,
     RolloutStartInput,
+    RolloutStartManyInput,
+    RolloutStartManyOutcome,
     RolloutStartOutcome,
 )
 from loom_backend.ports import BoardQueries, BulkStore, OperatorActions, Registry
@@ -53,6 +55,12 @@ class RolloutActivities:
         """Start one Candidate's Run; a retried attempt finds the Candidate claimed and adopts its Run."""
         refusal = await self._actions.start_for(request.actor, request.migration_id, request.candidate_id)
         return RolloutStartOutcome(refusal=refusal)
+
+    @activity.defn(name="loom_rollout_start_many")
+    async def start_many(self, request: RolloutStartManyInput) -> RolloutStartManyOutcome:
+        """Start a round's Candidates in one activity; a retried attempt adopts the Runs an earlier one started."""
+        refusals = await self._actions.start_many_for(request.actor, request.migration_id, request.candidate_ids)
+        return RolloutStartManyOutcome(refusals=refusals)
 
     @activity.defn(name="loom_rollout_act")
     async def act(self, request: RolloutActInput) -> RolloutActOutcome:

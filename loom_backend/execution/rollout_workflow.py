@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutPolicyInput,
         RolloutStartInput,
+        RolloutStartManyInput,
     )
     from loom_backend.execution.rollout_activities import RolloutActivities
     from loom_backend.rollout import (
@@ -66,6 +68,8 @@ PATIENT = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_inte
 HISTORY_LIMIT = 5_000
 # Rollouts begun before their actions went to the event log replay as they ran: no notes written for them.
 ROLLOUT_EVENTS_PATCH = "rollout-events"
+ROLLOUT_LEAN_PATCH = "rollout-start-many"
+START_BATCH = 100  # Starts per activity: a round of a large maxRunning takes a few, each well within its timeout
 
 
 class RolloutNotInStateError(ApplicationError):
@@ -90,10 +94,14 @@ class RolloutWorkflow:
         state = self._state
         if state.note_seq == 0:
             note(state, EventType.ROLLOUT_STARTED, state.actor, workflow.now(), size=str(len(state.queue)))
+        # One activity per round's Starts, and the status written while the rollout waits or looks again; rollouts
+        # begun before replay as they ran (an activity per Start, the status written before the wait).
+        lean = workflow.patched(ROLLOUT_LEAN_PATCH)
+        publishing: asyncio.Task[None] | None = None
         while not state.phase.over:
             cap = state.policy.max_running_per_group
             self._look_again = False  # cleared before the look: a signal during it may come after its read
-            observation = await workflow.execute_activity_method(
+            looking = workflow.execute_activity_method(
                 RolloutActivities.observe,
                 ObserveInput(
                     migration_id=state.migration_id,
@@ -104,18 +112,28 @@ class RolloutWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=PATIENT,
             )
+            if publishing is not None:
+                observation, _ = await asyncio.gather(looking, publishing)
+                publishing = None
+            else:
+                observation = await looking
             self._poked = False
             starts = advance(state, observation, workflow.now())
             # Starts, automatic retries and approvals at once: each is a round trip, and every one delays a Run.
-            outcomes, _ = await asyncio.gather(asyncio.gather(*(self._start(c) for c in starts)), self._act_by_policy())
+            outcomes, _ = await asyncio.gather(self._start_all(starts, lean), self._act_by_policy())
             for candidate_id, refusal in zip(starts, outcomes, strict=True):
                 record_start(state, candidate_id, refusal, workflow.now())
-            await self._publish()
+            if lean and not state.phase.over:
+                publishing = asyncio.create_task(self._publish())
+            else:
+                await self._publish()
             if state.phase.over:
                 break
             if workflow.info().is_continue_as_new_suggested() or workflow.info().get_current_history_length() > (
                 HISTORY_LIMIT
             ):
+                if publishing is not None:
+                    await publishing  # its notes leave the state once written
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(RolloutInput(state=state, poll_seconds=self._poll))
             timeout = self._poll
@@ -126,6 +144,8 @@ class RolloutWorkflow:
                 await workflow.wait_condition(
                     lambda: self._poked or self._look_again, timeout=timedelta(seconds=timeout)
                 )
+        if publishing is not None:  # stopped while it waited
+            await publishing
         await self._publish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
@@ -200,6 +220,32 @@ class RolloutWorkflow:
             retry_policy=PATIENT,
         )
         return outcome.refusal
+
+    def _start_all(self, candidate_ids: list[str], lean: bool) -> Awaitable[list[str | None]]:
+        """Each Candidate's refusal, in order. Before ROLLOUT_LEAN_PATCH an activity per Start, scheduled at once
+        (ahead of the automatic retries', as they were)."""
+        if not lean:
+            return asyncio.gather(*(self._start(c) for c in candidate_ids))
+        return self._start_many(candidate_ids)
+
+    async def _start_many(self, candidate_ids: list[str]) -> list[str | None]:
+        """A few activities of up to START_BATCH Starts each: a round trip and three history events per batch, not
+        per Run."""
+        batches = [candidate_ids[i : i + START_BATCH] for i in range(0, len(candidate_ids), START_BATCH)]
+        outcomes = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    RolloutActivities.start_many,
+                    RolloutStartManyInput(
+                        migration_id=self._state.migration_id, candidate_ids=batch, actor=self._state.actor
+                    ),
+                    start_to_close_timeout=timedelta(seconds=120),
+                    retry_policy=PATIENT,
+                )
+                for batch in batches
+            )
+        )
+        return [refusal for outcome in outcomes for refusal in outcome.refusals]
 
     async def _start(self, candidate_id: str) -> str | None:
         outcome = await workflow.execute_activity_method(

@@ -20,7 +20,15 @@ from loom_backend.execution.workflow import RunWorkflow
 def _activities(runs: RunActivities, rollout: RolloutActivities | None) -> list[Callable[..., Any]]:
     extra: list[Callable[..., Any]] = []
     if rollout is not None:
-        extra = [rollout.observe, rollout.publish, rollout.start, rollout.act, rollout.bulk_apply, rollout.bulk_finish]
+        extra = [
+            rollout.observe,
+            rollout.publish,
+            rollout.start,
+            rollout.start_many,
+            rollout.act,
+            rollout.bulk_apply,
+            rollout.bulk_finish,
+        ]
     return [runs.persist, runs.dispatch_step, *extra]
 
 
