@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -34,6 +34,7 @@ from loom_backend.domain import (
 )
 from loom_backend.execution.activities import RunActivities
 from loom_backend.execution.engine import TemporalEngine, connect
+from loom_backend.execution.messages import RolloutStartManyInput
 from loom_backend.execution.rollout_activities import RolloutActivities
 from loom_backend.execution.rollout_workflow import BulkWorkflow, RolloutWorkflow
 from loom_backend.execution.worker import build_worker
@@ -195,6 +196,14 @@ async def replay_in_sandbox(client: Client, migration_id: str) -> None:
     history = await client.get_workflow_handle(rollout_id(migration_id)).fetch_history()
     replayer = Replayer(workflows=[RolloutWorkflow, BulkWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
+
+
+async def test_a_rollout_begun_before_one_activity_started_many_replays_as_it_ran() -> None:
+    """A history recorded by the code before ROLLOUT_LEAN_PATCH (an activity per Start, autoRetry retrying two
+    failures, the status written before each wait) replays on today's: running rollouts survive the upgrade."""
+    text = (Path(__file__).parent / "histories" / "rollout_one_start_per_activity.json").read_text()
+    replayer = Replayer(workflows=[RolloutWorkflow, BulkWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json("rollout:old", text))
 
 
 def services(n: int, owners: int = 0) -> list[Candidate]:
@@ -395,6 +404,31 @@ async def test_a_worker_restarted_mid_rollout_keeps_the_cap_and_starts_nothing_t
         assert status.counts.completed == 12
         assert max(len(s) for s in samples) <= 3
         assert sorted(rollout.starts()) == [f"svc-{i:02d}" for i in range(12)], "nothing started twice"
+
+
+async def test_a_repeated_start_many_starts_nothing_twice_and_answers_each_refusal_in_order(
+    make_rollout: Any,
+) -> None:
+    """Activities are at-least-once: a repeated attempt of the rollout's Starts adopts the Runs the first started."""
+    async with make_rollout(services(6), delay=0.2) as rollout:
+        activities = RolloutActivities(rollout.service, rollout.store, rollout.store, rollout.store)
+        await rollout.service.set_rollout_policy(
+            ANA, rollout.migration_id, RolloutPolicy.model_validate({"maxRunning": 2})
+        )
+        selection = RolloutStartRequest(candidate_ids=["svc-00", "svc-01", "svc-02"])
+        await rollout.service.start_rollout(ANA, rollout.migration_id, selection)
+        request = RolloutStartManyInput(
+            migration_id=rollout.migration_id, candidate_ids=["svc-04", "nope", "svc-05"], actor="ana"
+        )
+        first, repeat = await activities.start_many(request), await activities.start_many(request)
+        for outcome in (first, repeat):
+            assert [r is None for r in outcome.refusals] == [True, False, True]
+            assert "nope" in (outcome.refusals[1] or "")
+        assert (await rollout.reaches(RolloutPhase.COMPLETED, timeout=60)).counts.completed == 3
+        again = RolloutStartManyInput(migration_id=rollout.migration_id, candidate_ids=["svc-00"], actor="ana")
+        assert (await activities.start_many(again)).refusals == [None], "a completed Run's Start is adopted"
+        await eventually(lambda: len(rollout.running()) == 0, 30, "svc-04 and svc-05 to complete")
+        assert sorted(rollout.starts()) == ["svc-00", "svc-01", "svc-02", "svc-04", "svc-05"], "none twice"
 
 
 async def test_a_killed_app_resumes_its_rollout_with_the_cap_held_and_nothing_started_twice(
