@@ -459,13 +459,17 @@ def _meta_chip(m: MetaPair) -> rx.Component:
     )
 
 
-def candidate_card(c: CardView) -> rx.Component:
+@rx.memo
+def board_card(c: rx.Var[CardView], checked: rx.Var[bool], can_operate: rx.Var[bool]) -> rx.Component:
+    """A card drawn again only when its own props change: a live reload re-sends every card, and the browser keeps
+    each unchanged one as it was (`applyDelta`), so one Step moving redraws one card, not the whole board. Reads no
+    state itself: a memo that did would be redrawn on every change to the board's state."""
     return card(
         c,
         rx.cond(
-            c.selectable & LoomState.can_operate,
+            c.selectable & can_operate,
             rx.checkbox(
-                checked=BoardState.selected.contains(c.id),
+                checked=checked,
                 on_change=lambda v: BoardState.toggle(c.id, v),
                 aria_label="Select " + c.id,
                 data_testid="select-candidate",
@@ -473,6 +477,10 @@ def candidate_card(c: CardView) -> rx.Component:
         ),
         rx.cond(c.meta.length() > 0, rx.hstack(rx.foreach(c.meta, _meta_chip), spacing="1", wrap="wrap")),
     )
+
+
+def _card(c: CardView) -> rx.Component:
+    return board_card(c=c, checked=BoardState.selected.contains(c.id), can_operate=LoomState.can_operate)
 
 
 def _column(col: ColumnView) -> rx.Component:
@@ -487,7 +495,7 @@ def _column(col: ColumnView) -> rx.Component:
         ),
         rx.cond(
             col.total > 0,
-            rx.vstack(rx.foreach(col.cards, candidate_card), spacing="2", width="100%"),
+            rx.vstack(rx.foreach(col.cards, _card), spacing="2", width="100%"),
             rx.center(
                 rx.text("No Candidates here", size="2", color=rx.color("gray", 11)),
                 padding="24px",
