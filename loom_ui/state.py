@@ -109,6 +109,13 @@ class LoomState(rx.State):
     _who_kind: str = ""
     _who_role: str = ""
 
+    def _show(self, **values: object) -> None:
+        """Assign only the vars whose value changed: Reflex sends every assigned var to the browser whole, equal or
+        not, and each open tab reloads on every change it follows."""
+        for name, value in values.items():
+            if self.get_value(name) != value:
+                setattr(self, name, value)
+
     @rx.var
     def can_operate(self) -> bool:
         return self.user_role in (Role.OPERATOR.value, Role.ADMIN.value)

@@ -28,9 +28,9 @@ from loom_ui.views.board import (
     RolloutView,
     StepLine,
     card_view,
-    column_view,
     plan_lines,
     rollout_view,
+    shared_column_view,
 )
 from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
 
@@ -127,10 +127,10 @@ class BoardState(LiveMixin, LoomState):
                     total = (await self._candidates(status, limit=0)).total
                     more = min(PAGE_SIZE, max(0, total - len(columns[i].cards)))
                     columns[i] = replace(columns[i], total=total, total_text=f"{total:,}", more=more)
-        self.columns = columns
+        self._show(columns=columns)
         await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
-        self.selected = [cid for cid in self.selected if cid in shown]
+        self._show(selected=[cid for cid in self.selected if cid in shown])
 
     async def _reload_slow(self) -> None:
         """The metrics panel, the rollout panel and the navigation's count follow the board at most every few
@@ -144,7 +144,7 @@ class BoardState(LiveMixin, LoomState):
             await fleet._reload()
 
     async def _reload_rollout(self) -> None:
-        self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
+        self._show(rollout=rollout_view(await service().rollout_status(self._viewer(), self.migration_id)))
 
     async def _candidates(
         self, status: CandidateStatus, *, limit: int, candidate_id: str | None = None
@@ -166,15 +166,15 @@ class BoardState(LiveMixin, LoomState):
 
     async def _load_column(self, status: CandidateStatus, title: str, now: datetime) -> ColumnView:
         page = await self._candidates(status, limit=self._limits.get(status.value, PAGE_SIZE))
-        return column_view(self.migration_id, status, title, page, now)
+        return shared_column_view(self.migration_id, status, title, page, now)
 
     async def _reload(self) -> None:
         now = datetime.now(UTC)
         columns = [await self._load_column(status, title, now) for status, title in COLUMNS]
-        self.columns = columns
+        self._show(columns=columns)
         await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
-        self.selected = [cid for cid in self.selected if cid in shown]
+        self._show(selected=[cid for cid in self.selected if cid in shown])
 
     async def _refresh_nav(self) -> None:
         await self._count_needs_me()
