@@ -202,6 +202,7 @@ class LoomService:
         self.probes = tuple(probes)
         self._shared: dict[Any, asyncio.Future[Any]] = {}
         self._shared_generation = -1
+        self._in_flight: dict[Any, asyncio.Future[Any]] = {}
 
     @classmethod
     def over(
@@ -254,6 +255,24 @@ class LoomService:
         if future is None:
             future = self._shared[key] = asyncio.ensure_future(self._db(fn, *args, **kwargs))
             future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        return await asyncio.shield(future)
+
+    async def _read_fresh(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read whose answer no change announces: while `sharing_reads`, shared only by the live pages asking
+        while one is in flight (the tabs of one tick), never answered from a finished one."""
+        if not _SHARING.get():
+            return await self._db(fn, *args)
+        key = (fn, repr(args))
+        future = self._in_flight.get(key)
+        if future is None:
+            future = self._in_flight[key] = asyncio.ensure_future(self._db(fn, *args))
+
+            def done(f: asyncio.Future[Any], key: Any = key) -> None:
+                if self._in_flight.get(key) is f:
+                    del self._in_flight[key]
+                f.cancelled() or f.exception()  # retrieved, even if nobody waits
+
+            future.add_done_callback(done)
         return await asyncio.shield(future)
 
     # -- who is calling ---------------------------------------------------------------------
@@ -606,12 +625,15 @@ class LoomService:
     async def rollout_status(self, principal: Principal, migration_id: str) -> RolloutStatus:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
-        # Never a shared read: a rollout writes its status a moment after the Runs it moved, with no change of its
-        # own, and the pages reading it again on their slow tick must see the new one.
-        current = await self._db(self.registry.get_rollout_status, migration_id)
+        # Never shared by change generation: a rollout writes its status a moment after the Runs it moved, with no
+        # change of its own, and the pages reading it again on their slow tick must see the new one.
+        return await self._read_fresh(self._rollout_status, migration_id)
+
+    def _rollout_status(self, migration_id: str) -> RolloutStatus:
+        current = self.registry.get_rollout_status(migration_id)
         if current is not None:
             return current
-        saved = await self._db(self.registry.get_rollout_policy, migration_id)
+        saved = self.registry.get_rollout_policy(migration_id)
         return RolloutStatus(state=RolloutPhase.IDLE, policy=RolloutPolicy.model_validate(saved) if saved else None)
 
     async def start_rollout(

@@ -91,3 +91,26 @@ async def test_a_failed_shared_read_fails_every_tab_and_is_not_kept(store: SqlSt
     store.announce(announcement(["a"]), NOW)
     loom.changes.publish(ReadModelChange("base-image"))  # type: ignore[union-attr]
     assert await tab() == []
+
+
+async def test_tabs_asking_at_once_share_the_rollout_status_yet_a_later_ask_sees_a_new_one(
+    store: SqlStore, access: AccessControl
+) -> None:
+    """A rollout writes its status with no change of its own: shared only by tabs asking while one read is out."""
+    store.announce(announcement(["a"]), NOW)
+    loom = service(store, access, ChangeHub())
+    await loom.rollout_status(VIEWER, "base-image")  # connections opened: what follows counts queries only
+    statements = counting(store)
+
+    async def tab() -> int | None:
+        with loom.sharing_reads():
+            return (await loom.rollout_status(VIEWER, "base-image")).policy and 1
+
+    await tab()  # the Migration's own read is shared by generation from now on
+    before = len(statements)
+    await tab()
+    lone = len(statements) - before
+    assert await asyncio.gather(*(tab() for _ in range(TABS))) == [None] * TABS
+    assert lone > 0 and len(statements) - before - lone == lone  # twenty tabs at once, the queries of one
+    store.set_rollout_policy("base-image", {"max_running": 2})  # no change is published for it
+    assert await tab() == 1
