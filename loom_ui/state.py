@@ -239,8 +239,9 @@ class LiveMixin(rx.State, mixin=True):
                     async with self:
                         if self._watch_generation != generation or self.router.url.path != path:
                             return
-                        # Every tab woken by the same changes reads the same: one query per process, not per tab.
-                        with service().sharing_reads():
+                        # Tabs reloading together read the same: one query per process, not per tab, answered as
+                        # fresh as the changes this tab has taken from its feed.
+                        with service().sharing_reads(feed.seen):
                             if live_now:
                                 batch, pending, last_live = pending, [], now
                                 with contextlib.suppress(Exception):
