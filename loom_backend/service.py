@@ -490,8 +490,8 @@ class LoomService:
         """Runs with a stuck current Step, by Migration id (every Migration, zeros included)."""
         self.authorize(principal, Role.VIEWER)
         counts: dict[str, int] = {}
-        for m in await self._db(self.registry.list_migrations):
-            counts[m.id] = await self._db(self.board.stuck_count, m.id, await self._stuck_limits(m.id))
+        for m in await self._read(self.registry.list_migrations):
+            counts[m.id] = await self._read(self.board.stuck_count, m.id, await self._stuck_limits(m.id))
         return counts
 
     async def get_candidate(self, principal: Principal, migration_id: str, candidate_id: str) -> Candidate:
@@ -1047,7 +1047,7 @@ class LoomService:
         stuck: dict[tuple[str, str], CandidateView] = {}
         for m in migrations:
             limits = await self._stuck_limits(m.id)
-            page = await self._db(
+            page = await self._read(
                 self.board.list_candidates, m.id, CandidateFilter(stuck=True), stuck=limits, limit=limit
             )
             stuck.update(((m.id, v.id), v) for v in page.candidates)
@@ -1075,11 +1075,11 @@ class LoomService:
     async def rollouts_waiting(self, principal: Principal) -> list[WaitingRollout]:
         """Across all Migrations: rollouts paused or waiting for an operator's Promote."""
         self.authorize(principal, Role.VIEWER)
-        statuses = await self._db(self.registry.list_rollout_statuses)
+        statuses = await self._read_fresh(self.registry.list_rollout_statuses)
         waiting = {mid: s for mid, s in statuses.items() if s.state is RolloutPhase.PAUSED or s.gate_waiting}
         if not waiting:
             return []
-        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)}
+        names = {m.id: m.name for m in await self._read(self.registry.list_migrations)}
         return [WaitingRollout(mid, names.get(mid, mid), status) for mid, status in sorted(waiting.items())]
 
     # -- metrics and history ------------------------------------------------------------------
