@@ -47,10 +47,13 @@ def candidates(n: int, prefix: str) -> list[dict]:
     ]
 
 
+# One observer per page, the last probe's: an earlier one, its link still shown, would stamp the next probe early.
 OBSERVE = """(selector) => {
   window.__loomSeen = 0;
+  window.__loomObserver?.disconnect();
   const stamp = () => { if (!window.__loomSeen && document.querySelector(selector)) window.__loomSeen = Date.now(); };
-  new MutationObserver(stamp).observe(document.body, {subtree: true, childList: true, attributes: true});
+  window.__loomObserver = new MutationObserver(stamp);
+  window.__loomObserver.observe(document.body, {subtree: true, childList: true, attributes: true});
 }"""
 POSTED: list[float] = []
 STORED: list[float] = []

@@ -9,7 +9,8 @@ in the app: GET /api/debug/process `sqlStatements`), and callback->DOM latency: 
 Candidate's Run (held at its first Step, first on the board) gets an `open` callback with a new PR link, and every
 tab stamps the moment its DOM shows it (a MutationObserver, as bench/board.py does).
 
-VIEWERS_DEBUG=1 prints each probe's per-tab latencies as they come.
+VIEWERS_DEBUG=1 prints each probe's per-tab latencies as they come, each with when the tab's websocket brought the new
+link (how much of it was the app's, how much the browser's drawing).
 
 Targets (the "Scale out, proven" issue): from 0 to 20 tabs, SQL statements/s and CPU per Step grow by less than 20%;
 callback->DOM p95 under 150 ms with 1 tab and under 300 ms with 20.
@@ -63,6 +64,16 @@ SETTLE_SECONDS = 5.0  # after tabs open: their first loads are not what a phase 
 TARGET_GROWTH = 1.20
 TARGET_P95_MS = {1: 150.0, 20: 300.0}
 CARD = f'[data-testid="candidate-card"][data-candidate="{PROBE}"]'
+DEBUG = bool(os.environ.get("VIEWERS_DEBUG"))
+# With VIEWERS_DEBUG: each tab stamps when a websocket message first names a probe's PR link, by its number.
+FRAMES = r"""
+const Socket = window.WebSocket;
+window.__loomFrames = {};
+window.WebSocket = class extends Socket { constructor(...args) { super(...args); this.addEventListener("message", e => {
+  for (const link of (typeof e.data === "string" && e.data.match(/example\.test\/pr\/\d+/g)) || [])
+    window.__loomFrames[link.split("/").pop()] ??= Date.now();
+}); } };
+"""
 
 
 @dataclass
@@ -160,18 +171,23 @@ class Probe:
         """One callback; how long each tab took to show it (ms), and how many did not within the timeout."""
         link = f'{CARD} [data-testid="pr-link"][href="https://example.test/pr/{self.sent + 1}"]'
         await asyncio.gather(*(page.evaluate(OBSERVE, link) for page in pages))
-        _, posted = await self.post()
+        number, posted = await self.post()
+        frames: list[str] = []
 
         async def seen(page: Page) -> float | None:
             try:
                 await page.wait_for_selector(link, timeout=PROBE_TIMEOUT_S * 1000, state="attached")
             except Exception:
                 return None
+            if DEBUG:
+                frame = await page.evaluate(f"window.__loomFrames[{number}]")
+                frames.append(f"{frame - posted * 1000:.0f}" if frame else "?")
             return float(await page.evaluate("window.__loomSeen")) - posted * 1000
 
         stamps = await asyncio.gather(*(seen(page) for page in pages))
-        if os.environ.get("VIEWERS_DEBUG"):
-            print(f"    probe {self.sent}: {stamps}", flush=True)
+        if DEBUG:
+            shown = ", ".join("-" if s is None else f"{s:.0f}" for s in stamps)
+            print(f"    probe {self.sent}: DOM [{shown}] ms; websocket [{', '.join(frames)}] ms", flush=True)
         return [s for s in stamps if s is not None], sum(s is None for s in stamps)
 
 
@@ -251,6 +267,8 @@ async def viewers(loom: Loom, address: str, args: argparse.Namespace) -> bool:
             context = await browser.new_context(
                 viewport={"width": 1280, "height": 800}, storage_state={"cookies": [cookie], "origins": []}
             )
+            if DEBUG:
+                await context.add_init_script(FRAMES)
             pages: list[Page] = []
             for tabs in (0, 1, args.tabs):
                 await open_tabs(context, url, pages, tabs)

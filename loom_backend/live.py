@@ -20,8 +20,11 @@ class Subscription:
     def __init__(self) -> None:
         self._pending: list[ReadModelChange] = []
         self._arrived = asyncio.Event()
+        self._pending_generation = 0
+        self.seen = 0  # the feed's generation as of the newest change `next` returned
 
-    def _push(self, change: ReadModelChange) -> None:
+    def _push(self, change: ReadModelChange, generation: int) -> None:
+        self._pending_generation = max(self._pending_generation, generation)
         if len(self._pending) >= MAX_PENDING:
             self._pending = [ReadModelChange()]
         else:
@@ -33,6 +36,7 @@ class Subscription:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
         changes, self._pending = self._pending, []
+        self.seen = max(self.seen, self._pending_generation)
         self._arrived.clear()
         return changes
 
@@ -57,15 +61,16 @@ class ChangeHub:
         in the committing thread, so no read after the commit is answered from before it."""
         with self._lock:
             self._generation += 1
+            generation = self._generation
         if self._loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is listening
-            self._loop.call_soon_threadsafe(self._fan_out, change)
+            self._loop.call_soon_threadsafe(self._fan_out, change, generation)
 
-    def _fan_out(self, change: ReadModelChange) -> None:
+    def _fan_out(self, change: ReadModelChange, generation: int) -> None:
         self.published += 1
         for subscriber in self._subscribers:
-            subscriber._push(change)
+            subscriber._push(change, generation)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscription]:

@@ -285,6 +285,10 @@ class ChangeSubscription(Protocol):
     async def next(self, timeout: float) -> list[ReadModelChange]:
         """The changes since the last call, waiting up to `timeout` seconds for one; [] when none came."""
 
+    @property
+    def seen(self) -> int:
+        """The feed's generation as of the newest change `next` returned: a read at least this fresh shows them all."""
+
 
 class ChangeFeed(Protocol):
     """The read model's committed changes, from one source per process fanned out to its open pages."""

@@ -140,8 +140,9 @@ async def _refusal_of(starting: Awaitable[None]) -> str | None:
     return None
 
 
-# Set while a live page reloads after changes (`LoomService.sharing_reads`): its reads may be shared.
-_SHARING = contextvars.ContextVar("loom_sharing_reads", default=False)
+# Set while a live page reloads after changes (`LoomService.sharing_reads`): its reads may be shared, by answers at
+# least as fresh as this generation (-1: the feed's generation when each read is made).
+_SHARING: contextvars.ContextVar[int | None] = contextvars.ContextVar("loom_sharing_reads", default=None)
 MAX_SHARED_READS = 1_000
 
 
@@ -164,6 +165,10 @@ class WaitingRollout:
     migration_id: str
     migration_name: str
     status: RolloutStatus
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 class LoomService:
@@ -216,8 +221,8 @@ class LoomService:
         self._hashing = asyncio.Semaphore(concurrent_sign_ins)
         self.changes = changes
         self.probes = tuple(probes)
-        self._shared: dict[Any, asyncio.Future[Any]] = {}
-        self._shared_generation = -1
+        self._shared: dict[Any, tuple[int, asyncio.Future[Any]]] = {}
+        self._in_flight: dict[Any, asyncio.Future[Any]] = {}
 
     @classmethod
     def over(
@@ -247,29 +252,57 @@ class LoomService:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     @contextlib.contextmanager
-    def sharing_reads(self) -> Iterator[None]:
-        """Reads made inside are shared with every other live page reading the same at the same change
-        generation: N tabs woken by one change cost one query each, not N. Only for pages that follow the change
+    def sharing_reads(self, fresh_as_of: int = -1) -> Iterator[None]:
+        """Reads made inside are shared with every other live page reading the same: N tabs woken by one change
+        cost one query each, not N. An answer serves while it is at least as fresh as `fresh_as_of` (the changes
+        the page has taken from its feed, `ChangeSubscription.seen`), so tabs reloading in one tick share it even
+        while writes go on; without it, only at the same change generation. Only for pages that follow the change
         feed, which reloads them again after any change a shared answer may have missed."""
-        token = _SHARING.set(True)
+        token = _SHARING.set(fresh_as_of)
         try:
             yield
         finally:
             _SHARING.reset(token)
 
     async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A read of the board or its panels: shared while `sharing_reads` (one in flight per query and change
-        generation), from the store otherwise. Answers are shared objects: callers never mutate them."""
-        if not _SHARING.get() or self.changes is None:
+        """A read of the board or its panels: shared while `sharing_reads` (the newest answer of each query, kept
+        with the generation it was asked at), from the store otherwise. Answers are shared objects: callers never
+        mutate them."""
+        fresh_as_of = _SHARING.get()
+        if fresh_as_of is None or self.changes is None:
             return await self._db(fn, *args, **kwargs)
-        generation = self.changes.generation
-        if generation != self._shared_generation or len(self._shared) >= MAX_SHARED_READS:
-            self._shared, self._shared_generation = {}, generation
+        generation = self.changes.generation  # asked after this generation's commits: it sees all of them
         key = (fn, repr(args), repr(sorted(kwargs.items())))
-        future = self._shared.get(key)
+        shared = self._shared.get(key)
+        if (
+            shared is not None
+            and shared[0] >= (generation if fresh_as_of < 0 else fresh_as_of)
+            and not _failed(shared[1])
+        ):
+            return await asyncio.shield(shared[1])
+        if len(self._shared) >= MAX_SHARED_READS:
+            self._shared = {}
+        future = asyncio.ensure_future(self._db(fn, *args, **kwargs))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+        self._shared[key] = (generation, future)
+        return await asyncio.shield(future)
+
+    async def _read_fresh(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read whose answer no change announces: while `sharing_reads`, shared only by the live pages asking
+        while one is in flight (the tabs of one tick), never answered from a finished one."""
+        if _SHARING.get() is None:
+            return await self._db(fn, *args)
+        key = (fn, repr(args))
+        future = self._in_flight.get(key)
         if future is None:
-            future = self._shared[key] = asyncio.ensure_future(self._db(fn, *args, **kwargs))
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
+            future = self._in_flight[key] = asyncio.ensure_future(self._db(fn, *args))
+
+            def done(f: asyncio.Future[Any], key: Any = key) -> None:
+                if self._in_flight.get(key) is f:
+                    del self._in_flight[key]
+                f.cancelled() or f.exception()  # retrieved, even if nobody waits
+
+            future.add_done_callback(done)
         return await asyncio.shield(future)
 
     # -- who is calling ---------------------------------------------------------------------
@@ -473,8 +506,8 @@ class LoomService:
         """Runs with a stuck current Step, by Migration id (every Migration, zeros included)."""
         self.authorize(principal, Role.VIEWER)
         counts: dict[str, int] = {}
-        for m in await self._db(self.registry.list_migrations):
-            counts[m.id] = await self._db(self.board.stuck_count, m.id, await self._stuck_limits(m.id))
+        for m in await self._read(self.registry.list_migrations):
+            counts[m.id] = await self._read(self.board.stuck_count, m.id, await self._stuck_limits(m.id))
         return counts
 
     async def get_candidate(self, principal: Principal, migration_id: str, candidate_id: str) -> Candidate:
@@ -629,12 +662,15 @@ class LoomService:
     async def rollout_status(self, principal: Principal, migration_id: str) -> RolloutStatus:
         self.authorize(principal, Role.VIEWER)
         await self._migration(migration_id, with_candidates=False)
-        # Never a shared read: a rollout writes its status a moment after the Runs it moved, with no change of its
-        # own, and the pages reading it again on their slow tick must see the new one.
-        current = await self._db(self.registry.get_rollout_status, migration_id)
+        # Never shared by change generation: a rollout writes its status a moment after the Runs it moved, with no
+        # change of its own, and the pages reading it again on their slow tick must see the new one.
+        return await self._read_fresh(self._rollout_status, migration_id)
+
+    def _rollout_status(self, migration_id: str) -> RolloutStatus:
+        current = self.registry.get_rollout_status(migration_id)
         if current is not None:
             return current
-        saved = await self._db(self.registry.get_rollout_policy, migration_id)
+        saved = self.registry.get_rollout_policy(migration_id)
         return RolloutStatus(state=RolloutPhase.IDLE, policy=RolloutPolicy.model_validate(saved) if saved else None)
 
     async def start_rollout(
@@ -1049,7 +1085,7 @@ class LoomService:
         stuck: dict[tuple[str, str], CandidateView] = {}
         for m in migrations:
             limits = await self._stuck_limits(m.id)
-            page = await self._db(
+            page = await self._read(
                 self.board.list_candidates, m.id, CandidateFilter(stuck=True), stuck=limits, limit=limit
             )
             stuck.update(((m.id, v.id), v) for v in page.candidates)
@@ -1077,11 +1113,11 @@ class LoomService:
     async def rollouts_waiting(self, principal: Principal) -> list[WaitingRollout]:
         """Across all Migrations: rollouts paused or waiting for an operator's Promote."""
         self.authorize(principal, Role.VIEWER)
-        statuses = await self._db(self.registry.list_rollout_statuses)
+        statuses = await self._read_fresh(self.registry.list_rollout_statuses)
         waiting = {mid: s for mid, s in statuses.items() if s.state is RolloutPhase.PAUSED or s.gate_waiting}
         if not waiting:
             return []
-        names = {m.id: m.name for m in await self._db(self.registry.list_migrations)}
+        names = {m.id: m.name for m in await self._read(self.registry.list_migrations)}
         return [WaitingRollout(mid, names.get(mid, mid), status) for mid, status in sorted(waiting.items())]
 
     # -- metrics and history ------------------------------------------------------------------

@@ -109,6 +109,13 @@ class LoomState(rx.State):
     _who_kind: str = ""
     _who_role: str = ""
 
+    def _show(self, **values: object) -> None:
+        """Assign only the vars whose value changed: Reflex sends every assigned var to the browser whole, equal or
+        not, and each open tab reloads on every change it follows."""
+        for name, value in values.items():
+            if self.get_value(name) != value:
+                setattr(self, name, value)
+
     @rx.var
     def can_operate(self) -> bool:
         return self.user_role in (Role.OPERATOR.value, Role.ADMIN.value)
@@ -232,8 +239,9 @@ class LiveMixin(rx.State, mixin=True):
                     async with self:
                         if self._watch_generation != generation or self.router.url.path != path:
                             return
-                        # Every tab woken by the same changes reads the same: one query per process, not per tab.
-                        with service().sharing_reads():
+                        # Tabs reloading together read the same: one query per process, not per tab, answered as
+                        # fresh as the changes this tab has taken from its feed.
+                        with service().sharing_reads(feed.seen):
                             if live_now:
                                 batch, pending, last_live = pending, [], now
                                 with contextlib.suppress(Exception):

@@ -28,9 +28,9 @@ from loom_ui.views.board import (
     RolloutView,
     StepLine,
     card_view,
-    column_view,
     plan_lines,
     rollout_view,
+    shared_column_view,
 )
 from loom_ui.views.common import InputField, MetaPair, entered, has_errors, input_fields, with_error, with_value
 
@@ -129,10 +129,10 @@ class BoardState(LiveMixin, LoomState):
                     total = (await self._candidates(status, limit=0)).total
                     more = min(PAGE_SIZE, max(0, total - len(columns[i].cards)))
                     columns[i] = replace(columns[i], total=total, total_text=f"{total:,}", more=more)
-        self.columns = columns
+        self._show(columns=columns)
         await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
-        self.selected = [cid for cid in self.selected if cid in shown]
+        self._show(selected=[cid for cid in self.selected if cid in shown])
 
     async def _reload_slow(self) -> None:
         """The metrics panel, the rollout panel and the navigation's count follow the board at most every few
@@ -146,7 +146,7 @@ class BoardState(LiveMixin, LoomState):
             await fleet._reload()
 
     async def _reload_rollout(self) -> None:
-        self.rollout = rollout_view(await service().rollout_status(self._viewer(), self.migration_id))
+        self._show(rollout=rollout_view(await service().rollout_status(self._viewer(), self.migration_id)))
 
     async def _candidates(
         self, status: CandidateStatus, *, limit: int, candidate_id: str | None = None
@@ -168,15 +168,15 @@ class BoardState(LiveMixin, LoomState):
 
     async def _load_column(self, status: CandidateStatus, title: str, now: datetime) -> ColumnView:
         page = await self._candidates(status, limit=self._limits.get(status.value, PAGE_SIZE))
-        return column_view(self.migration_id, status, title, page, now)
+        return shared_column_view(self.migration_id, status, title, page, now)
 
     async def _reload(self) -> None:
         now = datetime.now(UTC)
         columns = [await self._load_column(status, title, now) for status, title in COLUMNS]
-        self.columns = columns
+        self._show(columns=columns)
         await self._reload_rollout()
         shown = {c.id for col in columns for c in col.cards if c.selectable}
-        self.selected = [cid for cid in self.selected if cid in shown]
+        self._show(selected=[cid for cid in self.selected if cid in shown])
 
     async def _refresh_nav(self) -> None:
         await self._count_needs_me()
@@ -486,13 +486,17 @@ def _meta_chip(m: MetaPair) -> rx.Component:
     )
 
 
-def candidate_card(c: CardView) -> rx.Component:
+@rx.memo
+def board_card(c: rx.Var[CardView], checked: rx.Var[bool], can_operate: rx.Var[bool]) -> rx.Component:
+    """A card drawn again only when its own props change: a live reload re-sends every card, and the browser keeps
+    each unchanged one as it was (`applyDelta`), so one Step moving redraws one card, not the whole board. Reads no
+    state itself: a memo that did would be redrawn on every change to the board's state."""
     return card(
         c,
         rx.cond(
-            c.selectable & LoomState.can_operate,
+            c.selectable & can_operate,
             rx.checkbox(
-                checked=BoardState.selected.contains(c.id),
+                checked=checked,
                 on_change=lambda v: BoardState.toggle(c.id, v),
                 aria_label="Select " + c.id,
                 data_testid="select-candidate",
@@ -500,6 +504,10 @@ def candidate_card(c: CardView) -> rx.Component:
         ),
         rx.cond(c.meta.length() > 0, rx.hstack(rx.foreach(c.meta, _meta_chip), spacing="1", wrap="wrap")),
     )
+
+
+def _card(c: CardView) -> rx.Component:
+    return board_card(c=c, checked=BoardState.selected.contains(c.id), can_operate=LoomState.can_operate)
 
 
 def _column(col: ColumnView) -> rx.Component:
@@ -514,7 +522,7 @@ def _column(col: ColumnView) -> rx.Component:
         ),
         rx.cond(
             col.total > 0,
-            rx.vstack(rx.foreach(col.cards, candidate_card), spacing="2", width="100%"),
+            rx.vstack(rx.foreach(col.cards, _card), spacing="2", width="100%"),
             rx.center(
                 rx.text("No Candidates here", size="2", color=rx.color("gray", 11)),
                 padding="24px",

@@ -93,6 +93,26 @@ def column_view(
     )
 
 
+# The views of the pages read last, by page: tabs that share a read (`LoomService.sharing_reads`) share its view,
+# built once per change, not once per tab. Views are never mutated (pages replace them), so sharing is safe.
+_SHARED_COLUMNS: dict[int, tuple[CandidatePage, ColumnView]] = {}
+MAX_SHARED_COLUMNS = 64
+
+
+def shared_column_view(
+    migration_id: str, status: CandidateStatus, title: str, page: CandidatePage, now: datetime
+) -> ColumnView:
+    """`column_view` of this very page object, built by the first tab that asks (at its `now`)."""
+    hit = _SHARED_COLUMNS.get(id(page))
+    if hit is not None and hit[0] is page:
+        return hit[1]
+    view = column_view(migration_id, status, title, page, now)
+    if len(_SHARED_COLUMNS) >= MAX_SHARED_COLUMNS:
+        _SHARED_COLUMNS.clear()
+    _SHARED_COLUMNS[id(page)] = (page, view)
+    return view
+
+
 def plan_lines(migration: Migration) -> list[StepLine]:
     return [StepLine(i + 1, s.name, s.description or "", s.type or "") for i, s in enumerate(migration.steps)]
 

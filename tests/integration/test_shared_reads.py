@@ -91,3 +91,54 @@ async def test_a_failed_shared_read_fails_every_tab_and_is_not_kept(store: SqlSt
     store.announce(announcement(["a"]), NOW)
     loom.changes.publish(ReadModelChange("base-image"))  # type: ignore[union-attr]
     assert await tab() == []
+
+
+async def test_tabs_asking_at_once_share_the_rollout_status_yet_a_later_ask_sees_a_new_one(
+    store: SqlStore, access: AccessControl
+) -> None:
+    """A rollout writes its status with no change of its own: shared only by tabs asking while one read is out."""
+    store.announce(announcement(["a"]), NOW)
+    loom = service(store, access, ChangeHub())
+    await loom.rollout_status(VIEWER, "base-image")  # connections opened: what follows counts queries only
+    statements = counting(store)
+
+    async def tab() -> int | None:
+        with loom.sharing_reads():
+            return (await loom.rollout_status(VIEWER, "base-image")).policy and 1
+
+    await tab()  # the Migration's own read is shared by generation from now on
+    before = len(statements)
+    await tab()
+    lone = len(statements) - before
+    assert await asyncio.gather(*(tab() for _ in range(TABS))) == [None] * TABS
+    assert lone > 0 and len(statements) - before - lone == lone  # twenty tabs at once, the queries of one
+    store.set_rollout_policy("base-image", {"max_running": 2})  # no change is published for it
+    assert await tab() == 1
+
+
+async def test_tabs_of_one_tick_share_a_read_while_writes_go_on_yet_see_every_change_they_took(
+    store: SqlStore, access: AccessControl
+) -> None:
+    store.announce(announcement(["a", "b"]), NOW)
+    hub = ChangeHub()
+    loom = service(store, access, hub)
+    loom.clock = lambda: NOW  # the stuck rule's moment is part of the query: one second for the whole test
+    await running(loom)
+    statements = counting(store)
+    with hub.subscribe() as early, hub.subscribe() as late:
+        store.claim_candidate("base-image", "a", {})
+        hub.publish(ReadModelChange("base-image", "a", CandidateStatus.RUNNING))
+        await early.next(1.0)
+        with loom.sharing_reads(early.seen):
+            assert await running(loom) == ["a"]
+        asked = len(statements)
+        hub.publish(ReadModelChange("other-migration"))  # the generation moves on: another page's write
+        await late.next(1.0)  # `late` took "a" too, and the other write
+        with loom.sharing_reads(early.seen):
+            assert await running(loom) == ["a"]
+        assert len(statements) == asked  # as fresh as what `early` has taken: shared although the generation moved
+        store.claim_candidate("base-image", "b", {})
+        hub.publish(ReadModelChange("base-image", "b", CandidateStatus.RUNNING))
+        await late.next(1.0)
+        with loom.sharing_reads(late.seen):
+            assert await running(loom) == ["a", "b"]  # a tab that took the change reads anew

@@ -21,7 +21,7 @@ from loom_backend.domain import (
     StepStatus,
 )
 from loom_backend.service import WaitingStep
-from loom_ui.views.board import PAGE_SIZE, card_view, column_view
+from loom_ui.views.board import PAGE_SIZE, card_view, column_view, shared_column_view
 from loom_ui.views.candidate import left_open_prs, step_views
 from loom_ui.views.common import InputField, entered, has_errors, input_fields, with_error, with_value
 from loom_ui.views.inbox import waiting_row
@@ -108,6 +108,15 @@ def test_a_column_offers_at_most_one_page_more_of_what_it_does_not_show() -> Non
     page = CandidatePage(candidates=[candidate(CandidateStatus.NOT_STARTED)], total=5_000, limit=50, offset=0)
     column = column_view("m1", CandidateStatus.NOT_STARTED, "Not started", page, NOW)
     assert (column.total_text, column.more, len(column.cards)) == ("5,000", PAGE_SIZE, 1)
+
+
+def test_tabs_given_the_same_shared_page_share_its_column_view_and_a_new_page_gets_its_own() -> None:
+    page = CandidatePage(candidates=[candidate(CandidateStatus.RUNNING)], total=1, limit=50, offset=0)
+    first = shared_column_view("m1", CandidateStatus.RUNNING, "Running", page, NOW)
+    assert shared_column_view("m1", CandidateStatus.RUNNING, "Running", page, NOW + timedelta(seconds=1)) is first
+    again = page.model_copy(deep=True)  # the next change's read: equal, yet read anew
+    assert shared_column_view("m1", CandidateStatus.RUNNING, "Running", again, NOW) is not first
+    assert shared_column_view("m1", CandidateStatus.RUNNING, "Running", again, NOW) == first
 
 
 def test_inputs_are_filled_from_saved_inputs_before_metadata_and_only_typed_values_are_sent() -> None:
