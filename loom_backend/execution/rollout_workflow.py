@@ -69,7 +69,9 @@ HISTORY_LIMIT = 5_000
 # Rollouts begun before their actions went to the event log replay as they ran: no notes written for them.
 ROLLOUT_EVENTS_PATCH = "rollout-events"
 ROLLOUT_LEAN_PATCH = "rollout-start-many"
-START_BATCH = 100  # Starts per activity: a round of a large maxRunning takes a few, each well within its timeout
+# Starts per activity: a round of a large maxRunning takes a few, each well within the 60 s a single Start had (as
+# long as a batch lost with a killed worker holds the rollout up).
+START_BATCH = 100
 
 
 class RolloutNotInStateError(ApplicationError):
@@ -239,7 +241,7 @@ class RolloutWorkflow:
                     RolloutStartManyInput(
                         migration_id=self._state.migration_id, candidate_ids=batch, actor=self._state.actor
                     ),
-                    start_to_close_timeout=timedelta(seconds=120),
+                    start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=PATIENT,
                 )
                 for batch in batches
