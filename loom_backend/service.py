@@ -1156,9 +1156,10 @@ class LoomService:
 
     async def burndown(self, principal: Principal, migration_id: str | None = None) -> Burndown:
         await self._require_migration_if_named(principal, migration_id)
-        return await self._read(
-            self.metrics.burndown, self.clock().astimezone(UTC).replace(microsecond=0), migration_id
-        )
+        # The end of this second, not its start: tabs within a second share the read, and a Run completed
+        # earlier in the second is counted in the pace as it is in the totals.
+        end_of_second = (self.clock().astimezone(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+        return await self._read(self.metrics.burndown, end_of_second, migration_id)
 
     async def readiness(self) -> Readiness:
         """Whether this process can do its work now. No principal: probes do not sign in, and the answer names
