@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from starlette.responses import Response
     from starlette.routing import Route
     from temporalio import activity
+    from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client
     from temporalio.common import RetryPolicy
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -78,6 +79,66 @@ with workflow.unsafe.imports_passed_through():
     from loom_backend.migrator_client import MAX_IN_FLIGHT, HttpMigratorNotifier
     from loom_backend.settings import Settings
     from loom_backend.store.sql_store import SqlStore
+
+
+# --- CPU per process, read from /proc -----------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (a Reflex worker may run children of its own)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                parents.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """User + system CPU of pid (and its descendants) so far."""
+    total = 0.0
+    for member in process_tree(pid) if descendants else [pid]:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return total
+
+
+def temporal_server_pid() -> int:
+    """The embedded Temporal dev server this process started (its child running `temporal server`)."""
+    for pid in process_tree(os.getpid())[1:]:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"server" in command and any(part.endswith(b"temporal") for part in command):
+                return pid
+    raise RuntimeError("no Temporal server among this process's children")
+
+
+class CpuMeter:
+    """CPU seconds of the Temporal server, this process (the baseline's worker, the Migrator) and Loom's process."""
+
+    def __init__(self, loom_pid: int | None = None) -> None:
+        self.pids = {"temporal": temporal_server_pid(), "bench": os.getpid()}
+        if loom_pid is not None:
+            self.pids["loom"] = loom_pid
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        # This process's children are the others: its own CPU only.
+        return {name: cpu_seconds(pid, descendants=name != "bench") for name, pid in self.pids.items()}
+
+    def per_step_ms(self, steps: int) -> dict[str, float]:
+        now = self._now()
+        return {name: (now[name] - self.start[name]) * 1000 / steps for name in self.pids}
 
 
 # --- the bare baseline: dispatch by HTTP, wait for a signal, nothing persisted ----------------
@@ -205,9 +266,11 @@ class Figures(BaseModel):
     steps_per_s: float
     p50_ms: float
     p95_ms: float
+    run_ids: list[str] = []
+    cpu_ms_per_step: dict[str, float] = {}
 
 
-def figures(seconds: float, runs: int, steps: int, latencies: list[float]) -> Figures:
+def figures(seconds: float, runs: int, steps: int, latencies: list[float], run_ids: list[str]) -> Figures:
     ordered = sorted(latencies) or [0.0]
     return Figures(
         seconds=seconds,
@@ -215,6 +278,7 @@ def figures(seconds: float, runs: int, steps: int, latencies: list[float]) -> Fi
         steps_per_s=runs * steps / seconds,
         p50_ms=statistics.median(ordered) * 1000,
         p95_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000,
+        run_ids=run_ids,
     )
 
 
@@ -242,6 +306,7 @@ async def bench_loom(
 
     migrator.reset([s.name for s in step_defs], complete)
     async with build_worker(client, task_queue, RunActivities(store, notifier)):
+        meter = CpuMeter()  # Loom's worker runs in this process: "bench" holds it
         started = time.perf_counter()
 
         gate = asyncio.Semaphore(concurrency)
@@ -260,11 +325,13 @@ async def bench_loom(
 
         await asyncio.gather(*(one(c) for c in candidates))
         seconds = time.perf_counter() - started
+        cpu = meter.per_step_ms(runs * steps)
     await notifier.aclose()
     page = store.list_events(migration_id, limit=1)
     expected_events = runs * (2 + 2 * steps)
     assert page.total == expected_events, f"{page.total} events, expected {expected_events}"
-    return figures(seconds, runs, steps, migrator.latencies)
+    result = figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__{c.id}" for c in candidates])
+    return result.model_copy(update={"cpu_ms_per_step": cpu})
 
 
 @dataclass
@@ -368,8 +435,9 @@ async def bench_loom_http(
         else:
             raise RuntimeError("the Loom process did not come up in 30 s")
         debug = await api.get("/api/debug/process", headers=as_operator)
-        if debug.status_code == 200:
-            print(f"  Loom process pid {debug.json()['pid']} (for py-spy)", flush=True)
+        debug.raise_for_status()
+        loom_pid = debug.json()["pid"]
+        print(f"  Loom process pid {loom_pid} (for py-spy)", flush=True)
 
         migration_id = f"bench-{uuid.uuid4().hex[:8]}"
         step_names = [f"step-{i}" for i in range(steps)]
@@ -415,6 +483,7 @@ async def bench_loom_http(
                 response.raise_for_status()
                 await client.get_workflow_handle(f"{migration_id}__{candidate_id}").result()
 
+        meter = CpuMeter(loom_pid)
         started = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.gather(*(one(f"svc-{i:04d}") for i in range(runs))), 600)
@@ -424,6 +493,7 @@ async def bench_loom_http(
             if refused:
                 print(f"  {len(refused)} callback attempt(s) not accepted", flush=True)
         seconds = time.perf_counter() - started
+        cpu = meter.per_step_ms(runs * steps)
         await migrator.settle()
         events = await api.get(f"/api/migrations/{migration_id}/events", params={"limit": 1}, headers=as_operator)
         events.raise_for_status()
@@ -437,7 +507,8 @@ async def bench_loom_http(
     assert not errors, f"the Loom process logged {len(errors)} tracebacks; see {log_path}"
     expected_events = runs * (2 + 2 * steps)
     assert events.json()["total"] == expected_events, f"{events.json()['total']} events, expected {expected_events}"
-    return figures(seconds, runs, steps, migrator.latencies)
+    result = figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__svc-{i:04d}" for i in range(runs)])
+    return result.model_copy(update={"cpu_ms_per_step": cpu})
 
 
 async def bench_bare(
@@ -464,6 +535,7 @@ async def bench_bare(
             max_concurrent_workflow_tasks=100,
         )
         async with worker:
+            meter = CpuMeter()
             started = time.perf_counter()
             prefix = uuid.uuid4().hex[:8]
 
@@ -486,7 +558,27 @@ async def bench_bare(
 
             await asyncio.gather(*(one(i) for i in range(runs)))
             seconds = time.perf_counter() - started
-    return figures(seconds, runs, steps, migrator.latencies)
+    result = figures(seconds, runs, steps, migrator.latencies, [f"bare-{prefix}__svc-{i:04d}" for i in range(runs)])
+    return result.model_copy(update={"cpu_ms_per_step": meter.per_step_ms(runs * steps)})
+
+
+async def explain(client: Client, workflow_ids: list[str]) -> None:
+    """Where a Run's time goes: the median gap between consecutive events of its history, by event type."""
+    gaps: dict[str, list[float]] = {}
+    for workflow_id in workflow_ids:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        previous = None
+        for event in history.events:
+            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+            at = event.event_time.ToDatetime().timestamp()
+            if previous is not None:
+                gaps.setdefault(f"{previous[0]} -> {name}", []).append(at - previous[1])
+            previous = (name, at)
+    for pair, values in sorted(gaps.items(), key=lambda item: -sum(item[1])):
+        print(
+            f"    {pair:70} n={len(values):4}  median {statistics.median(values) * 1000:6.1f} ms  "
+            f"total/Run {sum(values) * 1000 / len(workflow_ids):6.1f} ms"
+        )
 
 
 def show(name: str, f: Figures) -> None:
@@ -494,6 +586,8 @@ def show(name: str, f: Figures) -> None:
         f"{name:5} {f.seconds:6.1f} s  {f.runs_per_s:6.1f} runs/s  {f.steps_per_s:7.1f} steps/s  "
         f"callback->next dispatch p50 {f.p50_ms:6.1f} ms  p95 {f.p95_ms:6.1f} ms"
     )
+    if f.cpu_ms_per_step:
+        print("      CPU-ms per Step: " + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu_ms_per_step.items()))
 
 
 async def main() -> None:
@@ -507,6 +601,7 @@ async def main() -> None:
     parser.add_argument(
         "--target", choices=["api", "app"], default="api", help="with --via http: `loom api`, or the `make run` app"
     )
+    parser.add_argument("--explain", type=int, default=0, help="print where N Runs' time went, from their histories")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
@@ -529,6 +624,8 @@ async def main() -> None:
                 )
                 bare = await bench_bare(client, migrator, url, args.runs, args.steps, concurrency)
                 show("bare", bare)
+                if args.explain:
+                    await explain(client, bare.run_ids[: args.explain])
                 if args.via == "http":
                     process = loom_app_process if args.target == "app" else loom_api_process
                     async with process(address, data_dir) as loom_process:
@@ -538,11 +635,20 @@ async def main() -> None:
                 else:
                     loom = await bench_loom(client, migrator, url, data_dir, args.runs, args.steps, concurrency)
                 show("loom", loom)
+                if args.explain:
+                    await explain(client, loom.run_ids[: args.explain])
                 ratio = loom.steps_per_s / bare.steps_per_s
                 print(
                     f"ratio loom/bare (steps/s) {ratio:.2f} (target >= 0.9); p95 loom/bare "
                     f"{loom.p95_ms / bare.p95_ms:.2f} (target <= 1.2)"
                 )
+                if loom.cpu_ms_per_step and bare.cpu_ms_per_step:
+                    bare_cpu, loom_cpu = sum(bare.cpu_ms_per_step.values()), sum(loom.cpu_ms_per_step.values())
+                    busy = bare_cpu * bare.steps_per_s / 10 / (os.cpu_count() or 1)
+                    print(
+                        f"CPU-ms per Step, all processes: bare {bare_cpu:.1f}, loom {loom_cpu:.1f} "
+                        f"(bare/loom {bare_cpu / loom_cpu:.2f}); the bare run kept {busy:.0f}% of the cores busy"
+                    )
             finally:
                 server.should_exit = True
                 await asyncio.sleep(0.2)

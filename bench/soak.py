@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
-from runs import InstantMigrator, bounded_limits, serve  # noqa: E402
+from runs import InstantMigrator, bounded_limits, cpu_seconds, process_tree, serve  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from temporalio.client import Client  # noqa: E402
@@ -56,40 +56,12 @@ from tests.e2e.harness import (  # noqa: E402
     temporal_server,
 )
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_SECONDS = 10.0
 MB = 1024 * 1024
 
 
 # --- the app process, read from /proc ------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and its descendants (a Reflex worker may run children of its own)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = (entry / "stat").read_text()
-                parent = int(stat.rsplit(")", 1)[1].split()[1])
-                parents.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(parents.get(current, []))
-    return tree
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of pid and its descendants so far."""
-    total = 0.0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return total
 
 
 def rss_bytes(pid: int) -> int:
