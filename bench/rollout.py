@@ -51,7 +51,7 @@ from runs import (  # noqa: E402
     IN_FLIGHT,
     InstantMigrator,
     LoomProcess,
-    bounded_limits,
+    bounded_client,
     loom_api_process,
     loom_app_process,
     serve,
@@ -295,9 +295,7 @@ async def main() -> None:
                 with database(args.database_url) as url:
                     async with (
                         process(address, data_dir, database_url=url) as loom,
-                        httpx.AsyncClient(
-                            base_url=loom.base, limits=bounded_limits(), timeout=httpx.Timeout(120.0)
-                        ) as api,
+                        bounded_client(120.0, loom.base) as api,
                     ):
                         await ready(api, loom)
                         print(f"{'PostgreSQL' if url else 'SQLite'}, {args.target}", flush=True)

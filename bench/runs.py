@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from loom_backend.execution.engine import TemporalEngine, connect
     from loom_backend.execution.worker import build_worker
     from loom_backend.migrator_client import MAX_IN_FLIGHT, HttpMigratorNotifier
+    from loom_backend.outbound_http import pooled_client
     from loom_backend.settings import Settings
     from loom_backend.store.sql_store import SqlStore
 
@@ -144,12 +145,16 @@ class CpuMeter:
 # --- the bare baseline: dispatch by HTTP, wait for a signal, nothing persisted ----------------
 
 # Requests in flight per HTTP client, as Loom's HttpMigratorNotifier bounds them: the baseline's dispatches
-# and the Migrator's callbacks get the same bound (httpcore's pool costs O(connections^2) past it).
+# and the Migrator's callbacks get the same bound.
 IN_FLIGHT = MAX_IN_FLIGHT
 
 
-def bounded_limits() -> httpx.Limits:
-    return httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT, keepalive_expiry=4.0)
+def bounded_client(timeout: float, base_url: str = "") -> httpx.AsyncClient:
+    """The client Loom dispatches with (its pool, IN_FLIGHT connections): the baseline's dispatches and the Migrator's
+    callbacks cost what Loom's dispatches cost, so neither side is measured with a slower HTTP stack than the other."""
+    client = pooled_client(max_connections=IN_FLIGHT, keepalive_seconds=4.0, timeout=httpx.Timeout(timeout))
+    client.base_url = httpx.URL(base_url)
+    return client
 
 
 class BareInput(BaseModel):
@@ -416,13 +421,12 @@ async def bench_loom_http(
     concurrency: int,
 ) -> Figures:
     """Loom behind its HTTP API in its own process: announce, start and callbacks all over HTTP with tokens."""
-    limits = bounded_limits()
     turns = asyncio.Semaphore(IN_FLIGHT)
     as_migrator = {"Authorization": f"Bearer {process.migrator_token}"}
     as_operator = {"Authorization": f"Bearer {process.operator_token}"}
     log_path = process.log_path
     log_start = log_path.stat().st_size if log_path.exists() else 0
-    async with httpx.AsyncClient(base_url=process.base, limits=limits, timeout=httpx.Timeout(30.0)) as api:
+    async with bounded_client(30.0, process.base) as api:
         for _ in range(300):
             if not process.alive():
                 raise RuntimeError(f"the Loom process exited: {log_path.read_text()[-2000:]}")
@@ -522,8 +526,7 @@ async def bench_bare(
         await handle.signal("bare_step_done", BareCallback(step_name=dispatch.step_name))
 
     migrator.reset(names, complete)
-    limits = bounded_limits()
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10.0)) as http:
+    async with bounded_client(10.0) as http:
         worker = Worker(
             client,
             task_queue=task_queue,

@@ -34,7 +34,7 @@ from runs import (  # noqa: E402
     IN_FLIGHT,
     InstantMigrator,
     LoomProcess,
-    bounded_limits,
+    bounded_client,
     loom_api_process,
     loom_app_process,
     serve,
@@ -70,7 +70,7 @@ async def drain(
     as_migrator = {"Authorization": f"Bearer {loom.migrator_token}"}
     as_operator = {"Authorization": f"Bearer {loom.operator_token}"}
     turns = asyncio.Semaphore(IN_FLIGHT)
-    async with httpx.AsyncClient(base_url=loom.base, limits=bounded_limits(), timeout=httpx.Timeout(120.0)) as api:
+    async with bounded_client(120.0, loom.base) as api:
         pid = (await api.get("/api/debug/process", headers=as_operator)).json()["pid"]
         migration_id = f"scale-{uuid.uuid4().hex[:8]}"
         names = [f"step-{i}" for i in range(args.steps)]

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
-from runs import InstantMigrator, bounded_limits, cpu_seconds, process_tree, serve  # noqa: E402
+from runs import InstantMigrator, bounded_client, cpu_seconds, process_tree, serve  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from temporalio.client import Client  # noqa: E402
@@ -204,7 +204,7 @@ async def soak(loom: Loom, address: str, args: argparse.Namespace) -> None:
     migrator = InstantMigrator()
     port = free_port()
     server = await serve(Starlette(routes=[Route("/dispatch-step", migrator.dispatch_step, methods=["POST"])]), port)
-    async with httpx.AsyncClient(base_url=loom.url, limits=bounded_limits(), timeout=httpx.Timeout(60.0)) as api:
+    async with bounded_client(60.0, loom.url) as api:
         bench = Bench(
             loom=loom,
             api=api,

@@ -1,4 +1,4 @@
-"""httpx adapter for the MigratorNotifier port: dispatch a Step, or ask a Migrator for a dry run.
+"""HTTP adapter for the MigratorNotifier port: dispatch a Step, or ask a Migrator for a dry run.
 
 Every request is signed with the owning Migrator token's key (see signing.py) and goes only to
 addresses the URL policy allows, checked with fresh DNS answers right before the call.
@@ -7,6 +7,7 @@ addresses the URL policy allows, checked with fresh DNS answers right before the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from loom_backend import errors, tracing
 from loom_backend.domain import DispatchStepRequest, DryRunRequest, DryRunResult
+from loom_backend.outbound_http import pooled_client
 from loom_backend.signing import sign
 from loom_backend.url_allow import MigratorUrlPolicy, UrlRefused
 
@@ -45,6 +47,7 @@ def _excerpt(response: httpx.Response) -> str:
     return text[:MAX_ERROR_TEXT]
 
 
+@functools.lru_cache(maxsize=4096)  # parsing and joining URLs was a fifth of a dispatch's CPU; URLs are immutable
 def migrator_endpoint(migrator_url: str, route: str) -> httpx.URL:
     """`{migratorUrl}/{route}`, joined as URL paths join: the Migrator URL's own path kept, never a query or fragment."""
     base = httpx.URL(migrator_url)
@@ -62,12 +65,11 @@ class _Lane:
 class HttpMigratorNotifier:
     """A small connection pool per Migrator, with at most `max_in_flight` requests to it at once.
 
-    More requests wait their turn here (bounded by the timeout) rather than in httpx's pool:
-    httpcore scans every pooled connection on each request (a readability check per idle one)
-    and closes idle ones past max_keepalive_connections, so with 200 Runs at once a single pool
-    of hundreds of connections took 46% of the app's CPU (bench/runs.py); 16 per Migrator keep
-    up with one that answers at once, as the contract asks. A slow Migrator holds only its own
-    turns. Every connection may stay open, so none is closed and reopened under load.
+    More requests wait their turn here (bounded by the timeout) rather than in the pool: with 200
+    Runs at once a single pool of hundreds of connections took 46% of the app's CPU (bench/runs.py,
+    over httpcore); 16 per Migrator keep up with one that answers at once, as the contract asks. A
+    slow Migrator holds only its own turns. Every connection may stay open, so none is closed and
+    reopened under load.
 
     Idle connections are dropped after KEEPALIVE_EXPIRY_SECONDS, under the 5 s after which
     uvicorn and Node servers close them: reusing a connection the Migrator is closing fails
@@ -94,12 +96,9 @@ class HttpMigratorNotifier:
         key = f"{origin.scheme}://{origin.host}:{origin.port}"
         lane = self._lanes.get(key)
         if lane is None:
-            client = self._client or httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=self._max_in_flight,
-                    max_keepalive_connections=self._max_in_flight,
-                    keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-                ),
+            client = self._client or pooled_client(
+                max_connections=self._max_in_flight,
+                keepalive_seconds=KEEPALIVE_EXPIRY_SECONDS,
                 timeout=httpx.Timeout(self._timeout, connect=min(5.0, self._timeout)),
             )
             lane = self._lanes[key] = _Lane(client, asyncio.Semaphore(self._max_in_flight))
