@@ -125,6 +125,9 @@ class RunStore(Protocol):
 
     def step_results(self, run_id: str) -> list[StepResult]: ...
 
+    def has_rollout_policy(self, migration_id: str) -> bool:
+        """Whether the Migration has a rollout policy: only then may a rollout be following its Runs."""
+
     def apply_run_changes(
         self, run_id: str, migration_id: str, candidate_id: str, changes: list[RunChange], once: bool = False
     ) -> None:

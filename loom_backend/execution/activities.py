@@ -57,6 +57,7 @@ class RunActivities:
         # default executor the API's reads use. On SQLite one thread: with 200 Runs at once,
         # threads racing for the write lock made a batch take 65 ms on average (bench/runs.py).
         self._writes = ThreadPoolExecutor(max_workers=writers or _writers_for(store), thread_name_prefix="loom-persist")
+        self._rollout_policies: set[str] = set()  # Migrations known to have a rollout policy
 
     @activity.defn(name="loom_persist")
     async def persist(self, batch: PersistBatch) -> None:
@@ -82,12 +83,24 @@ class RunActivities:
         if _rollout_should_look(batch.writes):
             await self._tell_rollout(batch.migration_id)
 
-    @staticmethod
-    async def _tell_rollout(migration_id: str) -> None:
+    async def _may_have_rollout(self, migration_id: str) -> bool:
+        """Whether the Migration has a rollout policy, which a rollout needs. A Yes is kept; a No is asked again each
+        time (one indexed read), since a policy saved a moment later may come with a rollout that waits on this."""
+        if migration_id in self._rollout_policies:
+            return True
+        if await asyncio.to_thread(self._store.has_rollout_policy, migration_id):
+            self._rollout_policies.add(migration_id)
+            return True
+        return False
+
+    async def _tell_rollout(self, migration_id: str) -> None:
         """Signal the Migration's rollout to look now rather than at its next poll. Only a hint, sent once the
         change is in the read model, where the rollout reads it: no rollout, a closed one or an unreachable
-        Temporal leave the poll to find the change, and a repeat costs one extra look."""
+        Temporal leave the poll to find the change, and a repeat costs one extra look. Migrations without a
+        rollout policy (most) are not signalled at all: each signal to no rollout cost Temporal a lookup."""
         try:
+            if not await self._may_have_rollout(migration_id):
+                return
             handle = activity.client().get_workflow_handle(rollout_id(migration_id))
             await handle.signal(ROLLOUT_LOOK_SIGNAL, rpc_timeout=LOOK_TIMEOUT)
         except RPCError as exc:

@@ -526,6 +526,12 @@ class SqlStore:
             row = session.get(MigrationRow, migration_id)
             return dict(row.rollout_policy) if row is not None and row.rollout_policy else None
 
+    def has_rollout_policy(self, migration_id: str) -> bool:
+        """Asked as Runs end (bare Connection, one column): whether to wake a rollout."""
+        with self.engine.connect() as connection:
+            row = connection.execute(_ROLLOUT_POLICY, {"id": migration_id}).first()
+        return bool(row and row[0])
+
     def set_rollout_policy(self, migration_id: str, policy: dict[str, Any]) -> None:
         with self._session() as session:
             session.execute(update(MIGRATIONS).where(MIGRATIONS.c.id == migration_id).values(rollout_policy=policy))
@@ -1115,6 +1121,7 @@ _CANDIDATE_PROGRESS = select(
 ).where(CANDIDATES.c.migration_id == bindparam("b_migration_id"), CANDIDATES.c.id == bindparam("b_id"))
 _RUN_RESULTS = select(STEP_RESULTS).where(STEP_RESULTS.c.run_id == bindparam("run_id"))
 _EVENT_WITH_KEY = select(STEP_EVENTS.c.id).where(STEP_EVENTS.c.key == bindparam("key"))
+_ROLLOUT_POLICY = select(MIGRATIONS.c.rollout_policy).where(MIGRATIONS.c.id == bindparam("id"))
 _STEP_RESULT_UPDATES = (
     "migration_id",
     "candidate_id",

@@ -74,12 +74,14 @@ class Rollout:
     samples: list[list[Any]] = field(default_factory=list)
     worker: Any = None
     worker_task: asyncio.Task[None] | None = None
+    notifier: HttpMigratorNotifier | None = None
 
     async def start_worker(self) -> None:
+        self.notifier = HttpMigratorNotifier(timeout_seconds=2.0)
         self.worker = build_worker(
             self.client,
             self.task_queue,
-            RunActivities(self.store, HttpMigratorNotifier(timeout_seconds=2.0)),
+            RunActivities(self.store, self.notifier),
             rollout=RolloutActivities(self.service, self.store, self.store, self.store),
         )
         self.worker_task = asyncio.create_task(self.worker.run())
@@ -90,6 +92,8 @@ class Rollout:
         assert self.worker_task is not None
         with contextlib.suppress(BaseException):
             await self.worker_task
+        if self.notifier is not None:
+            await self.notifier.aclose()
 
     def running(self) -> list[Any]:
         page = self.store.list_candidates(
