@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutStartInput,
         RolloutStartManyInput,
     )
-    from loom_backend.execution.rollout_activities import RolloutActivities
+    from loom_backend.execution.rollout_activities import HEARTBEAT_TIMEOUT, RolloutActivities
     from loom_backend.rollout import (
         AUTO,
         BulkAction,
@@ -113,6 +113,7 @@ class RolloutWorkflow:
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=PATIENT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
             )
             if publishing is not None:
                 observation, _ = await asyncio.gather(looking, publishing)
@@ -164,6 +165,7 @@ class RolloutWorkflow:
                 PublishInput(migration_id=state.migration_id, status=status, notes=notes, started_at=state.started_at),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PATIENT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
             )
             self._last = status
         state.notes = [n for n in state.notes if n not in notes]
@@ -220,6 +222,7 @@ class RolloutWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=PATIENT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         return outcome.refusal
 
@@ -243,6 +246,7 @@ class RolloutWorkflow:
                     ),
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=PATIENT,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 )
                 for batch in batches
             )
@@ -257,6 +261,7 @@ class RolloutWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=PATIENT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         return outcome.refusal
 
@@ -332,6 +337,7 @@ class BulkWorkflow:
                         ),
                         start_to_close_timeout=timedelta(seconds=60),
                         retry_policy=PATIENT,
+                        heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     )
                     for c in ids[begin : begin + input.parallel]
                 )
@@ -343,4 +349,5 @@ class BulkWorkflow:
             input.op_id,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=PATIENT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
