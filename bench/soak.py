@@ -273,6 +273,7 @@ async def soak(loom: Loom, address: str, args: argparse.Namespace) -> None:
         f"{soaked['sysPathEntries']} after the soak -> {final['sysPathEntries']}; "
         f"threads {before['threads']} -> {final['threads']}"
     )
+    print(f"threads by name: before {before.get('threadGroups')}; after the last batch {final.get('threadGroups')}")
     print(
         f"closed/fresh (tabs closed again): Steps/s {closed.steps_per_s / fresh.steps_per_s:.2f}, "
         f"CPU-ms/Step {closed.cpu_ms_per_step / fresh.cpu_ms_per_step:.2f}; sys.path {closed_figures['sysPathEntries']}"

@@ -36,6 +36,8 @@ async def test_an_admin_sees_this_process_size_threads_and_sys_path(store: SqlSt
     assert figures["sysPathEntries"] == len(sys.path)
     assert figures["rssBytes"] > 1_000_000
     assert figures["threads"] >= 1
+    groups = figures["threadGroups"]
+    assert groups["MainThread"] == 1 and sum(groups.values()) == figures["threads"], groups
     assert figures["uptimeSeconds"] >= 0
     assert len(figures["gcCounts"]) == 3
 

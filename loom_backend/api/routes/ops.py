@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 import resource
 import sys
 import threading
@@ -64,6 +65,7 @@ class ProcessFigures(WireModel):
     uptime_seconds: float
     rss_bytes: int
     threads: int
+    thread_groups: dict[str, int]  # Python threads by name (numbers dropped); `native`: the others (Temporal's core)
     sys_path_entries: int
     gc_counts: list[int]
     sql_statements: int
@@ -74,7 +76,8 @@ class ProcessFigures(WireModel):
             pid=os.getpid(),
             uptime_seconds=round(time.monotonic() - _STARTED, 3),
             rss_bytes=_rss_bytes(),
-            threads=_os_threads(),
+            threads=(threads := _os_threads()),
+            thread_groups=_thread_groups(threads),
             sys_path_entries=len(sys.path),
             gc_counts=list(gc.get_count()),
             sql_statements=_STATEMENTS.count,
@@ -89,6 +92,17 @@ def _rss_bytes() -> int:
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _thread_groups(os_threads: int) -> dict[str, int]:
+    """Which threads there are: a pool that keeps growing shows up by its name."""
+    groups: dict[str, int] = {}
+    python_threads = threading.enumerate()
+    for thread in python_threads:
+        name = re.sub(r"[-_ ]?\(?\d+\)?", "", thread.name.split(" (")[0]).strip("-_ ") or "unnamed"
+        groups[name] = groups.get(name, 0) + 1
+    groups["native"] = max(0, os_threads - len(python_threads))
+    return dict(sorted(groups.items(), key=lambda item: -item[1]))
 
 
 def _os_threads() -> int:
