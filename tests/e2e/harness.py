@@ -143,7 +143,8 @@ def fake_migrator_server() -> contextlib.AbstractContextManager[FakeMigrator]:
 def loom_app(
     workdir: Path, temporal_address: str, migrator: FakeMigrator, log_name: str = "loom-app.log"
 ) -> Iterator[Loom]:
-    """The built app, started once: `reflex run --env prod --single-port`, board and API on one port."""
+    """The app as `make run` starts it (`loom up`: the board built once, then served with the API inside by uvicorn on
+    one port), with the test's Temporal server, so no embedded one and no demo Migrator. Benches measure this process."""
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     env = {
@@ -164,7 +165,7 @@ def loom_app(
     }
     log = open(ARTIFACTS / log_name, "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/reflex"), "run", "--env", "prod", "--single-port", "--frontend-port", str(port)],
+        [str(ROOT / ".venv/bin/loom"), "up"],
         cwd=ROOT,
         env=env,
         stdout=log,
