@@ -275,7 +275,9 @@ class Figures(BaseModel):
     cpu_ms_per_step: dict[str, float] = {}
 
 
-def figures(seconds: float, runs: int, steps: int, latencies: list[float], run_ids: list[str]) -> Figures:
+def figures(
+    seconds: float, runs: int, steps: int, latencies: list[float], run_ids: list[str], cpu: dict[str, float]
+) -> Figures:
     ordered = sorted(latencies) or [0.0]
     return Figures(
         seconds=seconds,
@@ -284,6 +286,7 @@ def figures(seconds: float, runs: int, steps: int, latencies: list[float], run_i
         p50_ms=statistics.median(ordered) * 1000,
         p95_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000,
         run_ids=run_ids,
+        cpu_ms_per_step=cpu,
     )
 
 
@@ -335,8 +338,7 @@ async def bench_loom(
     page = store.list_events(migration_id, limit=1)
     expected_events = runs * (2 + 2 * steps)
     assert page.total == expected_events, f"{page.total} events, expected {expected_events}"
-    result = figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__{c.id}" for c in candidates])
-    return result.model_copy(update={"cpu_ms_per_step": cpu})
+    return figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__{c.id}" for c in candidates], cpu)
 
 
 @dataclass
@@ -511,8 +513,7 @@ async def bench_loom_http(
     assert not errors, f"the Loom process logged {len(errors)} tracebacks; see {log_path}"
     expected_events = runs * (2 + 2 * steps)
     assert events.json()["total"] == expected_events, f"{events.json()['total']} events, expected {expected_events}"
-    result = figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__svc-{i:04d}" for i in range(runs)])
-    return result.model_copy(update={"cpu_ms_per_step": cpu})
+    return figures(seconds, runs, steps, migrator.latencies, [f"{migration_id}__svc-{i:04d}" for i in range(runs)], cpu)
 
 
 async def bench_bare(
@@ -561,8 +562,14 @@ async def bench_bare(
 
             await asyncio.gather(*(one(i) for i in range(runs)))
             seconds = time.perf_counter() - started
-    result = figures(seconds, runs, steps, migrator.latencies, [f"bare-{prefix}__svc-{i:04d}" for i in range(runs)])
-    return result.model_copy(update={"cpu_ms_per_step": meter.per_step_ms(runs * steps)})
+    return figures(
+        seconds,
+        runs,
+        steps,
+        migrator.latencies,
+        [f"bare-{prefix}__svc-{i:04d}" for i in range(runs)],
+        meter.per_step_ms(runs * steps),
+    )
 
 
 async def explain(client: Client, workflow_ids: list[str]) -> None:
